@@ -1,0 +1,220 @@
+//! Fluvio: connect with the current profile, create the topic, build the producer of a source
+//! and the per-partition consumers of a sink, all from `meta`.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use fluvio::consumer::{ConsumerConfigExtBuilder, OffsetManagementStrategy};
+use fluvio::metadata::topic::{
+    CleanupPolicy, CompressionAlgorithm, SegmentBasedPolicy, TopicSpec, TopicStorageConfig,
+};
+use fluvio::{Fluvio, FluvioClusterConfig, Offset, TopicProducerConfigBuilder, TopicProducerPool};
+
+use crate::config::{
+    Compression, ConsumerParams, MetaConfig, OffsetStart, OffsetStrategy, PartitionSelection,
+    TopicConfig,
+};
+
+/// Connect with the current profile (`~/.fluvio/config` or `$FLV_PROFILE_PATH`), client id
+/// `fluvio_connector_<name>`.
+pub async fn connect(connector_name: &str) -> Result<Fluvio> {
+    let mut config = FluvioClusterConfig::load().context(
+        "no Fluvio profile: start a cluster (`fluvio cluster start --local`) or set FLV_PROFILE_PATH",
+    )?;
+    config.client_id = Some(format!("fluvio_connector_{connector_name}"));
+    let endpoint = config.endpoint.clone();
+    let fluvio = Fluvio::connect_with_config(&config)
+        .await
+        .with_context(|| format!("cannot connect to the Fluvio cluster at {endpoint}"))?;
+    tracing::info!(%endpoint, "connected to Fluvio");
+    Ok(fluvio)
+}
+
+/// Create the topic unless it exists; a concurrent creation by someone else is fine.
+pub async fn ensure_topic(fluvio: &Fluvio, topic: &TopicConfig) -> Result<()> {
+    let admin = fluvio.admin().await;
+    if topic_exists(&admin, &topic.name).await? {
+        return Ok(());
+    }
+    let spec = topic_spec(topic)?;
+    match admin.create(topic.name.clone(), false, spec).await {
+        Ok(()) => {
+            tracing::info!(topic = %topic.name, partitions = topic.partitions, "created topic");
+            Ok(())
+        }
+        Err(e) if topic_exists(&admin, &topic.name).await.unwrap_or(false) => {
+            tracing::debug!(topic = %topic.name, error = %e, "topic created concurrently");
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create topic `{}`", topic.name)),
+    }
+}
+
+async fn topic_exists(admin: &fluvio::FluvioAdmin, name: &str) -> Result<bool> {
+    let topics = admin
+        .list::<TopicSpec, String>(vec![name.to_string()])
+        .await
+        .context("cannot list topics")?;
+    Ok(topics.iter().any(|t| t.name == name))
+}
+
+fn topic_spec(topic: &TopicConfig) -> Result<TopicSpec> {
+    let mut spec = TopicSpec::new_computed(
+        topic.partitions,
+        topic.replication,
+        Some(topic.ignore_rack_assignment),
+    );
+    if let Some(retention) = topic.retention {
+        let secs = u32::try_from(retention.as_secs())
+            .map_err(|_| anyhow!("meta.topic.retention.time: too long"))?;
+        spec.set_cleanup_policy(CleanupPolicy::Segment(SegmentBasedPolicy {
+            time_in_seconds: secs,
+        }));
+    }
+    if topic.segment_size.is_some() || topic.max_partition_size.is_some() {
+        let segment_size = topic
+            .segment_size
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| anyhow!("meta.topic.retention.segment-size: over 4 GiB"))?;
+        spec.set_storage(TopicStorageConfig {
+            segment_size,
+            max_partition_size: topic.max_partition_size,
+        });
+    }
+    if let Some(c) = &topic.compression {
+        let algo = match c.as_str() {
+            "none" => CompressionAlgorithm::None,
+            "gzip" => CompressionAlgorithm::Gzip,
+            "snappy" => CompressionAlgorithm::Snappy,
+            "lz4" => CompressionAlgorithm::Lz4,
+            "zstd" => CompressionAlgorithm::Zstd,
+            _ => CompressionAlgorithm::Any,
+        };
+        spec.set_compression_type(algo);
+    }
+    Ok(spec)
+}
+
+/// The producer of a source, from `meta.producer`.
+pub async fn producer(fluvio: &Fluvio, meta: &MetaConfig) -> Result<TopicProducerPool> {
+    let p = &meta.producer;
+    let mut builder = TopicProducerConfigBuilder::default();
+    if let Some(linger) = p.linger {
+        builder.linger(linger);
+    }
+    if let Some(size) = p.batch_size {
+        builder.batch_size(size as usize);
+    }
+    if let Some(size) = p.max_request_size {
+        builder.max_request_size(size as usize);
+    }
+    if let Some(c) = p.compression {
+        builder.compression(match c {
+            Compression::None => fluvio::Compression::None,
+            Compression::Gzip => fluvio::Compression::Gzip,
+            Compression::Snappy => fluvio::Compression::Snappy,
+            Compression::Lz4 => fluvio::Compression::Lz4,
+            Compression::Zstd => fluvio::Compression::Zstd,
+        });
+    }
+    let config = builder.build().map_err(|e| anyhow!("meta.producer: {e}"))?;
+    fluvio
+        .topic_producer_with_config(meta.topic.name.clone(), config)
+        .await
+        .with_context(|| format!("cannot create a producer for topic `{}`", meta.topic.name))
+}
+
+/// The partitions a sink reads: `meta.consumer.partition`, or all the topic has.
+pub async fn consumer_partitions(fluvio: &Fluvio, meta: &MetaConfig) -> Result<Vec<u32>> {
+    let selection = meta
+        .consumer
+        .as_ref()
+        .map(|c| c.partition.clone())
+        .unwrap_or_default();
+    match selection {
+        PartitionSelection::Some(list) => Ok(list),
+        PartitionSelection::All => {
+            let admin = fluvio.admin().await;
+            let topics = admin
+                .list::<TopicSpec, String>(vec![meta.topic.name.clone()])
+                .await
+                .context("cannot list topics")?;
+            let topic = topics
+                .iter()
+                .find(|t| t.name == meta.topic.name)
+                .ok_or_else(|| anyhow!("topic `{}` does not exist", meta.topic.name))?;
+            let count = topic.spec.partitions();
+            Ok((0..count).collect())
+        }
+    }
+}
+
+/// Where a consumer starts: an explicit offset, or `start` from the config (default: the
+/// stored offset of the consumer id, else the beginning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Config,
+    Absolute(i64),
+}
+
+/// Options a sink adds to `meta.consumer` for one partition stream.
+pub struct PartitionStreamOptions {
+    pub partition: u32,
+    pub start: StartAt,
+    /// SmartModules applied on the SPU (registered names with parameters).
+    pub smartmodules: Vec<fluvio::SmartModuleInvocation>,
+}
+
+/// One consumer stream for one partition, offset-managed by `meta.consumer.id`.
+pub async fn partition_stream(
+    fluvio: &Fluvio,
+    meta: &MetaConfig,
+    options: PartitionStreamOptions,
+) -> Result<
+    impl fluvio::consumer::ConsumerStream<
+        Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
+    >,
+> {
+    let params: ConsumerParams = meta.consumer.clone().unwrap_or_default();
+    let mut builder = ConsumerConfigExtBuilder::default();
+    builder.topic(meta.topic.name.clone());
+    builder.partition(options.partition);
+    let offset = match options.start {
+        StartAt::Absolute(n) => Offset::absolute(n).map_err(|e| anyhow!("offset {n}: {e}"))?,
+        StartAt::Config => match params.offset.start.unwrap_or(OffsetStart::Beginning) {
+            OffsetStart::Beginning => Offset::beginning(),
+            OffsetStart::End => Offset::end(),
+            OffsetStart::Absolute(n) => {
+                Offset::absolute(n).map_err(|e| anyhow!("offset {n}: {e}"))?
+            }
+            OffsetStart::FromBeginning(n) => Offset::from_beginning(n),
+            OffsetStart::FromEnd(n) => Offset::from_end(n),
+        },
+    };
+    builder.offset_start(offset);
+    if let Some(id) = &params.id {
+        builder.offset_consumer(id.clone());
+        builder.offset_strategy(match params.offset.strategy {
+            OffsetStrategy::None | OffsetStrategy::Manual => OffsetManagementStrategy::Manual,
+            OffsetStrategy::Auto => OffsetManagementStrategy::Auto,
+        });
+    }
+    if let Some(period) = params.offset.flush_period {
+        builder.offset_flush(period);
+    }
+    if let Some(max) = params.max_bytes {
+        builder.max_bytes(i32::try_from(max).unwrap_or(i32::MAX));
+    }
+    builder.smartmodule(options.smartmodules);
+    let config = builder.build().map_err(|e| anyhow!("meta.consumer: {e}"))?;
+    fluvio.consumer_with_config(config).await.with_context(|| {
+        format!(
+            "cannot consume partition {} of `{}`",
+            options.partition, meta.topic.name
+        )
+    })
+}
+
+/// A bounded wait used between retries of cluster operations.
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);

@@ -1,0 +1,130 @@
+//! The sink driver: connects to Fluvio and hands the connector a [`SinkContext`] from which it
+//! opens one offset-managed consumer stream per partition, with the `transforms:` applied on the
+//! SPU. The connector decides when a record is durable and commits its offset itself.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use fluvio::{
+    Fluvio, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm,
+    SmartModuleKind,
+};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{self, PartitionStreamOptions, StartAt};
+use crate::config::{ConnectorConfig, MetaConfig, TransformStep};
+use crate::launch::{self, ConnectorInfo, Launched};
+use crate::metrics::Metrics;
+use crate::transforms::{module_source, ModuleSource};
+
+/// What a sink connector gets to work with.
+pub struct SinkContext {
+    pub fluvio: Fluvio,
+    pub meta: MetaConfig,
+    pub smartmodules: Vec<SmartModuleInvocation>,
+    pub shutdown: CancellationToken,
+    pub metrics: Metrics,
+}
+
+impl SinkContext {
+    /// The partitions this sink reads (`meta.consumer.partition`, default all).
+    pub async fn partitions(&self) -> Result<Vec<u32>> {
+        cluster::consumer_partitions(&self.fluvio, &self.meta).await
+    }
+
+    /// An offset-managed stream of one partition, starting at `start`.
+    pub async fn partition_stream(
+        &self,
+        partition: u32,
+        start: StartAt,
+    ) -> Result<
+        impl fluvio::consumer::ConsumerStream<
+            Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
+        >,
+    > {
+        cluster::partition_stream(
+            &self.fluvio,
+            &self.meta,
+            PartitionStreamOptions {
+                partition,
+                start,
+                smartmodules: self.smartmodules.clone(),
+            },
+        )
+        .await
+    }
+}
+
+/// Run a sink connector process around `sink`; returns the exit code.
+pub fn main<C, F, Fut>(info: ConnectorInfo, sink: F) -> ExitCode
+where
+    C: DeserializeOwned + Send + 'static,
+    F: FnOnce(ConnectorConfig<C>, SinkContext) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    launch::run(info, move |launched: Launched<C>| async move {
+        let Launched {
+            config,
+            metrics,
+            shutdown,
+            ..
+        } = launched;
+        anyhow::ensure!(
+            !config.meta.is_source(),
+            "meta.type `{}` is a source, but this connector is a sink",
+            config.meta.kind
+        );
+        let config_dir = config
+            .file
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let smartmodules = spu_invocations(&config.transforms, &config_dir)?;
+        let fluvio = cluster::connect(&config.meta.name).await?;
+        cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
+        let ctx = SinkContext {
+            fluvio,
+            meta: config.meta.clone(),
+            smartmodules,
+            shutdown,
+            metrics,
+        };
+        sink(config, ctx).await
+    })
+}
+
+/// Sink transforms run on the SPU: registered names go by name, local `.wasm` files ad hoc.
+pub fn spu_invocations(
+    steps: &[TransformStep],
+    config_dir: &std::path::Path,
+) -> Result<Vec<SmartModuleInvocation>> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let wasm = match module_source(&step.uses, config_dir) {
+                ModuleSource::Registered(name) => SmartModuleInvocationWasm::Predefined(name),
+                ModuleSource::File(path) => {
+                    let bytes = std::fs::read(&path).with_context(|| {
+                        format!("transforms[{i}].uses: cannot read {}", path.display())
+                    })?;
+                    SmartModuleInvocationWasm::adhoc_from_bytes(&bytes)?
+                }
+            };
+            let lookback =
+                step.lookback
+                    .map(|l| fluvio_smartmodule::dataplane::smartmodule::Lookback {
+                        last: l.last.unwrap_or(0),
+                        age: l.age,
+                    });
+            Ok(SmartModuleInvocation {
+                wasm,
+                kind: SmartModuleKind::Generic(Default::default()),
+                params: SmartModuleExtraParams::new(step.with.clone(), lookback),
+                name: Some(step.uses.clone()),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,290 @@
+//! The source driver: runs a connector's reading task, and pumps what it hands over through the
+//! transforms into the producer, with back-pressure, progress and a clean, flushed shutdown.
+//!
+//! The connector gets a [`SourceContext`]: a bounded [`RecordSender`] (a full queue makes the
+//! reader wait instead of growing memory), the shutdown token, and the metrics. When the token
+//! is cancelled the connector stops reading and returns; every record it had already handed
+//! over is still transformed, produced and flushed before the process exits 0.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConnectorConfig;
+use crate::launch::{self, ConnectorInfo, Launched};
+use crate::metrics::{Counter, Gauge, Metrics};
+use crate::output::RecordOutput;
+use crate::transforms::{self, TransformChain, TransformError};
+use crate::{cluster, Record};
+
+/// How many records may wait between the reader and the producer.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+/// How long a connector may take to stop reading after the shutdown signal.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// The sending half of the bounded queue to the producer.
+#[derive(Clone, Debug)]
+pub struct RecordSender {
+    tx: mpsc::Sender<Record>,
+    accepted: Counter,
+}
+
+/// The producer side has gone away (the process is stopping).
+#[derive(Debug, thiserror::Error)]
+#[error("the record queue is closed")]
+pub struct QueueClosed;
+
+impl RecordSender {
+    /// Hand a record to the producer, waiting while the queue is full.
+    pub async fn send(&self, record: Record) -> Result<(), QueueClosed> {
+        self.tx.send(record).await.map_err(|_| QueueClosed)?;
+        self.accepted.inc();
+        Ok(())
+    }
+
+    /// A sender not connected to any producer, with its receiving end (for tests).
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Record>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            Self {
+                tx,
+                accepted: Counter::default(),
+            },
+            rx,
+        )
+    }
+}
+
+/// What a source connector gets to work with.
+#[derive(Clone, Debug)]
+pub struct SourceContext {
+    pub records: RecordSender,
+    pub shutdown: CancellationToken,
+    pub metrics: Metrics,
+}
+
+/// Run a source connector process: parse the command line and config, connect, then run
+/// `source` until it returns or a signal arrives. Returns the process exit code.
+pub fn main<C, F, Fut>(info: ConnectorInfo, source: F) -> ExitCode
+where
+    C: DeserializeOwned + Send + 'static,
+    F: FnOnce(ConnectorConfig<C>, SourceContext) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    launch::run(info, move |launched: Launched<C>| async move {
+        run(launched, source).await
+    })
+}
+
+async fn run<C, F, Fut>(launched: Launched<C>, source: F) -> Result<()>
+where
+    C: DeserializeOwned + Send + 'static,
+    F: FnOnce(ConnectorConfig<C>, SourceContext) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let Launched {
+        config,
+        args,
+        metrics,
+        shutdown,
+    } = launched;
+    anyhow::ensure!(
+        config.meta.is_source(),
+        "meta.type `{}` is not a source (a source's type ends in `-source`)",
+        config.meta.kind
+    );
+
+    let config_dir = config
+        .file
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let (mut output, fluvio) = match &args.capture {
+        Some(path) => {
+            tracing::info!(capture = %path.display(), "capture mode: records go to a file, not to Fluvio");
+            (RecordOutput::capture(path)?, None)
+        }
+        None => {
+            let fluvio = cluster::connect(&config.meta.name).await?;
+            cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
+            let producer = cluster::producer(&fluvio, &config.meta).await?;
+            (RecordOutput::Fluvio(producer), Some(fluvio))
+        }
+    };
+    let mut chain = if config.transforms.is_empty() {
+        None
+    } else {
+        let modules = transforms::resolve(&config.transforms, &config_dir, fluvio.as_ref()).await?;
+        let chain = TransformChain::new(modules)?;
+        tracing::info!(modules = ?chain.module_names(), "transforms initialised");
+        Some(chain)
+    };
+
+    let pump_metrics = PumpMetrics::new(&metrics);
+    let (tx, mut rx) = mpsc::channel(DEFAULT_QUEUE_CAPACITY);
+    let ctx = SourceContext {
+        records: RecordSender {
+            tx,
+            accepted: pump_metrics.accepted.clone(),
+        },
+        shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
+    };
+    let topic = config.meta.topic.name.clone();
+    let mut source_task = tokio::spawn(source(config, ctx));
+
+    let mut progress = Progress::new();
+    let mut source_result: Option<Result<()>> = None;
+    let mut stop_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = async {
+            match stop_deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            record = rx.recv() => match record {
+                Some(record) => {
+                    pump_metrics.queue_depth.set(rx.len() as u64);
+                    pump(record, chain.as_mut(), &mut output, &pump_metrics).await?;
+                    progress.tick(&pump_metrics, &topic);
+                }
+                // Every sender is gone: the source has returned.
+                None => break,
+            },
+            joined = &mut source_task, if source_result.is_none() => {
+                source_result = Some(joined.unwrap_or_else(|e| Err(anyhow::anyhow!("source task panicked: {e}"))));
+                // Keep draining: senders cloned into helper tasks may still hold records.
+                rx.close();
+            }
+            _ = shutdown.cancelled(), if stop_deadline.is_none() => {
+                stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+            }
+            _ = deadline => {
+                tracing::warn!("the source did not stop within {STOP_GRACE:?}; closing its queue");
+                rx.close();
+                stop_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+            }
+        }
+    }
+    if source_result.is_none() {
+        source_task.abort();
+    }
+    output.flush().await.context("final flush")?;
+    tracing::info!(
+        accepted = pump_metrics.accepted.get(),
+        produced = pump_metrics.produced.get(),
+        filtered = pump_metrics.filtered.get(),
+        rejected = pump_metrics.rejected.get(),
+        "flushed; source stopped"
+    );
+    source_result.unwrap_or(Ok(()))
+}
+
+struct PumpMetrics {
+    accepted: Counter,
+    produced: Counter,
+    produced_bytes: Counter,
+    filtered: Counter,
+    rejected: Counter,
+    queue_depth: Gauge,
+}
+
+impl PumpMetrics {
+    fn new(m: &Metrics) -> Self {
+        Self {
+            accepted: m.counter(
+                "records_accepted_total",
+                "records handed over by the source",
+            ),
+            produced: m.counter("records_produced_total", "records produced to the topic"),
+            produced_bytes: m.counter("bytes_produced_total", "bytes of record values produced"),
+            filtered: m.counter(
+                "records_filtered_total",
+                "records the transforms filtered out (no output)",
+            ),
+            rejected: m.counter(
+                "transform_errors_total",
+                "records a transform rejected with an error (logged with their key)",
+            ),
+            queue_depth: m.gauge("queue_depth", "records waiting between reader and producer"),
+        }
+    }
+}
+
+async fn pump(
+    record: Record,
+    chain: Option<&mut TransformChain>,
+    output: &mut RecordOutput,
+    m: &PumpMetrics,
+) -> Result<()> {
+    let outputs = match chain {
+        None => vec![record],
+        Some(chain) => match chain.apply(&record) {
+            Ok(out) => {
+                if out.is_empty() {
+                    m.filtered.inc();
+                }
+                out
+            }
+            Err(TransformError::Rejected(msg)) => {
+                m.rejected.inc();
+                tracing::warn!(key = %record.key_lossy(), error = %msg, "transform rejected the record");
+                return Ok(());
+            }
+            Err(e @ TransformError::Failed(_)) => {
+                m.rejected.inc();
+                tracing::error!(key = %record.key_lossy(), error = %e, "transform chain failed on the record");
+                return Ok(());
+            }
+        },
+    };
+    for out in outputs {
+        m.produced_bytes.add(out.value.len() as u64);
+        output.send(out).await?;
+        m.produced.inc();
+    }
+    Ok(())
+}
+
+/// A log line every few seconds, so a user sees the connector working.
+struct Progress {
+    last: Instant,
+    last_count: u64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            last_count: 0,
+        }
+    }
+
+    fn tick(&mut self, m: &PumpMetrics, topic: &str) {
+        let elapsed = self.last.elapsed();
+        if elapsed < PROGRESS_EVERY {
+            return;
+        }
+        let produced = m.produced.get();
+        let rate = (produced - self.last_count) as f64 / elapsed.as_secs_f64();
+        tracing::info!(
+            topic,
+            produced,
+            filtered = m.filtered.get(),
+            rejected = m.rejected.get(),
+            rate = format!("{rate:.0}/s"),
+            "progress"
+        );
+        self.last = Instant::now();
+        self.last_count = produced;
+    }
+}
