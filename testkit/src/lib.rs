@@ -1,1 +1,92 @@
-//! stub
+//! # testkit
+//!
+//! What the integration tests of every crate share: a real Apache Kafka broker ([`kafka`]), a
+//! Fluvio cluster when one is installed ([`fluvio`]), the recorded tweets of `../shared`
+//! ([`data`]), and small process helpers. A test that cannot run says so on stderr with a
+//! `SKIPPED` line (written past the test harness's output capture, so it is always seen).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+pub mod data;
+pub mod fluvio;
+pub mod kafka;
+pub mod process;
+
+/// The cache the test command fills (Kafka jars, Python venv): `$TWEET_PIPELINE_CACHE`, else
+/// `~/.cache/tweet-pipeline`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TWEET_PIPELINE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    home.join(".cache").join("tweet-pipeline")
+}
+
+/// Print a visible `SKIPPED` line for `test` (bypasses libtest's capture of `eprintln!`).
+pub fn skip(test: &str, reason: &str) {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "SKIPPED: {test}: {reason}");
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// Send a Unix signal to a child process.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) with the pid of a child we own; no memory is shared.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// Poll `check` every 50 ms until it returns `Some`, or panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Python interpreter with the test packages (`confluent-kafka`, `jsonschema`), from the
+/// venv the test command makes; `None` when it is not there.
+pub fn python() -> Option<PathBuf> {
+    let py = std::env::var_os("PIPELINE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("venv").join("bin").join("python"));
+    py.exists().then_some(py)
+}
+
+/// `kcat` (or its old name `kafkacat`) on PATH.
+pub fn kcat() -> Option<PathBuf> {
+    ["kcat", "kafkacat"].iter().find_map(|name| which(name))
+}
+
+/// Find an executable on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The workspace root (the folder with the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives in the workspace")
+        .to_path_buf()
+}

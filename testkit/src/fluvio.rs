@@ -1,0 +1,119 @@
+//! A Fluvio cluster for the tests that need one. Neither `fluvio` nor `fluvio-run` is on a
+//! registry, so this finds them (`$FLUVIO_BIN_DIR` or PATH) and uses the cluster of
+//! `$FLV_PROFILE_PATH` (which `./test.sh` sets after starting a private cluster under its own
+//! HOME) or of the current profile. Tests name their topics uniquely, so a user's existing
+//! topics and data are never touched. Without a reachable cluster a test prints SKIPPED
+//! (or fails when `REQUIRE_FLUVIO=1`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::skip;
+
+/// The Fluvio CLI and the profile it talks to.
+#[derive(Debug, Clone)]
+pub struct FluvioEnv {
+    pub cli: PathBuf,
+    pub profile_path: Option<PathBuf>,
+}
+
+/// `fluvio` and `fluvio-run`, if both are installed.
+pub fn binaries() -> Option<(PathBuf, PathBuf)> {
+    let find = |name: &str| match std::env::var_os("FLUVIO_BIN_DIR") {
+        Some(dir) => {
+            let p = PathBuf::from(dir).join(name);
+            p.is_file().then_some(p)
+        }
+        None => crate::which(name),
+    };
+    Some((find("fluvio")?, find("fluvio-run")?))
+}
+
+impl FluvioEnv {
+    /// A reachable cluster, or `None` after printing SKIPPED for `test`.
+    pub fn find_or_skip(test: &str) -> Option<Self> {
+        let required = std::env::var("REQUIRE_FLUVIO").as_deref() == Ok("1");
+        let Some((cli, _run)) = binaries() else {
+            if required {
+                panic!("{test}: REQUIRE_FLUVIO=1 but fluvio/fluvio-run are not installed");
+            }
+            skip(test, "needs a Fluvio cluster: `fluvio` and `fluvio-run` are not installed (PATH or FLUVIO_BIN_DIR)");
+            return None;
+        };
+        let env = Self {
+            cli,
+            profile_path: std::env::var_os("FLV_PROFILE_PATH").map(PathBuf::from),
+        };
+        let reachable = env
+            .command()
+            .args(["topic", "list"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !reachable {
+            if required {
+                panic!("{test}: REQUIRE_FLUVIO=1 but no Fluvio cluster answers");
+            }
+            skip(test, "no Fluvio cluster answers (./test.sh starts a private one when fluvio and fluvio-run are installed)");
+            return None;
+        }
+        Some(env)
+    }
+
+    /// A `fluvio` command bound to this cluster's profile.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.cli);
+        if let Some(p) = &self.profile_path {
+            cmd.env("FLV_PROFILE_PATH", p);
+        }
+        cmd
+    }
+
+    /// A topic name no one else uses: `<prefix>-<pid>-<nanos>`.
+    pub fn unique_topic(&self, prefix: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{prefix}-{}-{nanos}", std::process::id())
+    }
+
+    /// Run `fluvio <args>`, panicking with its output when it fails.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().expect("run fluvio");
+        assert!(
+            out.status.success(),
+            "fluvio {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every record value of `topic` partition `partition` from the beginning, one per line
+    /// (`fluvio consume -B -d`); values must not contain newlines (JSON lines don't).
+    pub fn consume_values(&self, topic: &str, partition: u32) -> Vec<String> {
+        self.run(&["consume", topic, "-B", "-d", "-p", &partition.to_string()])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every `key\tvalue` of `topic` partition `partition` (`fluvio consume -B -d -k`).
+    pub fn consume_keyed(&self, topic: &str, partition: u32) -> Vec<(String, String)> {
+        self.run(&[
+            "consume", topic, "-B", "-d", "-p", &partition.to_string(), "-F", "{{key}}\t{{value}}",
+        ])
+        .lines()
+        .filter_map(|l| l.split_once('\t').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+    }
+
+    /// The profile path to hand to a connector process (`FLV_PROFILE_PATH`).
+    pub fn profile_env(&self) -> Vec<(String, String)> {
+        self.profile_path
+            .iter()
+            .map(|p| ("FLV_PROFILE_PATH".to_string(), p.display().to_string()))
+            .collect()
+    }
+}

@@ -1,0 +1,247 @@
+//! A real Apache Kafka broker (KRaft, broker + controller in one JVM) on free loopback ports with
+//! its own data folder, started from the Maven jars that `./test.sh` installs.
+//!
+//! The jars are found in `$KAFKA_LIBS`, else in the test cache
+//! (`~/.cache/tweet-pipeline/kafka/libs`). Without them a test is skipped with a visible
+//! message, unless `REQUIRE_KAFKA=1` (as `./test.sh` sets), which makes it fail instead.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{cache_dir, free_port, skip};
+
+/// A running broker; stopped (SIGKILL) and its folder deleted when dropped.
+pub struct KafkaBroker {
+    dir: tempfile::TempDir,
+    libs: PathBuf,
+    port: u16,
+    controller_port: u16,
+    child: Option<Child>,
+    extra: Vec<(String, String)>,
+}
+
+/// Where the broker jars live, if installed.
+pub fn libs_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KAFKA_LIBS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("kafka").join("libs"));
+    let has_jars = std::fs::read_dir(&dir)
+        .map(|mut entries| {
+            entries.any(|e| {
+                e.map(|e| e.file_name().to_string_lossy().starts_with("kafka_2.13"))
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false);
+    has_jars.then_some(dir)
+}
+
+impl KafkaBroker {
+    /// Start a broker, or return `None` after printing SKIPPED when the jars are absent
+    /// (panics instead when `REQUIRE_KAFKA=1`).
+    pub fn start_or_skip(test: &str) -> Option<Self> {
+        Self::start_with_or_skip(test, Vec::new())
+    }
+
+    /// Like [`KafkaBroker::start_or_skip`], with extra `server.properties` entries.
+    pub fn start_with_or_skip(test: &str, extra: Vec<(String, String)>) -> Option<Self> {
+        let Some(libs) = libs_dir() else {
+            if std::env::var("REQUIRE_KAFKA").as_deref() == Ok("1") {
+                panic!("{test}: REQUIRE_KAFKA=1 but the Kafka jars are not installed (run ./test.sh)");
+            }
+            skip(test, "the Kafka broker jars are not installed (./test.sh installs them)");
+            return None;
+        };
+        Some(Self::start(libs, extra).unwrap_or_else(|e| panic!("{test}: cannot start Kafka: {e:#}")))
+    }
+
+    fn start(libs: PathBuf, extra: Vec<(String, String)>) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("kafka-test-").tempdir()?;
+        let mut broker = Self {
+            dir,
+            libs,
+            port: free_port(),
+            controller_port: free_port(),
+            child: None,
+            extra,
+        };
+        broker.write_properties()?;
+        broker.format_storage()?;
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// `127.0.0.1:<port>` of the PLAINTEXT listener.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's own log (stdout and stderr of the JVM).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("broker.log")
+    }
+
+    fn java_cmd(&self) -> Command {
+        let mut cmd = Command::new("java");
+        cmd.arg("-Xms256m")
+            .arg("-Xmx512m")
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("kafka/log4j2.properties")
+                    .display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/*", self.libs.display()));
+        cmd
+    }
+
+    fn properties_path(&self) -> PathBuf {
+        self.dir.path().join("server.properties")
+    }
+
+    fn write_properties(&self) -> Result<()> {
+        let (p, c) = (self.port, self.controller_port);
+        let data = self.dir.path().join("data");
+        let mut text = format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.bootstrap.servers=127.0.0.1:{c}\n\
+             listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{p}\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n\
+             log.dirs={}\n\
+             num.partitions=1\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=3\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\n\
+             auto.create.topics.enable=false\n",
+            data.display()
+        );
+        for (k, v) in &self.extra {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        std::fs::write(self.properties_path(), text)?;
+        Ok(())
+    }
+
+    fn format_storage(&self) -> Result<()> {
+        let out = self
+            .java_cmd()
+            .arg("kafka.tools.StorageTool")
+            .arg("format")
+            .arg("-t")
+            .arg("tweet-pipeline-test-cluster")
+            .arg("-c")
+            .arg(self.properties_path())
+            .arg("--standalone")
+            .output()
+            .context("cannot run java (is a JDK installed?)")?;
+        if !out.status.success() {
+            bail!(
+                "kafka StorageTool format failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = self
+            .java_cmd()
+            .arg("kafka.Kafka")
+            .arg(self.properties_path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start the Kafka broker")?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(60))
+    }
+
+    /// Poll until the broker answers on its port (and has had a moment to elect itself).
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "the broker exited with {status}; log:\n{}",
+                        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                    );
+                }
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("the broker did not listen on {} within {timeout:?}", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop the broker abruptly (SIGKILL), keeping its data.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stop the broker cleanly (SIGTERM, then wait), keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::signal(&child, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the broker again on the same ports and data.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// Append a note to the broker log (handy to line up test steps with broker events).
+    pub fn note(&self, text: &str) {
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(self.log_path()) {
+            let _ = writeln!(f, "=== test: {text}");
+        }
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

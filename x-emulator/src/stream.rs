@@ -1,0 +1,306 @@
+//! One stream connection: takes tweets from the shared cursor, frames them (`\r\n`, or v1.1
+//! `delimited=length`), paces them, cuts the bytes into chunks at arbitrary boundaries, sends
+//! keep-alives when idle, and plays the connection's fault plan.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::corpus::{Dialect, Item};
+use crate::faults::{injected_message, ConnectionPlan, End, Inject};
+use crate::server::Shared;
+
+/// How a stream selects and decorates tweets.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// v2 sample streams: every tweet.
+    Sample,
+    /// v2 filtered stream: tweets matching the app's rules, with `matching_rules` added.
+    Rules,
+    /// v1.1 filter: `track` (comma = OR, space = AND), `follow` ids, `language`.
+    V1Filter {
+        track: Vec<Vec<String>>,
+        follow: Vec<String>,
+        language: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub dialect: Dialect,
+    pub selection: Selection,
+    pub delimited: bool,
+    pub keepalive: Duration,
+    pub conn: usize,
+}
+
+pub type Chunk = Result<Bytes, std::io::Error>;
+
+/// Why the session ended (for the connection log).
+fn ended(shared: &Shared, conn: usize, why: &str) {
+    shared.log_end(conn, why);
+}
+
+/// Run one stream session until the plan ends it or the client goes away.
+pub async fn run(shared: Arc<Shared>, spec: StreamSpec, plan: ConnectionPlan, tx: mpsc::Sender<Chunk>) {
+    let mut w = Writer::new(tx, shared.config.random_chunks, plan.drip_bytes_per_sec);
+    let mut sent: u64 = 0;
+    let mut prev: Option<Item> = None;
+    let mut last_write = Instant::now();
+    let rate = shared.config.rate;
+    let interval = if rate > 0.0 { Some(Duration::from_secs_f64(1.0 / rate)) } else { None };
+    let mut next_at = Instant::now();
+    let mut injections = plan.inject.clone();
+    injections.sort_by_key(|i| i.after);
+    let mut injections = injections.into_iter().peekable();
+
+    loop {
+        // Injections due at this count.
+        while injections.peek().is_some_and(|i| i.after <= sent) {
+            let inj = injections.next().expect("peeked");
+            let prev_id = prev.as_ref().map(|p| p.id.clone()).unwrap_or_else(|| "1".into());
+            let body = if inj.what == Inject::Duplicate {
+                match &prev {
+                    Some(p) => {
+                        shared.log_sent(spec.conn, &p.id);
+                        p.json.to_vec()
+                    }
+                    None => continue,
+                }
+            } else {
+                shared.log_injected(spec.conn);
+                injected_message(inj.what, &prev_id, inj.bytes)
+            };
+            if !w.message(&body, spec.delimited).await {
+                return ended(&shared, spec.conn, "client closed");
+            }
+        }
+
+        if let (Some(after), Some(end)) = (plan.after, plan.end) {
+            if sent >= after {
+                return finish(&shared, &spec, &plan, end, w).await;
+            }
+        }
+
+        // The next tweet this stream selects, or none (limit reached / corpus exhausted).
+        let next = if shared.exhausted(spec.dialect) {
+            None
+        } else {
+            shared.next_item(&spec)
+        };
+        match next {
+            Some(item) => {
+                if let Some(iv) = interval {
+                    next_at += iv;
+                    let now = Instant::now();
+                    if next_at > now {
+                        if !w.flush().await {
+                            return ended(&shared, spec.conn, "client closed");
+                        }
+                        tokio::time::sleep_until(next_at).await;
+                    } else if now.duration_since(next_at) > Duration::from_secs(1) {
+                        next_at = now; // do not burst to catch up after a long pause
+                    }
+                }
+                let bytes = decorate(&shared, &spec, &item);
+                if !w.message(&bytes, spec.delimited).await {
+                    return ended(&shared, spec.conn, "client closed");
+                }
+                shared.log_sent(spec.conn, &item.id);
+                sent += 1;
+                prev = Some(item);
+                last_write = Instant::now();
+            }
+            None => {
+                if !w.flush().await {
+                    return ended(&shared, spec.conn, "client closed");
+                }
+                // Idle: keep-alives until something happens or the client leaves.
+                let due = last_write + spec.keepalive;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.min(Instant::now() + Duration::from_millis(50))) => {}
+                    _ = w.tx.closed() => return ended(&shared, spec.conn, "client closed"),
+                }
+                if Instant::now() >= due {
+                    if !w.raw(b"\r\n").await || !w.flush().await {
+                        return ended(&shared, spec.conn, "client closed");
+                    }
+                    last_write = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+async fn finish(shared: &Shared, spec: &StreamSpec, plan: &ConnectionPlan, end: End, mut w: Writer) {
+    match end {
+        End::Close => {
+            w.flush().await;
+            ended(shared, spec.conn, "closed by plan");
+        }
+        End::CloseMidMessage => {
+            if let Some(item) = shared.next_item(spec) {
+                let mut framed = Vec::new();
+                frame(&mut framed, &item.json, spec.delimited);
+                let half = framed.len() / 2;
+                w.raw(&framed[..half]).await;
+            }
+            w.flush().await;
+            let _ = w.tx.send(Err(std::io::Error::other("emulated abrupt close"))).await;
+            ended(shared, spec.conn, "closed mid-message");
+        }
+        End::Stall => {
+            w.flush().await;
+            let limit = plan.secs.map(Duration::from_secs_f64).unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = tokio::time::sleep(limit) => ended(shared, spec.conn, "stall ended by plan"),
+                _ = w.tx.closed() => ended(shared, spec.conn, "client closed during stall"),
+            }
+        }
+        End::KeepalivesOnly => loop {
+            let ok = w.raw(b"\r\n").await && w.flush().await;
+            if !ok {
+                return ended(shared, spec.conn, "client closed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(spec.keepalive) => {}
+                _ = w.tx.closed() => return ended(shared, spec.conn, "client closed"),
+            }
+        },
+        End::Disconnect => {
+            let code = plan.code.unwrap_or(4);
+            let msg = serde_json::json!({"disconnect": {"code": code, "stream_name": "emulated-stream", "reason": disconnect_reason(code)}});
+            w.message(msg.to_string().as_bytes(), spec.delimited).await;
+            w.flush().await;
+            ended(shared, spec.conn, "in-band disconnect");
+        }
+        End::OperationalDisconnect => {
+            let msg = serde_json::json!({"errors": [{"title": "operational-disconnect", "disconnect_type": "UpstreamOperationalDisconnect",
+                "detail": "This stream has been disconnected upstream for operational reasons.",
+                "type": "https://api.twitter.com/2/problems/operational-disconnect"}]});
+            w.message(msg.to_string().as_bytes(), spec.delimited).await;
+            w.flush().await;
+            ended(shared, spec.conn, "operational disconnect");
+        }
+    }
+}
+
+fn disconnect_reason(code: u32) -> &'static str {
+    match code {
+        1 => "Shutdown",
+        2 => "Duplicate stream",
+        4 => "Stall",
+        5 => "Normal",
+        7 => "Admin logout",
+        9 => "Max message limit",
+        10 => "Stream exception",
+        11 => "Broker stall",
+        12 => "Shed load",
+        _ => "Unknown",
+    }
+}
+
+/// The bytes sent for an item: as recorded, plus `matching_rules` on the v2 filtered stream.
+fn decorate(shared: &Shared, spec: &StreamSpec, item: &Item) -> Vec<u8> {
+    if let Selection::Rules = spec.selection {
+        let matching = shared.matching_rules(item);
+        let text = String::from_utf8_lossy(&item.json);
+        if let Some(stripped) = text.trim_end().strip_suffix('}') {
+            return format!(
+                "{stripped},\"matching_rules\":{}}}",
+                serde_json::Value::Array(matching)
+            )
+            .into_bytes();
+        }
+    }
+    item.json.to_vec()
+}
+
+/// Append one framed message.
+pub fn frame(out: &mut Vec<u8>, json: &[u8], delimited: bool) {
+    if delimited {
+        out.extend_from_slice(format!("{}\r\n", json.len() + 2).as_bytes());
+    }
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Buffers bytes and sends them as chunks whose boundaries fall anywhere.
+struct Writer {
+    tx: mpsc::Sender<Chunk>,
+    buf: Vec<u8>,
+    random: bool,
+    rng: fastrand::Rng,
+    drip: Option<u64>,
+}
+
+const FLUSH_AT: usize = 64 * 1024;
+
+impl Writer {
+    fn new(tx: mpsc::Sender<Chunk>, random: bool, drip: Option<u64>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(FLUSH_AT * 2),
+            random,
+            rng: fastrand::Rng::new(),
+            drip,
+        }
+    }
+
+    async fn message(&mut self, json: &[u8], delimited: bool) -> bool {
+        frame(&mut self.buf, json, delimited);
+        if self.buf.len() >= FLUSH_AT || self.drip.is_some() {
+            return self.flush().await;
+        }
+        true
+    }
+
+    async fn raw(&mut self, bytes: &[u8]) -> bool {
+        self.buf.extend_from_slice(bytes);
+        true
+    }
+
+    /// Send what is buffered; false when the client has gone.
+    async fn flush(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return !self.tx.is_closed();
+        }
+        let data = Bytes::from(std::mem::take(&mut self.buf));
+        self.buf.reserve(FLUSH_AT * 2);
+        if let Some(bps) = self.drip {
+            // A few bytes at a time, slowly.
+            let step = (bps / 10).max(1) as usize;
+            let mut i = 0;
+            while i < data.len() {
+                let end = (i + step).min(data.len());
+                if self.tx.send(Ok(data.slice(i..end))).await.is_err() {
+                    return false;
+                }
+                i = end;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            return true;
+        }
+        if !self.random {
+            return self.tx.send(Ok(data)).await.is_ok();
+        }
+        let mut i = 0;
+        while i < data.len() {
+            // Mostly mid-sized pieces, sometimes tiny ones (splitting `\r\n` and UTF-8).
+            let len = match self.rng.u8(0..8) {
+                0 => self.rng.usize(1..4),
+                1 => self.rng.usize(4..64),
+                _ => self.rng.usize(64..16384),
+            };
+            let end = (i + len).min(data.len());
+            if self.tx.send(Ok(data.slice(i..end))).await.is_err() {
+                return false;
+            }
+            i = end;
+        }
+        true
+    }
+}
