@@ -1,1 +1,58 @@
-fn main() {}
+//! # twitter-source
+//!
+//! A Fluvio source connector for the Twitter/X streaming API: v2 filtered (with rules), sample
+//! and sample10 streams, v1.1 sample and filter streams (OAuth 1.0a), and replay of recorded
+//! tweet archives. Each tweet becomes one record keyed by its id, its value the message exactly
+//! as received. It survives every disconnect, stall and rate limit by X's official reconnect
+//! policy, drops duplicate ids, skips and counts bad input, and stops cleanly on SIGTERM.
+//!
+//! The data path: [`stream`] (or [`replay`]) -> [`framing`] -> [`message`] -> [`ingest`]
+//! (dedup, events) -> the runtime's queue, transforms and producer.
+
+mod auth;
+mod backoff;
+mod config;
+mod dedup;
+mod framing;
+mod ingest;
+mod message;
+mod replay;
+mod rules;
+mod stream;
+
+use std::process::ExitCode;
+
+use connector_runtime::{source, ConnectorConfig, ConnectorInfo, SourceContext};
+
+use crate::config::{Mode, TwitterConfig};
+use crate::ingest::Ingest;
+
+const INFO: ConnectorInfo = ConnectorInfo {
+    name: "twitter-source",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "Fluvio source connector for the Twitter/X streaming API and tweet archives",
+    section: "twitter",
+};
+
+fn main() -> ExitCode {
+    source::main(INFO, run)
+}
+
+async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyhow::Result<()> {
+    let cfg = config.custom;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid config: {}: {e}", config.file.display()))?;
+    let events = match &cfg.events_topic {
+        Some(topic) => Some(ctx.side_output(topic).await?),
+        None => None,
+    };
+    let ingest = Ingest::new(ctx.records.clone(), events, cfg.dedup_window, &ctx.metrics);
+    tracing::info!(mode = ?cfg.mode, "twitter-source running");
+    match cfg.mode {
+        Mode::Replay => {
+            let replay = cfg.replay.clone().expect("validated");
+            replay::run(replay, cfg.max_message_bytes, ctx, ingest).await
+        }
+        _ => stream::run(cfg, ctx, ingest).await,
+    }
+}

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -67,6 +68,99 @@ pub struct SourceContext {
     pub records: RecordSender,
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
+    side: Arc<SideOutputs>,
+}
+
+impl SourceContext {
+    /// A second output topic (no transforms; e.g. compliance events), created if missing and
+    /// flushed at shutdown like the main one. In capture mode it is the file
+    /// `<capture>.<topic>`.
+    pub async fn side_output(&self, topic: &str) -> Result<RecordSender> {
+        self.side.open(topic, &self.metrics).await
+    }
+
+    /// A context whose records go to `records` (for tests of connector logic).
+    pub fn for_test(records: RecordSender) -> Self {
+        Self {
+            records,
+            shutdown: CancellationToken::new(),
+            metrics: Metrics::new("test"),
+            side: Arc::new(SideOutputs::default()),
+        }
+    }
+}
+
+/// Extra topics a source writes to, each pumped by a task of its own.
+#[derive(Default)]
+struct SideOutputs {
+    fluvio: Option<Arc<fluvio::Fluvio>>,
+    meta: Option<crate::config::MetaConfig>,
+    capture: Option<std::path::PathBuf>,
+    pumps: std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
+}
+
+impl std::fmt::Debug for SideOutputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SideOutputs")
+            .field("capture", &self.capture)
+            .finish()
+    }
+}
+
+impl SideOutputs {
+    async fn open(&self, topic: &str, metrics: &Metrics) -> Result<RecordSender> {
+        let mut output = match (&self.capture, &self.fluvio, &self.meta) {
+            (Some(path), _, _) => RecordOutput::capture(&std::path::PathBuf::from(format!(
+                "{}.{topic}",
+                path.display()
+            )))?,
+            (None, Some(fluvio), Some(meta)) => {
+                let mut meta = meta.clone();
+                meta.topic = crate::config::TopicConfig {
+                    name: topic.to_string(),
+                    ..meta.topic.clone()
+                };
+                cluster::ensure_topic(fluvio, &meta.topic).await?;
+                RecordOutput::Fluvio(cluster::producer(fluvio, &meta).await?)
+            }
+            _ => anyhow::bail!("side outputs are not available here"),
+        };
+        let (tx, mut rx) = mpsc::channel::<Record>(DEFAULT_QUEUE_CAPACITY);
+        let produced = metrics.counter_with(
+            "side_records_produced_total",
+            &[("topic", topic)],
+            "records produced to side topics",
+        );
+        let topic_name = topic.to_string();
+        let handle = tokio::spawn(async move {
+            while let Some(record) = rx.recv().await {
+                output.send(record).await?;
+                produced.inc();
+            }
+            output
+                .flush()
+                .await
+                .with_context(|| format!("flushing side topic `{topic_name}`"))
+        });
+        self.pumps.lock().expect("side outputs").push(handle);
+        Ok(RecordSender {
+            tx,
+            accepted: metrics.counter_with(
+                "side_records_accepted_total",
+                &[("topic", topic)],
+                "records handed to side topics",
+            ),
+        })
+    }
+
+    async fn finish(&self) -> Result<()> {
+        let handles: Vec<_> = std::mem::take(&mut *self.pumps.lock().expect("side outputs"));
+        for h in handles {
+            h.await
+                .map_err(|e| anyhow::anyhow!("side output task: {e}"))??;
+        }
+        Ok(())
+    }
 }
 
 /// Run a source connector process: parse the command line and config, connect, then run
@@ -114,13 +208,14 @@ where
             let fluvio = cluster::connect(&config.meta.name).await?;
             cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
             let producer = cluster::producer(&fluvio, &config.meta).await?;
-            (RecordOutput::Fluvio(producer), Some(fluvio))
+            (RecordOutput::Fluvio(producer), Some(Arc::new(fluvio)))
         }
     };
     let mut chain = if config.transforms.is_empty() {
         None
     } else {
-        let modules = transforms::resolve(&config.transforms, &config_dir, fluvio.as_ref()).await?;
+        let modules =
+            transforms::resolve(&config.transforms, &config_dir, fluvio.as_deref()).await?;
         let chain = TransformChain::new(modules)?;
         tracing::info!(modules = ?chain.module_names(), "transforms initialised");
         Some(chain)
@@ -128,6 +223,12 @@ where
 
     let pump_metrics = PumpMetrics::new(&metrics);
     let (tx, mut rx) = mpsc::channel(DEFAULT_QUEUE_CAPACITY);
+    let side = Arc::new(SideOutputs {
+        fluvio: fluvio.clone(),
+        meta: Some(config.meta.clone()),
+        capture: args.capture.clone(),
+        pumps: Default::default(),
+    });
     let ctx = SourceContext {
         records: RecordSender {
             tx,
@@ -135,6 +236,7 @@ where
         },
         shutdown: shutdown.clone(),
         metrics: metrics.clone(),
+        side: side.clone(),
     };
     let topic = config.meta.topic.name.clone();
     let mut source_task = tokio::spawn(source(config, ctx));
@@ -179,6 +281,7 @@ where
         source_task.abort();
     }
     output.flush().await.context("final flush")?;
+    side.finish().await?;
     tracing::info!(
         accepted = pump_metrics.accepted.get(),
         produced = pump_metrics.produced.get(),

@@ -10,7 +10,13 @@ use crate::{skip, workspace_root};
 pub fn tweets_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("TWEETS_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("..").join("shared").join("data").join("tweets"));
+        .unwrap_or_else(|| {
+            workspace_root()
+                .join("..")
+                .join("shared")
+                .join("data")
+                .join("tweets")
+        });
     dir.join("v1_statuses.jsonl").is_file().then_some(dir)
 }
 

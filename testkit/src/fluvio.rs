@@ -102,10 +102,20 @@ impl FluvioEnv {
     /// Every `key\tvalue` of `topic` partition `partition` (`fluvio consume -B -d -k`).
     pub fn consume_keyed(&self, topic: &str, partition: u32) -> Vec<(String, String)> {
         self.run(&[
-            "consume", topic, "-B", "-d", "-p", &partition.to_string(), "-F", "{{key}}\t{{value}}",
+            "consume",
+            topic,
+            "-B",
+            "-d",
+            "-p",
+            &partition.to_string(),
+            "-F",
+            "{{key}}\t{{value}}",
         ])
         .lines()
-        .filter_map(|l| l.split_once('\t').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('\t')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
     }
 

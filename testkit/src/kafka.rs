@@ -52,12 +52,20 @@ impl KafkaBroker {
     pub fn start_with_or_skip(test: &str, extra: Vec<(String, String)>) -> Option<Self> {
         let Some(libs) = libs_dir() else {
             if std::env::var("REQUIRE_KAFKA").as_deref() == Ok("1") {
-                panic!("{test}: REQUIRE_KAFKA=1 but the Kafka jars are not installed (run ./test.sh)");
+                panic!(
+                    "{test}: REQUIRE_KAFKA=1 but the Kafka jars are not installed (run ./test.sh)"
+                );
             }
-            skip(test, "the Kafka broker jars are not installed (./test.sh installs them)");
+            skip(
+                test,
+                "the Kafka broker jars are not installed (./test.sh installs them)",
+            );
             return None;
         };
-        Some(Self::start(libs, extra).unwrap_or_else(|e| panic!("{test}: cannot start Kafka: {e:#}")))
+        Some(
+            Self::start(libs, extra)
+                .unwrap_or_else(|e| panic!("{test}: cannot start Kafka: {e:#}")),
+        )
     }
 
     fn start(libs: PathBuf, extra: Vec<(String, String)>) -> Result<Self> {
@@ -196,7 +204,10 @@ impl KafkaBroker {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                bail!("the broker did not listen on {} within {timeout:?}", self.port);
+                bail!(
+                    "the broker did not listen on {} within {timeout:?}",
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -234,7 +245,10 @@ impl KafkaBroker {
 
     /// Append a note to the broker log (handy to line up test steps with broker events).
     pub fn note(&self, text: &str) {
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(self.log_path()) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log_path())
+        {
             let _ = writeln!(f, "=== test: {text}");
         }
     }

@@ -21,7 +21,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("TWEET_PIPELINE_CACHE") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("tweet-pipeline")
 }
 

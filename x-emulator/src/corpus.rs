@@ -132,9 +132,12 @@ impl Corpus {
                 let new_id = snowflake(start_ms + seq as i64, seq).to_string();
                 let mut item = template.clone();
                 if new_id.len() == template.id.len() {
-                    item.json = replace_all(&template.json, template.id.as_bytes(), new_id.as_bytes()).into();
+                    item.json =
+                        replace_all(&template.json, template.id.as_bytes(), new_id.as_bytes())
+                            .into();
                 } else {
-                    let text = String::from_utf8_lossy(&template.json).replace(&template.id, &new_id);
+                    let text =
+                        String::from_utf8_lossy(&template.json).replace(&template.id, &new_id);
                     item.json = text.into_bytes().into();
                 }
                 item.id = new_id;
@@ -211,7 +214,11 @@ pub fn item_from_line(line: &str, dialect: Dialect) -> Result<Item> {
             }
         }
     };
-    anyhow::ensure!(!item.id.is_empty(), "corpus line has no tweet id: {}", &line[..line.len().min(80)]);
+    anyhow::ensure!(
+        !item.id.is_empty(),
+        "corpus line has no tweet id: {}",
+        &line[..line.len().min(80)]
+    );
     Ok(item)
 }
 

@@ -189,10 +189,18 @@ mod tests {
 
     #[test]
     fn injected_messages_are_what_they_claim() {
-        assert!(serde_json::from_slice::<serde_json::Value>(&injected_message(Inject::Malformed, "1", None)).is_err());
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&injected_message(
+                Inject::Malformed,
+                "1",
+                None
+            ))
+            .is_err()
+        );
         assert!(std::str::from_utf8(&injected_message(Inject::InvalidUtf8, "1", None)).is_err());
         assert_eq!(injected_message(Inject::Huge, "1", Some(5000)).len(), 5000);
-        let d: serde_json::Value = serde_json::from_slice(&injected_message(Inject::Delete, "77", None)).unwrap();
+        let d: serde_json::Value =
+            serde_json::from_slice(&injected_message(Inject::Delete, "77", None)).unwrap();
         assert_eq!(d["delete"]["status"]["id_str"], "77");
         let e: serde_json::Value = serde_json::from_str(&error_body(429, true, true)).unwrap();
         assert_eq!(e["connection_issue"], "TooManyConnections");

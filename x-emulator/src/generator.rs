@@ -20,16 +20,113 @@ pub fn snowflake_time_ms(id: u64) -> i64 {
 
 /// Words per language; rules and filters in tests use the English ones.
 const WORDS: &[(&str, &[&str])] = &[
-    ("en", &["rust", "stream", "data", "model", "learning", "coffee", "music", "football", "election", "weather", "climate", "launch", "space", "cats", "dogs", "movie", "night", "city", "train", "code"]),
-    ("es", &["datos", "fútbol", "música", "ciudad", "noche", "café", "clima", "espacio", "gatos", "película"]),
-    ("fr", &["données", "musique", "ville", "nuit", "café", "climat", "espace", "chats", "élection", "météo"]),
-    ("pt", &["dados", "música", "cidade", "noite", "café", "clima", "espaço", "gatos", "eleição", "futebol"]),
-    ("ja", &["データ", "音楽", "東京", "夜", "コーヒー", "天気", "宇宙", "猫", "映画", "電車"]),
-    ("ar", &["بيانات", "موسيقى", "مدينة", "ليل", "قهوة", "طقس", "فضاء", "قطط", "فيلم", "قطار"]),
+    (
+        "en",
+        &[
+            "rust", "stream", "data", "model", "learning", "coffee", "music", "football",
+            "election", "weather", "climate", "launch", "space", "cats", "dogs", "movie", "night",
+            "city", "train", "code",
+        ],
+    ),
+    (
+        "es",
+        &[
+            "datos",
+            "fútbol",
+            "música",
+            "ciudad",
+            "noche",
+            "café",
+            "clima",
+            "espacio",
+            "gatos",
+            "película",
+        ],
+    ),
+    (
+        "fr",
+        &[
+            "données",
+            "musique",
+            "ville",
+            "nuit",
+            "café",
+            "climat",
+            "espace",
+            "chats",
+            "élection",
+            "météo",
+        ],
+    ),
+    (
+        "pt",
+        &[
+            "dados",
+            "música",
+            "cidade",
+            "noite",
+            "café",
+            "clima",
+            "espaço",
+            "gatos",
+            "eleição",
+            "futebol",
+        ],
+    ),
+    (
+        "ja",
+        &[
+            "データ",
+            "音楽",
+            "東京",
+            "夜",
+            "コーヒー",
+            "天気",
+            "宇宙",
+            "猫",
+            "映画",
+            "電車",
+        ],
+    ),
+    (
+        "ar",
+        &[
+            "بيانات",
+            "موسيقى",
+            "مدينة",
+            "ليل",
+            "قهوة",
+            "طقس",
+            "فضاء",
+            "قطط",
+            "فيلم",
+            "قطار",
+        ],
+    ),
 ];
 const EMOJI: &[&str] = &["😂", "🔥", "❤️", "🚀", "👀", "🎉", "☕", "⚽", "🌧️", "🐱"];
-const HASHTAGS: &[&str] = &["RustLang", "DataEngineering", "MachineLearning", "WorldCup", "Climate", "SpaceX", "MondayMotivation", "Música"];
-const NAMES: &[&str] = &["Ada", "Grace", "Linus", "Margaret", "Alan", "Katherine", "Dennis", "Barbara", "Ken", "Radia"];
+const HASHTAGS: &[&str] = &[
+    "RustLang",
+    "DataEngineering",
+    "MachineLearning",
+    "WorldCup",
+    "Climate",
+    "SpaceX",
+    "MondayMotivation",
+    "Música",
+];
+const NAMES: &[&str] = &[
+    "Ada",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Alan",
+    "Katherine",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Radia",
+];
 
 /// What kind of tweet a sequence number yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +166,11 @@ impl Generator {
         let mut rng = fastrand::Rng::with_seed(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5eed);
         let time_ms = self.start_ms + seq as i64;
         let id = snowflake(time_ms, seq);
-        let (lang, words) = WORDS[if rng.u8(0..10) < 5 { 0 } else { rng.usize(1..WORDS.len()) }];
+        let (lang, words) = WORDS[if rng.u8(0..10) < 5 {
+            0
+        } else {
+            rng.usize(1..WORDS.len())
+        }];
         let kind = match rng.u8(0..10) {
             0..=4 => Kind::Original,
             5..=6 => Kind::Retweet,
@@ -126,7 +227,9 @@ fn created_at(time_ms: i64) -> String {
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][(m - 1) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
     format!(
         "{weekday} {month} {d:02} {:02}:{:02}:{:02} +0000 {y}",
         rem / 3600,
@@ -347,7 +450,8 @@ mod tests {
         let total: usize = (0..n).map(|s| g.v1(s).len()).sum();
         let avg = total / n as usize;
         assert!((2500..=5500).contains(&avg), "average v1 size {avg}");
-        let kinds: std::collections::HashSet<_> = (0..200).map(|s| format!("{:?}", g.facts(s).kind)).collect();
+        let kinds: std::collections::HashSet<_> =
+            (0..200).map(|s| format!("{:?}", g.facts(s).kind)).collect();
         assert_eq!(kinds.len(), 4);
         let langs: std::collections::HashSet<_> = (0..200).map(|s| g.facts(s).lang).collect();
         assert!(langs.len() >= 5);
@@ -357,7 +461,10 @@ mod tests {
     #[test]
     fn dates_are_right() {
         // 2016-06-12T18:07:19Z was a Sunday.
-        assert_eq!(created_at(1_465_754_839_000), "Sun Jun 12 18:07:19 +0000 2016");
+        assert_eq!(
+            created_at(1_465_754_839_000),
+            "Sun Jun 12 18:07:19 +0000 2016"
+        );
         assert_eq!(rfc3339(1_465_754_839_123), "2016-06-12T18:07:19.123Z");
     }
 }

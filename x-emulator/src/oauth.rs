@@ -24,10 +24,8 @@ pub fn encode(s: &str) -> String {
 
 /// The signature base string: `METHOD&enc(base_url)&enc(sorted params)`.
 pub fn base_string(method: &str, base_url: &str, params: &[(String, String)]) -> String {
-    let mut encoded: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (encode(k), encode(v)))
-        .collect();
+    let mut encoded: Vec<(String, String)> =
+        params.iter().map(|(k, v)| (encode(k), encode(v))).collect();
     encoded.sort();
     let joined = encoded
         .iter()
@@ -67,7 +65,11 @@ pub fn parse_form(text: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(k), dec(v))
         })
         .collect()
@@ -130,7 +132,8 @@ impl Verifier {
         let header = req
             .authorization
             .ok_or("Authentication required: no Authorization header")?;
-        let oauth = parse_authorization(header).ok_or("Could not authenticate you: malformed OAuth header")?;
+        let oauth = parse_authorization(header)
+            .ok_or("Could not authenticate you: malformed OAuth header")?;
         let get = |name: &str| {
             oauth
                 .iter()
@@ -138,7 +141,9 @@ impl Verifier {
                 .map(|(_, v)| v.as_str())
         };
         if get("oauth_signature_method") != Some("HMAC-SHA1") {
-            return Err("Could not authenticate you: oauth_signature_method must be HMAC-SHA1".into());
+            return Err(
+                "Could not authenticate you: oauth_signature_method must be HMAC-SHA1".into(),
+            );
         }
         if get("oauth_consumer_key") != Some(self.consumer_key.as_str()) {
             return Err("Could not authenticate you: unknown consumer key".into());
@@ -156,7 +161,8 @@ impl Verifier {
             ));
         }
         let nonce = get("oauth_nonce").ok_or("Could not authenticate you: missing oauth_nonce")?;
-        let given = get("oauth_signature").ok_or("Could not authenticate you: missing oauth_signature")?;
+        let given =
+            get("oauth_signature").ok_or("Could not authenticate you: missing oauth_signature")?;
 
         let mut params: Vec<(String, String)> = Vec::new();
         if let Some(q) = req.query {
@@ -171,7 +177,11 @@ impl Verifier {
                 .filter(|(k, _)| k != "oauth_signature" && k != "realm")
                 .cloned(),
         );
-        let base = base_string(req.method, &base_url(req.scheme, req.host, req.path), &params);
+        let base = base_string(
+            req.method,
+            &base_url(req.scheme, req.host, req.path),
+            &params,
+        );
         let expected = signature(&base, &self.consumer_secret, &self.token_secret);
         if expected != given {
             return Err("Could not authenticate you: invalid signature".into());
@@ -194,7 +204,9 @@ impl Verifier {
 /// Basic-auth decoding for `POST /oauth2/token`: `base64(urlenc(key):urlenc(secret))`.
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
     let b64 = header.trim().strip_prefix("Basic ")?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (k, s) = text.split_once(':')?;
     let dec = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
@@ -245,18 +257,34 @@ mod tests {
 
     #[test]
     fn published_vector_x_host() {
-        let base = base_string("POST", "https://api.x.com/1.1/statuses/update.json", &vector_params());
+        let base = base_string(
+            "POST",
+            "https://api.x.com/1.1/statuses/update.json",
+            &vector_params(),
+        );
         assert_eq!(signature(&base, CS, TS), "Ls93hJiZbQ3akF3HF3x1Bz8/zU4=");
     }
 
     #[test]
     fn encoding_rules() {
-        assert_eq!(encode("Hello Ladies + Gentlemen!"), "Hello%20Ladies%20%2B%20Gentlemen%21");
+        assert_eq!(
+            encode("Hello Ladies + Gentlemen!"),
+            "Hello%20Ladies%20%2B%20Gentlemen%21"
+        );
         assert_eq!(encode("a-b._~"), "a-b._~");
         assert_eq!(encode("é"), "%C3%A9");
-        assert_eq!(base_url("HTTP", "Example.COM:80", "/r"), "http://example.com/r");
-        assert_eq!(base_url("http", "127.0.0.1:8080", "/r"), "http://127.0.0.1:8080/r");
-        assert_eq!(base_url("https", "api.x.com:443", "/r"), "https://api.x.com/r");
+        assert_eq!(
+            base_url("HTTP", "Example.COM:80", "/r"),
+            "http://example.com/r"
+        );
+        assert_eq!(
+            base_url("http", "127.0.0.1:8080", "/r"),
+            "http://127.0.0.1:8080/r"
+        );
+        assert_eq!(
+            base_url("https", "api.x.com:443", "/r"),
+            "https://api.x.com/r"
+        );
     }
 
     fn header(sig: &str, ts: i64, nonce: &str) -> String {
@@ -285,10 +313,16 @@ mod tests {
             })
         };
         let tampered = body.replace("Hello", "Hallo");
-        assert!(req(&good, &tampered, 1318622958).unwrap_err().contains("invalid signature"));
-        assert!(req(&good, body, 1318622958 + 3600).unwrap_err().contains("Timestamp out of bounds"));
+        assert!(req(&good, &tampered, 1318622958)
+            .unwrap_err()
+            .contains("invalid signature"));
+        assert!(req(&good, body, 1318622958 + 3600)
+            .unwrap_err()
+            .contains("Timestamp out of bounds"));
         assert_eq!(req(&good, body, 1318622958 + 10), Ok(()));
-        assert!(req(&good, body, 1318622958).unwrap_err().contains("nonce already used"));
+        assert!(req(&good, body, 1318622958)
+            .unwrap_err()
+            .contains("nonce already used"));
         assert!(v
             .verify(&SignedRequest {
                 method: "POST",

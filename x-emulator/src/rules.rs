@@ -61,13 +61,22 @@ impl RuleSet {
         let mut errors = Vec::new();
         let mut pending: Vec<Rule> = Vec::new();
         for add in adds {
-            let value = add.get("value").and_then(Value::as_str).unwrap_or("").to_string();
+            let value = add
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let tag = add.get("tag").and_then(Value::as_str).map(str::to_string);
             if let Some(problem) = validate(&value, self.max_rule_len) {
                 errors.push(json!({"value": value, "details": [problem], "title": "UnprocessableEntity", "type": "https://api.twitter.com/2/problems/invalid-rules"}));
                 continue;
             }
-            if let Some(existing) = self.rules.iter().chain(pending.iter()).find(|r| r.value == value) {
+            if let Some(existing) = self
+                .rules
+                .iter()
+                .chain(pending.iter())
+                .find(|r| r.value == value)
+            {
                 errors.push(json!({"value": value, "id": existing.id, "title": "DuplicateRule", "type": "https://api.twitter.com/2/problems/duplicate-rules"}));
                 continue;
             }
@@ -77,7 +86,11 @@ impl RuleSet {
                 continue;
             }
             self.next_id += 1;
-            let rule = Rule { id: self.next_id.to_string(), value, tag };
+            let rule = Rule {
+                id: self.next_id.to_string(),
+                value,
+                tag,
+            };
             created.push(rule_json(&rule));
             pending.push(rule);
         }
@@ -104,7 +117,10 @@ impl RuleSet {
     /// `{"delete": {"ids": [...]}}` or `?delete_all=true` (ids = None).
     pub fn delete(&mut self, ids: Option<&[String]>, dry_run: bool) -> (u16, Value) {
         let (deleted, not_found): (Vec<String>, Vec<String>) = match ids {
-            None => (self.rules.iter().map(|r| r.id.clone()).collect(), Vec::new()),
+            None => (
+                self.rules.iter().map(|r| r.id.clone()).collect(),
+                Vec::new(),
+            ),
             Some(ids) => ids
                 .iter()
                 .cloned()
@@ -249,7 +265,11 @@ mod tests {
     use super::*;
 
     fn cand<'a>(text: &'a str, lang: &'a str) -> Candidate<'a> {
-        Candidate { text, lang, username: "ada" }
+        Candidate {
+            text,
+            lang,
+            username: "ada",
+        }
     }
 
     #[test]
@@ -261,8 +281,14 @@ mod tests {
         assert!(matches("cats OR dogs", &cand("dogs only", "en")));
         assert!(matches("cats -dogs", &cand("cats only", "en")));
         assert!(!matches("cats -dogs", &cand("cats and dogs", "en")));
-        assert!(matches("\"space launch\" lang:en", &cand("a space launch today", "en")));
-        assert!(!matches("\"space launch\" lang:en", &cand("a space launch today", "fr")));
+        assert!(matches(
+            "\"space launch\" lang:en",
+            &cand("a space launch today", "en")
+        ));
+        assert!(!matches(
+            "\"space launch\" lang:en",
+            &cand("a space launch today", "fr")
+        ));
         assert!(matches("#RustLang", &cand("hello #rustlang", "en")));
         assert!(matches("from:ada code", &cand("code", "en")));
     }
@@ -274,14 +300,26 @@ mod tests {
         assert_eq!(s, 201);
         assert_eq!(b["meta"]["summary"]["valid"], 1);
         assert!(rs.rules().is_empty(), "dry run stores nothing");
-        let (s, _) = rs.add(&[json!({"value": "cats", "tag": "pets"}), json!({"value": "dogs"})], false);
+        let (s, _) = rs.add(
+            &[
+                json!({"value": "cats", "tag": "pets"}),
+                json!({"value": "dogs"}),
+            ],
+            false,
+        );
         assert_eq!(s, 201);
         assert_eq!(rs.rules().len(), 2);
         let (_, b) = rs.add(&[json!({"value": "cats"})], false);
-        assert!(b["errors"][0]["type"].as_str().unwrap().ends_with("duplicate-rules"));
+        assert!(b["errors"][0]["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("duplicate-rules"));
         let (s, b) = rs.add(&[json!({"value": "cats bogus:op"})], false);
         assert_eq!(s, 400);
-        assert!(b["errors"][0]["details"][0].as_str().unwrap().contains("bogus"));
+        assert!(b["errors"][0]["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("bogus"));
         let id = rs.rules()[0].id.clone();
         let (_, b) = rs.delete(Some(&[id, "nope".into()]), false);
         assert_eq!(b["meta"]["summary"]["deleted"], 1);
@@ -290,6 +328,9 @@ mod tests {
         assert!(rs.rules().is_empty());
         rs.max_rules = 1;
         let (_, b) = rs.add(&[json!({"value": "a"}), json!({"value": "b"})], false);
-        assert!(b["errors"][0]["type"].as_str().unwrap().ends_with("rule-cap"));
+        assert!(b["errors"][0]["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("rule-cap"));
     }
 }

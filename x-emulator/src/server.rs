@@ -123,7 +123,12 @@ fn dialect_index(d: Dialect) -> usize {
 impl Shared {
     fn new(config: EmulatorConfig) -> Self {
         let c = &config.credentials;
-        let verifier = Verifier::new(&c.consumer_key, &c.consumer_secret, &c.access_token, &c.access_token_secret);
+        let verifier = Verifier::new(
+            &c.consumer_key,
+            &c.consumer_secret,
+            &c.access_token,
+            &c.access_token_secret,
+        );
         let mut rules = RuleSet::default();
         let adds: Vec<Value> = config
             .rules
@@ -179,7 +184,11 @@ impl Shared {
         match selection {
             Selection::Sample => true,
             Selection::Rules => !self.matching_rules(item).is_empty(),
-            Selection::V1Filter { track, follow, language } => {
+            Selection::V1Filter {
+                track,
+                follow,
+                language,
+            } => {
                 if !language.is_empty() && !language.iter().any(|l| l == &item.lang) {
                     return false;
                 }
@@ -192,7 +201,9 @@ impl Shared {
                     .filter(|w| !w.is_empty())
                     .collect();
                 let tracked = track.iter().any(|all| {
-                    all.iter().all(|t| words.contains(&t.as_str()) || words.contains(&format!("#{t}").as_str()))
+                    all.iter().all(|t| {
+                        words.contains(&t.as_str()) || words.contains(&format!("#{t}").as_str())
+                    })
                 });
                 tracked || follow.iter().any(|f| f == &item.user_id)
             }
@@ -243,7 +254,11 @@ impl Shared {
     }
 
     fn next_plan(&self) -> ConnectionPlan {
-        self.plans.lock().expect("plans").pop_front().unwrap_or_default()
+        self.plans
+            .lock()
+            .expect("plans")
+            .pop_front()
+            .unwrap_or_default()
     }
 }
 
@@ -326,7 +341,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/2/tweets/search/stream", get(v2_filtered))
         .route("/2/tweets/sample/stream", get(v2_sample))
         .route("/2/tweets/sample10/stream", get(v2_sample10))
-        .route("/2/tweets/search/stream/rules", get(rules_list).post(rules_post))
+        .route(
+            "/2/tweets/search/stream/rules",
+            get(rules_list).post(rules_post),
+        )
         .route("/oauth2/token", post(token))
         .route("/1.1/statuses/sample.json", get(v1_stream))
         .route("/1.1/statuses/filter.json", get(v1_stream).post(v1_stream))
@@ -336,8 +354,15 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn json_response(status: u16, body: Value) -> Response {
-    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body.to_string()).into_response();
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        body.to_string(),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     r
 }
 
@@ -350,19 +375,35 @@ fn bearer_ok(shared: &Shared, headers: &HeaderMap) -> bool {
 }
 
 /// An HTTP error as X sends it, with rate-limit headers where X sets them.
-fn error_response(status: u16, v2: bool, too_many_connections: bool, reset_in: Option<u64>) -> Response {
-    let mut r = json_response(status, serde_json::from_str(&error_body(status, v2, too_many_connections)).unwrap_or(Value::Null));
+fn error_response(
+    status: u16,
+    v2: bool,
+    too_many_connections: bool,
+    reset_in: Option<u64>,
+) -> Response {
+    let mut r = json_response(
+        status,
+        serde_json::from_str(&error_body(status, v2, too_many_connections)).unwrap_or(Value::Null),
+    );
     let h = r.headers_mut();
     if status == 429 || status == 420 {
         let reset = now_ms() / 1000 + reset_in.unwrap_or(60) as i64;
         h.insert("x-rate-limit-limit", HeaderValue::from_static("50"));
         h.insert("x-rate-limit-remaining", HeaderValue::from_static("0"));
-        h.insert("x-rate-limit-reset", HeaderValue::from_str(&reset.to_string()).expect("digits"));
+        h.insert(
+            "x-rate-limit-reset",
+            HeaderValue::from_str(&reset.to_string()).expect("digits"),
+        );
     }
     r
 }
 
-async fn v2_filtered(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn v2_filtered(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if !bearer_ok(&s, &headers) {
         return logged(&s, &method, &uri, error_response(401, true, false, None));
     }
@@ -372,7 +413,12 @@ async fn v2_filtered(State(s): State<Arc<Shared>>, method: Method, uri: Uri, hea
     open_stream(s, method, uri, Dialect::V2, Selection::Rules, false)
 }
 
-async fn v2_sample(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn v2_sample(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if !bearer_ok(&s, &headers) {
         return logged(&s, &method, &uri, error_response(401, true, false, None));
     }
@@ -389,7 +435,10 @@ async fn v2_sample10(
     if !bearer_ok(&s, &headers) {
         return logged(&s, &method, &uri, error_response(401, true, false, None));
     }
-    let partition = q.iter().find(|(k, _)| k == "partition").map(|(_, v)| v.as_str());
+    let partition = q
+        .iter()
+        .find(|(k, _)| k == "partition")
+        .map(|(_, v)| v.as_str());
     if !matches!(partition, Some("1") | Some("2")) {
         let body = json!({"errors": [{"parameters": {"partition": [partition]}, "message": "The `partition` query parameter is required and must be 1 or 2"}],
             "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"});
@@ -403,23 +452,48 @@ fn logged(s: &Shared, method: &Method, uri: &Uri, r: Response) -> Response {
     r
 }
 
-fn open_stream(s: Arc<Shared>, method: Method, uri: Uri, dialect: Dialect, selection: Selection, delimited: bool) -> Response {
+fn open_stream(
+    s: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    dialect: Dialect,
+    selection: Selection,
+    delimited: bool,
+) -> Response {
     let v2 = dialect == Dialect::V2;
-    let phantom = s.phantom_until.lock().expect("phantom").is_some_and(|t| Instant::now() < t);
+    let phantom = s
+        .phantom_until
+        .lock()
+        .expect("phantom")
+        .is_some_and(|t| Instant::now() < t);
     let max = s.config.max_connections;
     if phantom || (max > 0 && s.active.load(Ordering::SeqCst) >= max) {
-        return logged(&s, &method, &uri, error_response(if v2 { 429 } else { 420 }, v2, v2, Some(60)));
+        return logged(
+            &s,
+            &method,
+            &uri,
+            error_response(if v2 { 429 } else { 420 }, v2, v2, Some(60)),
+        );
     }
     let plan = s.next_plan();
     if let Some(status) = plan.status {
-        return logged(&s, &method, &uri, error_response(status, v2, plan.too_many_connections, plan.reset_in_secs));
+        return logged(
+            &s,
+            &method,
+            &uri,
+            error_response(status, v2, plan.too_many_connections, plan.reset_in_secs),
+        );
     }
     let conn = s.log_connection(&method, &uri, 200);
     let spec = StreamSpec {
         dialect,
         selection,
         delimited,
-        keepalive: if v2 { s.config.keepalive_v2 } else { s.config.keepalive_v1 },
+        keepalive: if v2 {
+            s.config.keepalive_v2
+        } else {
+            s.config.keepalive_v1
+        },
         conn,
     };
     let (tx, mut rx) = mpsc::channel::<stream::Chunk>(8);
@@ -430,16 +504,23 @@ fn open_stream(s: Arc<Shared>, method: Method, uri: Uri, dialect: Dialect, selec
         stream::run(shared.clone(), spec, plan, tx).await;
         shared.active.fetch_sub(1, Ordering::SeqCst);
         if let Some(secs) = phantom_secs {
-            *shared.phantom_until.lock().expect("phantom") = Some(Instant::now() + Duration::from_secs_f64(secs));
+            *shared.phantom_until.lock().expect("phantom") =
+                Some(Instant::now() + Duration::from_secs_f64(secs));
         }
     });
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     h.insert("x-rate-limit-limit", HeaderValue::from_static("50"));
     h.insert("x-rate-limit-remaining", HeaderValue::from_static("49"));
-    h.insert("x-rate-limit-reset", HeaderValue::from_str(&(now_ms() / 1000 + 900).to_string()).expect("digits"));
+    h.insert(
+        "x-rate-limit-reset",
+        HeaderValue::from_str(&(now_ms() / 1000 + 900).to_string()).expect("digits"),
+    );
     r
 }
 
@@ -468,8 +549,11 @@ async fn rules_post(
     }
     let parsed: Result<Value, _> = serde_json::from_slice(&body);
     let invalid = |detail: &str| {
-        json_response(400, json!({"errors": [{"message": detail}], "title": "Invalid Request",
-            "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"}))
+        json_response(
+            400,
+            json!({"errors": [{"message": detail}], "title": "Invalid Request",
+            "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"}),
+        )
     };
     let Ok(v) = parsed else {
         return invalid("Request body is not valid JSON");
@@ -482,7 +566,11 @@ async fn rules_post(
         (None, Some(del)) => {
             let ids: Vec<String> = del["ids"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             if ids.is_empty() {
                 return invalid("delete.ids must be a non-empty array of rule ids");
@@ -503,21 +591,42 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
     let c = &s.config.credentials;
     let ok = creds.is_some_and(|(k, sec)| k == c.consumer_key && sec == c.consumer_secret);
     if !ok {
-        return json_response(403, json!({"errors": [{"code": 99, "label": "authenticity_token_error", "message": "Unable to verify your credentials"}]}));
+        return json_response(
+            403,
+            json!({"errors": [{"code": 99, "label": "authenticity_token_error", "message": "Unable to verify your credentials"}]}),
+        );
     }
-    if !grant.iter().any(|(k, v)| k == "grant_type" && v == "client_credentials") {
-        return json_response(403, json!({"errors": [{"code": 170, "label": "forbidden_missing_parameter", "message": "Missing required parameter: grant_type"}]}));
+    if !grant
+        .iter()
+        .any(|(k, v)| k == "grant_type" && v == "client_credentials")
+    {
+        return json_response(
+            403,
+            json!({"errors": [{"code": 170, "label": "forbidden_missing_parameter", "message": "Missing required parameter: grant_type"}]}),
+        );
     }
-    json_response(200, json!({"token_type": "bearer", "access_token": c.bearer_token}))
+    json_response(
+        200,
+        json!({"token_type": "bearer", "access_token": c.bearer_token}),
+    )
 }
 
-async fn v1_stream(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn v1_stream(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let is_form = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let body_text = String::from_utf8_lossy(&body).into_owned();
-    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
     let verdict = s.verifier.verify(&SignedRequest {
         method: method.as_str(),
         scheme: "http",
@@ -542,31 +651,54 @@ async fn v1_stream(State(s): State<Arc<Shared>>, method: Method, uri: Uri, heade
         let track: Vec<Vec<String>> = get("track")
             .map(|t| {
                 t.split(',')
-                    .map(|alt| alt.split_whitespace().map(|w| w.to_lowercase()).collect::<Vec<_>>())
+                    .map(|alt| {
+                        alt.split_whitespace()
+                            .map(|w| w.to_lowercase())
+                            .collect::<Vec<_>>()
+                    })
                     .filter(|alt| !alt.is_empty())
                     .collect()
             })
             .unwrap_or_default();
         let follow: Vec<String> = get("follow")
-            .map(|f| f.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+            .map(|f| {
+                f.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         if track.is_empty() && follow.is_empty() && get("locations").is_none() {
-            let r = json_response(406, serde_json::from_str(&error_body(406, false, false)).unwrap_or(Value::Null));
+            let r = json_response(
+                406,
+                serde_json::from_str(&error_body(406, false, false)).unwrap_or(Value::Null),
+            );
             return logged(&s, &method, &uri, r);
         }
         if track.len() > 400 || follow.len() > 5000 {
-            let r = json_response(413, serde_json::from_str(&error_body(413, false, false)).unwrap_or(Value::Null));
+            let r = json_response(
+                413,
+                serde_json::from_str(&error_body(413, false, false)).unwrap_or(Value::Null),
+            );
             return logged(&s, &method, &uri, r);
         }
         let language = get("language")
             .map(|l| l.split(',').map(|x| x.trim().to_string()).collect())
             .unwrap_or_default();
-        Selection::V1Filter { track, follow, language }
+        Selection::V1Filter {
+            track,
+            follow,
+            language,
+        }
     } else {
         let language = get("language")
             .map(|l| l.split(',').map(|x| x.trim().to_string()).collect())
             .unwrap_or_default();
-        Selection::V1Filter { track: Vec::new(), follow: Vec::new(), language }
+        Selection::V1Filter {
+            track: Vec::new(),
+            follow: Vec::new(),
+            language,
+        }
     };
     open_stream(s, method, uri, Dialect::V1, selection, delimited)
 }

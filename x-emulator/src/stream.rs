@@ -45,13 +45,22 @@ fn ended(shared: &Shared, conn: usize, why: &str) {
 }
 
 /// Run one stream session until the plan ends it or the client goes away.
-pub async fn run(shared: Arc<Shared>, spec: StreamSpec, plan: ConnectionPlan, tx: mpsc::Sender<Chunk>) {
+pub async fn run(
+    shared: Arc<Shared>,
+    spec: StreamSpec,
+    plan: ConnectionPlan,
+    tx: mpsc::Sender<Chunk>,
+) {
     let mut w = Writer::new(tx, shared.config.random_chunks, plan.drip_bytes_per_sec);
     let mut sent: u64 = 0;
     let mut prev: Option<Item> = None;
     let mut last_write = Instant::now();
     let rate = shared.config.rate;
-    let interval = if rate > 0.0 { Some(Duration::from_secs_f64(1.0 / rate)) } else { None };
+    let interval = if rate > 0.0 {
+        Some(Duration::from_secs_f64(1.0 / rate))
+    } else {
+        None
+    };
     let mut next_at = Instant::now();
     let mut injections = plan.inject.clone();
     injections.sort_by_key(|i| i.after);
@@ -61,7 +70,10 @@ pub async fn run(shared: Arc<Shared>, spec: StreamSpec, plan: ConnectionPlan, tx
         // Injections due at this count.
         while injections.peek().is_some_and(|i| i.after <= sent) {
             let inj = injections.next().expect("peeked");
-            let prev_id = prev.as_ref().map(|p| p.id.clone()).unwrap_or_else(|| "1".into());
+            let prev_id = prev
+                .as_ref()
+                .map(|p| p.id.clone())
+                .unwrap_or_else(|| "1".into());
             let body = if inj.what == Inject::Duplicate {
                 match &prev {
                     Some(p) => {
@@ -135,7 +147,13 @@ pub async fn run(shared: Arc<Shared>, spec: StreamSpec, plan: ConnectionPlan, tx
     }
 }
 
-async fn finish(shared: &Shared, spec: &StreamSpec, plan: &ConnectionPlan, end: End, mut w: Writer) {
+async fn finish(
+    shared: &Shared,
+    spec: &StreamSpec,
+    plan: &ConnectionPlan,
+    end: End,
+    mut w: Writer,
+) {
     match end {
         End::Close => {
             w.flush().await;
@@ -149,12 +167,17 @@ async fn finish(shared: &Shared, spec: &StreamSpec, plan: &ConnectionPlan, end: 
                 w.raw(&framed[..half]).await;
             }
             w.flush().await;
-            let _ = w.tx.send(Err(std::io::Error::other("emulated abrupt close"))).await;
+            let _ =
+                w.tx.send(Err(std::io::Error::other("emulated abrupt close")))
+                    .await;
             ended(shared, spec.conn, "closed mid-message");
         }
         End::Stall => {
             w.flush().await;
-            let limit = plan.secs.map(Duration::from_secs_f64).unwrap_or(Duration::from_secs(3600));
+            let limit = plan
+                .secs
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = tokio::time::sleep(limit) => ended(shared, spec.conn, "stall ended by plan"),
                 _ = w.tx.closed() => ended(shared, spec.conn, "client closed during stall"),

@@ -49,15 +49,35 @@ struct Args {
     /// A v2 rule present at start, `value` or `value=>tag` (repeatable).
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<String>,
-    #[arg(long, env = "EMULATOR_BEARER_TOKEN", default_value = "emulator-bearer-token")]
+    #[arg(
+        long,
+        env = "EMULATOR_BEARER_TOKEN",
+        default_value = "emulator-bearer-token"
+    )]
     bearer_token: String,
-    #[arg(long, env = "EMULATOR_CONSUMER_KEY", default_value = "emulator-consumer-key")]
+    #[arg(
+        long,
+        env = "EMULATOR_CONSUMER_KEY",
+        default_value = "emulator-consumer-key"
+    )]
     consumer_key: String,
-    #[arg(long, env = "EMULATOR_CONSUMER_SECRET", default_value = "emulator-consumer-secret")]
+    #[arg(
+        long,
+        env = "EMULATOR_CONSUMER_SECRET",
+        default_value = "emulator-consumer-secret"
+    )]
     consumer_secret: String,
-    #[arg(long, env = "EMULATOR_ACCESS_TOKEN", default_value = "emulator-access-token")]
+    #[arg(
+        long,
+        env = "EMULATOR_ACCESS_TOKEN",
+        default_value = "emulator-access-token"
+    )]
     access_token: String,
-    #[arg(long, env = "EMULATOR_ACCESS_TOKEN_SECRET", default_value = "emulator-access-token-secret")]
+    #[arg(
+        long,
+        env = "EMULATOR_ACCESS_TOKEN_SECRET",
+        default_value = "emulator-access-token-secret"
+    )]
     access_token_secret: String,
 }
 
@@ -65,7 +85,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let corpus = match &args.files {
         Some(dir) => Corpus::files(dir, args.r#loop)?,

@@ -1,0 +1,377 @@
+//! The `twitter:` section of the connector config: which stream (or archive), how to
+//! authenticate, what to ask for, and how to reconnect. Every field is documented here and in
+//! `Connector.toml`; defaults give ML consumers what they need.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use connector_runtime::SecretString;
+use serde::{Deserialize, Deserializer};
+
+/// Which X stream to read, or an archive to replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// v2 `GET /2/tweets/search/stream`, with `rules`.
+    Filtered,
+    /// v2 `GET /2/tweets/sample/stream` (1%).
+    Sample,
+    /// v2 `GET /2/tweets/sample10/stream` (10%, with `partition`).
+    Sample10,
+    /// v1.1 `GET /1.1/statuses/sample.json` (OAuth 1.0a).
+    V1Sample,
+    /// v1.1 `POST /1.1/statuses/filter.json` (OAuth 1.0a, `track`/`follow`/`locations`).
+    V1Filter,
+    /// Recorded tweets from files (`replay`).
+    Replay,
+}
+
+impl Mode {
+    pub fn is_v1(self) -> bool {
+        matches!(self, Mode::V1Sample | Mode::V1Filter)
+    }
+}
+
+/// The connector's own config section (`twitter:`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwitterConfig {
+    pub mode: Mode,
+    /// API root (the emulator, a proxy or a compatible service); default `https://api.x.com`.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    #[serde(default)]
+    pub auth: AuthConfig,
+
+    /// `filtered`: the rules this connector owns, `{value, tag}`.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// `filtered`: keep rules of the app that are not in `rules` (default: delete them).
+    #[serde(default)]
+    pub keep_unowned_rules: bool,
+    /// `sample10`: partition 1 or 2.
+    #[serde(default)]
+    pub partition: Option<u8>,
+
+    /// v1.1 `filter`: phrases (comma = OR, space = AND).
+    #[serde(default)]
+    pub track: Vec<String>,
+    /// v1.1 `filter`: user ids.
+    #[serde(default)]
+    pub follow: Vec<String>,
+    /// v1.1 `filter`: bounding boxes `sw_lon,sw_lat,ne_lon,ne_lat`.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// v1.1: BCP 47 language codes.
+    #[serde(default)]
+    pub language: Vec<String>,
+    /// v1.1: ask for FALLING_BEHIND warnings (default true).
+    #[serde(default = "yes")]
+    pub stall_warnings: bool,
+    /// v1.1: use `delimited=length` framing (default true).
+    #[serde(default = "yes")]
+    pub delimited: bool,
+
+    /// v2 field selection, passed through as-is (comma-separated lists).
+    #[serde(
+        default = "default_tweet_fields",
+        rename = "tweet.fields",
+        alias = "tweet_fields"
+    )]
+    pub tweet_fields: String,
+    #[serde(default = "default_expansions")]
+    pub expansions: String,
+    #[serde(
+        default = "default_user_fields",
+        rename = "user.fields",
+        alias = "user_fields"
+    )]
+    pub user_fields: String,
+    #[serde(
+        default = "default_media_fields",
+        rename = "media.fields",
+        alias = "media_fields"
+    )]
+    pub media_fields: String,
+    #[serde(
+        default = "default_place_fields",
+        rename = "place.fields",
+        alias = "place_fields"
+    )]
+    pub place_fields: String,
+    #[serde(default, rename = "poll.fields", alias = "poll_fields")]
+    pub poll_fields: Option<String>,
+    /// v2 (Enterprise): re-send up to 5 minutes of tweets after a reconnect; duplicates are
+    /// suppressed by the id window.
+    #[serde(default)]
+    pub backfill_minutes: Option<u8>,
+
+    /// Reconnect when nothing, not even a keep-alive, arrived for this long
+    /// (default 30s for v2, 90s for v1.1).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub stall_timeout: Option<Duration>,
+    #[serde(default)]
+    pub reconnect: ReconnectConfig,
+    /// How many recent tweet ids to remember to drop duplicates (0 disables).
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: usize,
+    /// Messages larger than this are skipped and counted (default 1 MiB, Fluvio's default
+    /// request size).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Send deletes and withholdings to this topic, keyed by tweet or user id.
+    #[serde(default)]
+    pub events_topic: Option<String>,
+
+    /// `replay`: where the recorded tweets are and how fast to send them.
+    #[serde(default)]
+    pub replay: Option<ReplayConfig>,
+}
+
+/// Credentials: a bearer token; or consumer key + secret (exchanged for a bearer token, or
+/// with the access token pair for OAuth 1.0a). All are secrets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub bearer_token: Option<SecretString>,
+    #[serde(default)]
+    pub consumer_key: Option<SecretString>,
+    #[serde(default)]
+    pub consumer_secret: Option<SecretString>,
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    #[serde(default)]
+    pub access_token_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub value: String,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// The official reconnect policy's steps; change them only for tests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectConfig {
+    /// Network errors: linear steps of this much...
+    #[serde(default = "d_250ms", deserialize_with = "de_duration")]
+    pub network_step: Duration,
+    /// ...up to this.
+    #[serde(default = "d_16s", deserialize_with = "de_duration")]
+    pub network_max: Duration,
+    /// Retryable HTTP errors: exponential from this...
+    #[serde(default = "d_5s", deserialize_with = "de_duration")]
+    pub http_initial: Duration,
+    /// ...up to this.
+    #[serde(default = "d_320s", deserialize_with = "de_duration")]
+    pub http_max: Duration,
+    /// 420/429: exponential from this (and never before `x-rate-limit-reset`)...
+    #[serde(default = "d_60s", deserialize_with = "de_duration")]
+    pub rate_limit_initial: Duration,
+    /// ...up to this.
+    #[serde(default = "d_960s", deserialize_with = "de_duration")]
+    pub rate_limit_max: Duration,
+    /// Give up (exit 1) after this many failed attempts in a row (default: never).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            network_step: d_250ms(),
+            network_max: d_16s(),
+            http_initial: d_5s(),
+            http_max: d_320s(),
+            rate_limit_initial: d_60s(),
+            rate_limit_max: d_960s(),
+            max_attempts: None,
+        }
+    }
+}
+
+/// `replay:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// A file or a folder of files: JSON lines, a JSON array, or either gzipped (`.gz`).
+    pub path: PathBuf,
+    /// `max` (as fast as possible), `original` (the recorded pace, from `timestamp_ms` or
+    /// `created_at`, times `speed`), or a number of tweets per second.
+    #[serde(default)]
+    pub rate: ReplayRate,
+    /// With `rate: original`: 2.0 replays twice as fast.
+    #[serde(default = "one")]
+    pub speed: f64,
+    /// Start over at the end (until stopped).
+    #[serde(default, rename = "loop")]
+    pub looped: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ReplayRate {
+    #[default]
+    Max,
+    Original,
+    PerSecond(f64),
+}
+
+impl<'de> Deserialize<'de> for ReplayRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) if s == "max" => Ok(Self::Max),
+            serde_yaml::Value::String(s) if s == "original" => Ok(Self::Original),
+            serde_yaml::Value::String(s) => s
+                .parse::<f64>()
+                .ok()
+                .filter(|r| *r > 0.0)
+                .map(Self::PerSecond)
+                .ok_or_else(|| D::Error::custom("expected `max`, `original` or tweets per second")),
+            serde_yaml::Value::Number(n) => n
+                .as_f64()
+                .filter(|r| *r > 0.0)
+                .map(Self::PerSecond)
+                .ok_or_else(|| D::Error::custom("expected a positive rate")),
+            _ => Err(D::Error::custom(
+                "expected `max`, `original` or tweets per second",
+            )),
+        }
+    }
+}
+
+impl TwitterConfig {
+    /// Cross-field checks, with the field path in each message.
+    pub fn validate(&self) -> Result<(), String> {
+        let a = &self.auth;
+        match self.mode {
+            Mode::Filtered | Mode::Sample | Mode::Sample10 => {
+                let has_app = a.consumer_key.is_some() && a.consumer_secret.is_some();
+                if a.bearer_token.is_none() && !has_app {
+                    return Err("twitter.auth: v2 streams need `bearer_token`, or `consumer_key` and `consumer_secret`".into());
+                }
+            }
+            Mode::V1Sample | Mode::V1Filter => {
+                if a.consumer_key.is_none()
+                    || a.consumer_secret.is_none()
+                    || a.access_token.is_none()
+                    || a.access_token_secret.is_none()
+                {
+                    return Err("twitter.auth: v1.1 streams need `consumer_key`, `consumer_secret`, `access_token` and `access_token_secret` (OAuth 1.0a)".into());
+                }
+            }
+            Mode::Replay => {
+                if self.replay.is_none() {
+                    return Err(
+                        "twitter.replay: mode `replay` needs a `replay: {path: ...}` section"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if self.mode == Mode::Filtered && self.rules.is_empty() && !self.keep_unowned_rules {
+            return Err("twitter.rules: mode `filtered` needs at least one rule (or `keep_unowned_rules: true` to use the app's existing rules)".into());
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.value.trim().is_empty() {
+                return Err(format!("twitter.rules[{i}].value: empty rule"));
+            }
+        }
+        if self.mode == Mode::Sample10 && !matches!(self.partition, Some(1) | Some(2)) {
+            return Err("twitter.partition: mode `sample10` needs `partition: 1` or `2`".into());
+        }
+        if self.mode == Mode::V1Filter
+            && self.track.is_empty()
+            && self.follow.is_empty()
+            && self.locations.is_empty()
+        {
+            return Err(
+                "twitter.track: mode `v1-filter` needs `track`, `follow` or `locations`".into(),
+            );
+        }
+        if self.backfill_minutes.is_some_and(|m| m > 5) {
+            return Err("twitter.backfill_minutes: expected 0 to 5".into());
+        }
+        if let Some(r) = &self.replay {
+            if !(r.speed > 0.0) {
+                return Err("twitter.replay.speed: expected a positive number".into());
+            }
+        }
+        if self.max_message_bytes < 1024 {
+            return Err("twitter.max_message_bytes: expected at least 1024".into());
+        }
+        Ok(())
+    }
+
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout.unwrap_or(if self.mode.is_v1() {
+            Duration::from_secs(90)
+        } else {
+            Duration::from_secs(30)
+        })
+    }
+}
+
+fn default_base_url() -> String {
+    "https://api.x.com".into()
+}
+fn default_tweet_fields() -> String {
+    "created_at,lang,author_id,entities,referenced_tweets,public_metrics,note_tweet,conversation_id,in_reply_to_user_id,attachments,geo,possibly_sensitive,edit_history_tweet_ids".into()
+}
+fn default_expansions() -> String {
+    "author_id,referenced_tweets.id,referenced_tweets.id.author_id,attachments.media_keys,geo.place_id".into()
+}
+fn default_user_fields() -> String {
+    "username,name,verified,public_metrics,created_at".into()
+}
+fn default_media_fields() -> String {
+    "type,url,preview_image_url,alt_text".into()
+}
+fn default_place_fields() -> String {
+    "full_name,country_code,geo".into()
+}
+fn default_dedup_window() -> usize {
+    100_000
+}
+fn default_max_message_bytes() -> usize {
+    1024 * 1024
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+fn d_250ms() -> Duration {
+    Duration::from_millis(250)
+}
+fn d_16s() -> Duration {
+    Duration::from_secs(16)
+}
+fn d_5s() -> Duration {
+    Duration::from_secs(5)
+}
+fn d_320s() -> Duration {
+    Duration::from_secs(320)
+}
+fn d_60s() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_960s() -> Duration {
+    Duration::from_secs(960)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| D::Error::custom(format!("expected a duration like `250ms`: {e}")))
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}

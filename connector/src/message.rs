@@ -1,0 +1,441 @@
+//! What a stream message is: a tweet (with its id and time), or one of the non-tweet messages
+//! X sends in both dialects. Only the few fields needed are read (everything else is skipped
+//! by the parser, which still checks the whole message is valid JSON and UTF-8); the record
+//! value is always the message exactly as received.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// Twitter's snowflake epoch (ms).
+const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A tweet: v1.1 status or v2 `data`. `time_ms` from `timestamp_ms`, else the snowflake id.
+    Tweet {
+        id: String,
+        time_ms: Option<i64>,
+    },
+    /// The author deleted a tweet: downstream storage must remove it.
+    Delete {
+        tweet_id: String,
+        user_id: Option<String>,
+    },
+    ScrubGeo {
+        user_id: String,
+    },
+    Limit,
+    StatusWithheld {
+        tweet_id: String,
+    },
+    UserWithheld {
+        user_id: String,
+    },
+    /// FALLING_BEHIND and similar.
+    Warning {
+        code: String,
+    },
+    /// v1.1 in-band disconnect: the server closes next.
+    Disconnect {
+        code: u32,
+        reason: String,
+    },
+    /// v2 in-band operational disconnect: the server closes next.
+    OperationalDisconnect {
+        detail: String,
+    },
+    /// v2 message with `errors` and no `data`.
+    Errors {
+        summary: String,
+    },
+    /// Valid JSON of a type nobody knows (yet): counted, skipped.
+    Unknown,
+}
+
+impl Message {
+    /// A short name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Tweet { .. } => "tweet",
+            Message::Delete { .. } => "delete",
+            Message::ScrubGeo { .. } => "scrub_geo",
+            Message::Limit => "limit",
+            Message::StatusWithheld { .. } => "status_withheld",
+            Message::UserWithheld { .. } => "user_withheld",
+            Message::Warning { .. } => "warning",
+            Message::Disconnect { .. } => "disconnect",
+            Message::OperationalDisconnect { .. } => "operational_disconnect",
+            Message::Errors { .. } => "errors",
+            Message::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMessage {
+    #[error("invalid UTF-8 at byte {offset}")]
+    InvalidUtf8 { offset: usize },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("not a JSON object")]
+    NotObject,
+}
+
+impl BadMessage {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BadMessage::InvalidUtf8 { .. } => "invalid_utf8",
+            BadMessage::Json(_) | BadMessage::NotObject => "malformed_json",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    // v1.1 status
+    #[serde(borrow, default)]
+    id_str: Option<Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<IdValue>,
+    #[serde(borrow, default)]
+    timestamp_ms: Option<Cow<'a, str>>,
+    #[serde(default)]
+    text: Option<IgnoredAny>,
+    #[serde(default)]
+    full_text: Option<IgnoredAny>,
+    #[serde(default)]
+    user: Option<IgnoredAny>,
+    // v2
+    #[serde(borrow, default)]
+    data: Option<V2Data<'a>>,
+    #[serde(borrow, default)]
+    errors: Option<Vec<V2Error<'a>>>,
+    // v1.1 non-tweet messages
+    #[serde(borrow, default)]
+    delete: Option<Delete<'a>>,
+    #[serde(borrow, default)]
+    scrub_geo: Option<UserRef<'a>>,
+    #[serde(default)]
+    limit: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    status_withheld: Option<Withheld<'a>>,
+    #[serde(borrow, default)]
+    user_withheld: Option<Withheld<'a>>,
+    #[serde(borrow, default)]
+    warning: Option<Warning<'a>>,
+    #[serde(borrow, default)]
+    disconnect: Option<Disconnect<'a>>,
+}
+
+/// An id as a JSON number (exact: integers are parsed as u64, never as floats) or string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdValue {
+    Num(u64),
+    Str(String),
+}
+
+impl IdValue {
+    fn into_string(self) -> String {
+        match self {
+            IdValue::Num(n) => n.to_string(),
+            IdValue::Str(s) => s,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct V2Data<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct V2Error<'a> {
+    #[serde(borrow, default)]
+    title: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    disconnect_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    detail: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delete<'a> {
+    #[serde(borrow, default)]
+    status: Option<StatusRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StatusRef<'a> {
+    #[serde(borrow, default)]
+    id_str: Option<Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<IdValue>,
+    #[serde(borrow, default)]
+    user_id_str: Option<Cow<'a, str>>,
+    #[serde(default)]
+    user_id: Option<IdValue>,
+}
+
+#[derive(Deserialize)]
+struct UserRef<'a> {
+    #[serde(borrow, default)]
+    user_id_str: Option<Cow<'a, str>>,
+    #[serde(default)]
+    user_id: Option<IdValue>,
+}
+
+#[derive(Deserialize)]
+struct Withheld<'a> {
+    #[serde(borrow, default)]
+    id_str: Option<Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<IdValue>,
+}
+
+#[derive(Deserialize)]
+struct Warning<'a> {
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Disconnect<'a> {
+    #[serde(default)]
+    code: Option<u32>,
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+}
+
+fn id_of(s: Option<Cow<'_, str>>, n: Option<IdValue>) -> Option<String> {
+    s.map(Cow::into_owned)
+        .or_else(|| n.map(IdValue::into_string))
+}
+
+/// The time (ms) a snowflake id encodes, for ids after 2010.
+pub fn snowflake_time_ms(id: &str) -> Option<i64> {
+    let n: u64 = id.parse().ok()?;
+    let t = (n >> 22) as i64 + SNOWFLAKE_EPOCH_MS;
+    // Pre-snowflake ids (before Nov 2010) are small sequential numbers: no time in them.
+    (n > 1 << 40).then_some(t)
+}
+
+/// Read one message.
+pub fn classify(bytes: &[u8]) -> Result<Message, BadMessage> {
+    let text = std::str::from_utf8(bytes).map_err(|e| BadMessage::InvalidUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    if !text.trim_start().starts_with('{') {
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => BadMessage::NotObject,
+            Err(e) => BadMessage::Json(e.to_string()),
+        });
+    }
+    let env: Envelope<'_> =
+        serde_json::from_str(text).map_err(|e| BadMessage::Json(e.to_string()))?;
+
+    if let Some(data) = env.data {
+        if let Some(id) = data.id {
+            let id = id.into_owned();
+            let time_ms = snowflake_time_ms(&id);
+            return Ok(Message::Tweet { id, time_ms });
+        }
+    }
+    if let Some(errors) = env.errors {
+        if let Some(op) = errors.iter().find(|e| {
+            e.title.as_deref() == Some("operational-disconnect") || e.disconnect_type.is_some()
+        }) {
+            return Ok(Message::OperationalDisconnect {
+                detail: op
+                    .detail
+                    .as_deref()
+                    .unwrap_or("operational disconnect")
+                    .to_string(),
+            });
+        }
+        let summary = errors
+            .iter()
+            .filter_map(|e| e.detail.as_deref().or(e.title.as_deref()))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Ok(Message::Errors { summary });
+    }
+    let is_status = env.user.is_some() && (env.text.is_some() || env.full_text.is_some());
+    if is_status {
+        if let Some(id) = id_of(env.id_str, env.id) {
+            let time_ms = env
+                .timestamp_ms
+                .and_then(|t| t.parse().ok())
+                .or_else(|| snowflake_time_ms(&id));
+            return Ok(Message::Tweet { id, time_ms });
+        }
+    }
+    if let Some(d) = env.delete {
+        if let Some(status) = d.status {
+            if let Some(tweet_id) = id_of(status.id_str, status.id) {
+                return Ok(Message::Delete {
+                    tweet_id,
+                    user_id: id_of(status.user_id_str, status.user_id),
+                });
+            }
+        }
+    }
+    if let Some(s) = env.scrub_geo {
+        return Ok(Message::ScrubGeo {
+            user_id: id_of(s.user_id_str, s.user_id).unwrap_or_default(),
+        });
+    }
+    if env.limit.is_some() {
+        return Ok(Message::Limit);
+    }
+    if let Some(w) = env.status_withheld {
+        return Ok(Message::StatusWithheld {
+            tweet_id: id_of(w.id_str, w.id).unwrap_or_default(),
+        });
+    }
+    if let Some(w) = env.user_withheld {
+        return Ok(Message::UserWithheld {
+            user_id: id_of(w.id_str, w.id).unwrap_or_default(),
+        });
+    }
+    if let Some(w) = env.warning {
+        return Ok(Message::Warning {
+            code: w.code.as_deref().unwrap_or("").to_string(),
+        });
+    }
+    if let Some(d) = env.disconnect {
+        return Ok(Message::Disconnect {
+            code: d.code.unwrap_or(0),
+            reason: d.reason.as_deref().unwrap_or("").to_string(),
+        });
+    }
+    Ok(Message::Unknown)
+}
+
+/// The first bytes of a message, printable, for logs.
+pub fn excerpt(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(80)];
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if bytes.len() > 80 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_status_uses_id_str_and_timestamp() {
+        let m = classify(br#"{"created_at":"x","id":1234567890123456789,"id_str":"1234567890123456789","text":"hi","user":{"id_str":"9"},"retweeted_status":{"id_str":"5","text":"x","user":{}},"timestamp_ms":"1500000000000"}"#).unwrap();
+        assert_eq!(
+            m,
+            Message::Tweet {
+                id: "1234567890123456789".into(),
+                time_ms: Some(1_500_000_000_000)
+            }
+        );
+    }
+
+    #[test]
+    fn numeric_ids_are_exact() {
+        // 2^53 + 1 is not representable as a double.
+        let m = classify(br#"{"id":9007199254740993,"text":"hi","user":{}}"#).unwrap();
+        assert!(matches!(m, Message::Tweet { ref id, .. } if id == "9007199254740993"));
+    }
+
+    #[test]
+    fn v2_tweet_and_errors() {
+        let m = classify(br#"{"data":{"id":"1507070437557096461","text":"x"},"matching_rules":[{"id":"1","tag":"a"}]}"#).unwrap();
+        match m {
+            Message::Tweet { id, time_ms } => {
+                assert_eq!(id, "1507070437557096461");
+                assert_eq!(time_ms, Some(1_648_148_566_985));
+            }
+            other => panic!("{other:?}"),
+        }
+        let op = classify(br#"{"errors":[{"title":"operational-disconnect","disconnect_type":"UpstreamOperationalDisconnect","detail":"gone"}]}"#).unwrap();
+        assert_eq!(
+            op,
+            Message::OperationalDisconnect {
+                detail: "gone".into()
+            }
+        );
+        let e = classify(br#"{"errors":[{"detail":"Could not find tweet"}]}"#).unwrap();
+        assert_eq!(e.kind(), "errors");
+    }
+
+    #[test]
+    fn v1_non_tweet_messages() {
+        let d = classify(br#"{"delete":{"status":{"id":272691609211117568,"user_id":478569062,"id_str":"272691609211117568","user_id_str":"478569062","deleted":true}}}"#).unwrap();
+        assert_eq!(
+            d,
+            Message::Delete {
+                tweet_id: "272691609211117568".into(),
+                user_id: Some("478569062".into())
+            }
+        );
+        assert_eq!(
+            classify(br#"{"limit":{"track":1234}}"#).unwrap(),
+            Message::Limit
+        );
+        assert_eq!(
+            classify(br#"{"scrub_geo":{"user_id":14090452,"up_to_status_id":1}}"#).unwrap(),
+            Message::ScrubGeo {
+                user_id: "14090452".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"status_withheld":{"id":1234567890,"user_id":1}}"#).unwrap(),
+            Message::StatusWithheld {
+                tweet_id: "1234567890".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"user_withheld":{"id":123456}}"#).unwrap(),
+            Message::UserWithheld {
+                user_id: "123456".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"warning":{"code":"FALLING_BEHIND","percent_full":60}}"#).unwrap(),
+            Message::Warning {
+                code: "FALLING_BEHIND".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"disconnect":{"code":4,"reason":"Stall"}}"#).unwrap(),
+            Message::Disconnect {
+                code: 4,
+                reason: "Stall".into()
+            }
+        );
+        assert_eq!(
+            classify(br#"{"something_new":{"a":1}}"#).unwrap(),
+            Message::Unknown
+        );
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert_eq!(
+            classify(b"{\"a\":\"\xff\"}").unwrap_err(),
+            BadMessage::InvalidUtf8 { offset: 6 }
+        );
+        assert!(matches!(
+            classify(br#"{"data":{"id":"1","text":"cut"#).unwrap_err(),
+            BadMessage::Json(_)
+        ));
+        assert_eq!(classify(b"[1,2]").unwrap_err(), BadMessage::NotObject);
+        assert!(matches!(
+            classify(b"nonsense").unwrap_err(),
+            BadMessage::Json(_)
+        ));
+    }
+}
