@@ -137,8 +137,17 @@ impl RulesApi<'_> {
                 None => json!({"value": r.value}),
             })
             .collect();
-        if !adds.is_empty() {
-            self.post(json!({"add": adds}), true)
+        // Validate the new values (a value the app has already, under another tag, is known to
+        // be valid and would only be reported as a duplicate).
+        let to_validate: Vec<Value> = plan
+            .add
+            .iter()
+            .zip(&adds)
+            .filter(|(r, _)| !existing.iter().any(|e| e.value == r.value))
+            .map(|(_, v)| v.clone())
+            .collect();
+        if !to_validate.is_empty() {
+            self.post(json!({"add": to_validate}), true)
                 .await
                 .context("validating twitter.rules")?;
         }

@@ -278,7 +278,16 @@ where
         }
     }
     if source_result.is_none() {
-        source_task.abort();
+        // The queue closed first; the task has returned or is about to.
+        source_result = match tokio::time::timeout(STOP_GRACE, &mut source_task).await {
+            Ok(joined) => {
+                Some(joined.unwrap_or_else(|e| Err(anyhow::anyhow!("source task panicked: {e}"))))
+            }
+            Err(_) => {
+                source_task.abort();
+                None
+            }
+        };
     }
     output.flush().await.context("final flush")?;
     side.finish().await?;

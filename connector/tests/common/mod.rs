@@ -1,0 +1,165 @@
+//! Shared by the connector's integration tests: run the real `twitter-source` binary against
+//! the X API emulator (a real HTTP server on loopback) and read back, from `--capture`, every
+//! record it handed to the producer.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use connector_runtime::output::read_capture;
+use connector_runtime::Record;
+use testkit::process::TestProcess;
+use x_emulator::{Corpus, EmulatorConfig};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_twitter-source");
+
+/// Emulator credentials, as secrets the config references.
+pub const SECRETS: &str = "TWITTER_BEARER_TOKEN=emulator-bearer-token\n\
+TWITTERCONSUMERKEY=emulator-consumer-key\n\
+TWITTERCONSUMERSECRET=emulator-consumer-secret\n\
+TWITTERACCESSTOKEN=emulator-access-token\n\
+TWITTERACCESSTOKENSECRET=emulator-access-token-secret\n";
+
+/// Reconnect steps scaled down so fault tests run in seconds (the schedule's shape is the
+/// same; `backoff.rs` checks the real numbers).
+pub const FAST_RECONNECT: &str = "  reconnect:\n    network_step: 50ms\n    network_max: 400ms\n    http_initial: 200ms\n    http_max: 1600ms\n    rate_limit_initial: 400ms\n    rate_limit_max: 3s\n";
+
+/// A generated-tweets emulator config, `limit` tweets per dialect, keep-alives every 200 ms.
+pub fn generated(limit: u64) -> EmulatorConfig {
+    let mut c = EmulatorConfig::new(Corpus::generated(1_700_000_000_000));
+    c.limit = Some(limit);
+    c.keepalive_v2 = Duration::from_millis(200);
+    c.keepalive_v1 = Duration::from_millis(200);
+    c
+}
+
+/// One connector run in a temp folder.
+pub struct Run {
+    pub dir: tempfile::TempDir,
+    pub proc: TestProcess,
+    pub capture: PathBuf,
+}
+
+/// The config text for `twitter:` settings (indented two spaces) against `emu`.
+pub fn config_yaml(emu_url: &str, twitter: &str, extra_top: &str) -> String {
+    format!(
+        "apiVersion: 0.1.0\n\
+meta:\n  version: 0.1.0\n  name: twitter-test\n  type: twitter-source\n  topic: tweets\n  secrets:\n    - name: TWITTER_BEARER_TOKEN\n    - name: TWITTERCONSUMERKEY\n    - name: TWITTERCONSUMERSECRET\n    - name: TWITTERACCESSTOKEN\n    - name: TWITTERACCESSTOKENSECRET\n\
+{extra_top}\
+twitter:\n  base_url: {emu_url}\n{twitter}"
+    )
+}
+
+pub const BEARER: &str = "  auth:\n    bearer_token: \"${{ secrets.TWITTER_BEARER_TOKEN }}\"\n";
+pub const OAUTH1: &str = "  auth:\n    consumer_key: \"${{ secrets.TWITTERCONSUMERKEY }}\"\n    consumer_secret: \"${{ secrets.TWITTERCONSUMERSECRET }}\"\n    access_token: \"${{ secrets.TWITTERACCESSTOKEN }}\"\n    access_token_secret: \"${{ secrets.TWITTERACCESSTOKENSECRET }}\"\n";
+
+impl Run {
+    /// Start the connector with this config text, capturing records.
+    pub fn start(config: &str) -> Self {
+        Self::start_with(config, SECRETS, &[])
+    }
+
+    pub fn start_with(config: &str, secrets: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, config).expect("write config");
+        let sec = dir.path().join("secrets.env");
+        std::fs::write(&sec, secrets).expect("write secrets");
+        let capture = dir.path().join("records.jsonl");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&cfg)
+            .arg("--secrets")
+            .arg(&sec)
+            .arg("--capture")
+            .arg(&capture)
+            .env("RUST_LOG", "info")
+            .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("metrics.sock"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let proc = TestProcess::spawn("twitter-source", cmd, &dir.path().join("connector.log"));
+        Self { dir, proc, capture }
+    }
+
+    /// SIGTERM, then the exit code (panics if it does not exit in time).
+    pub fn stop(&mut self) -> i32 {
+        self.proc.signal(libc_sigterm());
+        let status = self.proc.wait_timeout(Duration::from_secs(20));
+        status.code().unwrap_or(-1)
+    }
+
+    /// Records captured so far (the file is flushed at exit; during a run it may lag).
+    pub fn records(&self) -> Vec<Record> {
+        if !self.capture.exists() {
+            return Vec::new();
+        }
+        read_capture(&self.capture).expect("read capture")
+    }
+
+    pub fn output(&self) -> String {
+        self.proc.output()
+    }
+
+    /// Metric values from the Unix socket (upstream's JSON counters).
+    pub fn metrics(&self) -> serde_json::Value {
+        use std::io::Read;
+        let sock = self.dir.path().join("metrics.sock");
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) else {
+            return serde_json::Value::Null;
+        };
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        serde_json::from_str(&buf).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Wait until the metric `name` reaches `at_least` (or panic with the log).
+    pub fn wait_metric(&self, name: &str, at_least: u64, timeout: Duration) {
+        let start = std::time::Instant::now();
+        loop {
+            let v = self.metrics()[name].as_u64().unwrap_or(0);
+            if v >= at_least {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "metric {name} = {v} < {at_least} after {timeout:?}; log:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+pub fn libc_sigterm() -> i32 {
+    15
+}
+
+/// Wait until the emulator has used up its tweets and the connector has handed over `n`
+/// tweets, then stop it and return (exit code, records).
+pub fn run_until_tweets(run: &mut Run, n: u64, timeout: Duration) -> (i32, Vec<Record>) {
+    run.wait_metric("tweets_total", n, timeout);
+    let code = run.stop();
+    (code, run.records())
+}
+
+/// The keys of records, as strings.
+pub fn keys(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| r.key_lossy()).collect()
+}
+
+/// Each id once, in first-sent order.
+pub fn unique_in_order(ids: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .filter(|id| seen.insert((*id).clone()))
+        .cloned()
+        .collect()
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+}
