@@ -105,6 +105,7 @@ pub struct Shared {
     pub config: EmulatorConfig,
     started: Instant,
     cursors: [AtomicU64; 2],
+    in_flight: AtomicU64,
     rules: Mutex<RuleSet>,
     plans: Mutex<VecDeque<ConnectionPlan>>,
     log: Mutex<Vec<ConnectionRecord>>,
@@ -143,6 +144,7 @@ impl Shared {
             config,
             started: Instant::now(),
             cursors: [AtomicU64::new(0), AtomicU64::new(0)],
+            in_flight: AtomicU64::new(0),
             rules: Mutex::new(rules),
             plans: Mutex::new(plans),
             log: Mutex::new(Vec::new()),
@@ -159,9 +161,16 @@ impl Shared {
         }
     }
 
+    /// The tweets are used up and none is still being sent.
     pub fn exhausted(&self, d: Dialect) -> bool {
         self.limit(d)
             .is_some_and(|l| self.cursors[dialect_index(d)].load(Ordering::Relaxed) >= l)
+            && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// A tweet taken with [`Shared::next_item`] was sent (or given up).
+    pub fn item_done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The next tweet the stream selects (skipping those it filters out), or `None`.
@@ -174,6 +183,7 @@ impl Shared {
             }
             let item = self.config.corpus.item(spec.dialect, seq)?;
             if self.selects(&spec.selection, &item) {
+                self.in_flight.fetch_add(1, Ordering::SeqCst);
                 return Some(item);
             }
         }
@@ -288,13 +298,18 @@ impl Emulator {
 
     /// Serve on a free loopback port from a runtime of its own (for synchronous tests).
     pub fn start_background(config: EmulatorConfig) -> std::io::Result<Self> {
+        Self::start_background_on(config, "127.0.0.1:0".parse().expect("addr"))
+    }
+
+    /// Serve on `addr` from a runtime of its own.
+    pub fn start_background_on(config: EmulatorConfig, addr: SocketAddr) -> std::io::Result<Self> {
         let rt = Arc::new(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()?,
         );
-        let mut emu = rt.block_on(Self::start(config, "127.0.0.1:0".parse().expect("addr")))?;
+        let mut emu = rt.block_on(Self::start(config, addr))?;
         emu._runtime = Some(rt);
         Ok(emu)
     }
@@ -461,18 +476,21 @@ fn open_stream(
     delimited: bool,
 ) -> Response {
     let v2 = dialect == Dialect::V2;
-    let phantom = s
+    // A phantom connection (kept after an abrupt disconnect) or the connection cap: refused
+    // with TooManyConnections, the reset announced for when the phantom goes away.
+    let phantom_left = s
         .phantom_until
         .lock()
         .expect("phantom")
-        .is_some_and(|t| Instant::now() < t);
+        .and_then(|t| t.checked_duration_since(Instant::now()));
     let max = s.config.max_connections;
-    if phantom || (max > 0 && s.active.load(Ordering::SeqCst) >= max) {
+    if phantom_left.is_some() || (max > 0 && s.active.load(Ordering::SeqCst) >= max) {
+        let reset_in = phantom_left.map(|d| d.as_secs() + 1).unwrap_or(1);
         return logged(
             &s,
             &method,
             &uri,
-            error_response(if v2 { 429 } else { 420 }, v2, v2, Some(60)),
+            error_response(if v2 { 429 } else { 420 }, v2, v2, Some(reset_in)),
         );
     }
     let plan = s.next_plan();

@@ -105,23 +105,26 @@ pub async fn run(
         };
         match next {
             Some(item) => {
+                let mut ok = true;
                 if let Some(iv) = interval {
                     next_at += iv;
                     let now = Instant::now();
                     if next_at > now {
-                        if !w.flush().await {
-                            return ended(&shared, spec.conn, "client closed");
-                        }
+                        ok = w.flush().await;
                         tokio::time::sleep_until(next_at).await;
                     } else if now.duration_since(next_at) > Duration::from_secs(1) {
                         next_at = now; // do not burst to catch up after a long pause
                     }
                 }
                 let bytes = decorate(&shared, &spec, &item);
-                if !w.message(&bytes, spec.delimited).await {
+                ok = ok && w.message(&bytes, spec.delimited).await;
+                if ok {
+                    shared.log_sent(spec.conn, &item.id);
+                }
+                shared.item_done();
+                if !ok {
                     return ended(&shared, spec.conn, "client closed");
                 }
-                shared.log_sent(spec.conn, &item.id);
                 sent += 1;
                 prev = Some(item);
                 last_write = Instant::now();
@@ -165,11 +168,15 @@ async fn finish(
                 frame(&mut framed, &item.json, spec.delimited);
                 let half = framed.len() / 2;
                 w.raw(&framed[..half]).await;
+                shared.item_done();
             }
             w.flush().await;
-            let _ =
-                w.tx.send(Err(std::io::Error::other("emulated abrupt close")))
-                    .await;
+            // Let the server write what it has to the socket, then reset the connection.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = w
+                .tx
+                .send(Err(std::io::Error::other("emulated abrupt close")))
+                .await;
             ended(shared, spec.conn, "closed mid-message");
         }
         End::Stall => {
