@@ -58,6 +58,7 @@ pub struct TransformChain {
     /// Re-initialise proactively after this many records (0: only when the chain traps).
     reinit_every: u64,
     since_init: u64,
+    memory_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for TransformChain {
@@ -71,8 +72,14 @@ impl std::fmt::Debug for TransformChain {
 impl TransformChain {
     /// Compile and initialise a chain (60-300 ms per module: do it once).
     pub fn new(modules: Vec<ModuleSpec>) -> Result<Self> {
+        Self::with_memory_limit(modules, None)
+    }
+
+    /// Like [`TransformChain::new`], with a store memory limit other than the engine's 1 GB
+    /// (tests use a small one to prove a module's memory stays flat).
+    pub fn with_memory_limit(modules: Vec<ModuleSpec>, limit: Option<usize>) -> Result<Self> {
         let engine = SmartEngine::new();
-        let instance = initialise(&engine, &modules)?;
+        let instance = initialise(&engine, &modules, limit)?;
         Ok(Self {
             engine,
             modules,
@@ -80,6 +87,7 @@ impl TransformChain {
             reinitialisations: 0,
             reinit_every: 0,
             since_init: 0,
+            memory_limit: limit,
         })
     }
 
@@ -98,7 +106,7 @@ impl TransformChain {
     }
 
     fn reinitialise(&mut self) -> Result<()> {
-        self.instance = initialise(&self.engine, &self.modules)?;
+        self.instance = initialise(&self.engine, &self.modules, self.memory_limit)?;
         self.reinitialisations += 1;
         self.since_init = 0;
         Ok(())
@@ -148,8 +156,15 @@ impl TransformChain {
     }
 }
 
-fn initialise(engine: &SmartEngine, modules: &[ModuleSpec]) -> Result<SmartModuleChainInstance> {
+fn initialise(
+    engine: &SmartEngine,
+    modules: &[ModuleSpec],
+    memory_limit: Option<usize>,
+) -> Result<SmartModuleChainInstance> {
     let mut builder = SmartModuleChainBuilder::default();
+    if let Some(limit) = memory_limit {
+        builder.set_store_memory_limit(limit);
+    }
     for m in modules {
         let mut config = SmartModuleConfig::builder();
         config.smartmodule_names(vec![m.name.clone()]);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Start or stop a private local Fluvio cluster for the tests, under its own HOME
+# ($TWEET_PIPELINE_CACHE/fluvio-home), so a user's ~/.fluvio profile and data are never touched.
+# Needs `fluvio` and `fluvio-run` (PATH or $FLUVIO_BIN_DIR); prints the profile path on start.
+#   scripts/fluvio-test-cluster.sh start|stop
+set -euo pipefail
+cache=${TWEET_PIPELINE_CACHE:-$HOME/.cache/tweet-pipeline}
+home="$cache/fluvio-home"
+bin_dir=${FLUVIO_BIN_DIR:-}
+fluvio=${bin_dir:+$bin_dir/}fluvio
+export HOME="$home"
+export PATH="${bin_dir:+$bin_dir:}$PATH"
+case "${1:-}" in
+  start)
+    mkdir -p "$home"
+    if "$fluvio" topic list >/dev/null 2>&1; then
+      echo "$home/.fluvio/config"; exit 0
+    fi
+    # A local cluster uses fixed ports (SC 9003, SPU 9010): refuse to fight another one.
+    if (exec 3<>/dev/tcp/127.0.0.1/9003) 2>/dev/null; then
+      echo "port 9003 is taken by another Fluvio cluster; not starting a private one" >&2; exit 3
+    fi
+    "$fluvio" cluster start --local --data-dir "$home/data" >"$home/start.log" 2>&1 \
+      || { cat "$home/start.log" >&2; exit 1; }
+    echo "$home/.fluvio/config"
+    ;;
+  stop)
+    "$fluvio" cluster shutdown --local >/dev/null 2>&1 || true
+    pkill -f "$home/data" 2>/dev/null || true
+    ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

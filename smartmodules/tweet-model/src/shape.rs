@@ -1,0 +1,361 @@
+//! The shaped record: one documented form for a tweet of either API dialect
+//! (`smartmodules/tweet-shape/tweet.schema.json`). Fields the input lacks are null or empty,
+//! never invented.
+
+use serde::{Deserialize, Serialize};
+
+use crate::raw::{Id, Message, V1Entities, V1Status, V2Entities, V2Includes, V2Tweet};
+use crate::text::decode_entities;
+use crate::time;
+
+/// The value of `schema`, first key of every shaped record (how modules recognise one).
+pub const SCHEMA: &str = "tweet/1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shaped {
+    pub schema: String,
+    pub id: String,
+    /// RFC 3339, UTC, milliseconds (`2016-06-12T18:07:19.000Z`).
+    pub created_at: Option<String>,
+    pub created_at_ms: Option<i64>,
+    pub lang: Option<String>,
+    /// The full text (never the 140-char compat truncation), HTML entities decoded; for a
+    /// retweet, the retweeted tweet's full text.
+    pub text: String,
+    pub author: Author,
+    pub hashtags: Vec<String>,
+    pub mentions: Vec<String>,
+    pub urls: Vec<String>,
+    pub media: Vec<MediaItem>,
+    /// `original`, `retweet`, `quote` or `reply`.
+    pub kind: Kind,
+    pub referenced: Referenced,
+    pub geo: Geo,
+    pub metrics: Option<Metrics>,
+    pub matching_rules: Vec<Rule>,
+    /// `v1.1` or `v2`.
+    pub source_api: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Original,
+    Retweet,
+    Quote,
+    Reply,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Author {
+    pub id: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub followers: Option<u64>,
+    pub verified: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaItem {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Referenced {
+    pub retweeted: Option<String>,
+    pub quoted: Option<String>,
+    pub replied_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Geo {
+    /// `[longitude, latitude]`.
+    pub coordinates: Option<Vec<f64>>,
+    pub place: Option<String>,
+    pub country_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub retweets: Option<u64>,
+    pub replies: Option<u64>,
+    pub likes: Option<u64>,
+    pub quotes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// Why a record could not be read as a tweet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShapeError {
+    /// Not JSON (or not UTF-8): `detail` says where.
+    Malformed(String),
+}
+
+impl std::fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShapeError::Malformed(d) => write!(f, "not a JSON tweet: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for ShapeError {}
+
+/// Read a raw v1.1 status, a raw v2 message, or an already shaped record.
+/// `Ok(None)`: valid JSON but not a tweet (delete, limit, errors, ...).
+pub fn shape(bytes: &[u8]) -> Result<Option<Shaped>, ShapeError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ShapeError::Malformed(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    if is_shaped(text) {
+        return serde_json::from_str::<Shaped>(text)
+            .map(Some)
+            .map_err(|e| ShapeError::Malformed(e.to_string()));
+    }
+    let msg: Message<'_> = serde_json::from_str(text).map_err(|e| ShapeError::Malformed(e.to_string()))?;
+    Ok(from_message(&msg))
+}
+
+/// A shaped record starts with `{"schema":"tweet/` (we always write `schema` first).
+pub fn is_shaped(text: &str) -> bool {
+    text.trim_start()
+        .strip_prefix('{')
+        .map(|rest| rest.trim_start().starts_with("\"schema\":\"tweet/"))
+        .unwrap_or(false)
+}
+
+fn from_message(msg: &Message<'_>) -> Option<Shaped> {
+    if let Some(data) = &msg.data {
+        return from_v2(data, msg.includes.as_ref(), msg);
+    }
+    from_v1(msg)
+}
+
+fn s(c: &Option<std::borrow::Cow<'_, str>>) -> Option<String> {
+    c.as_deref().map(str::to_string)
+}
+
+fn rules(msg: &Message<'_>) -> Vec<Rule> {
+    msg.matching_rules
+        .iter()
+        .flatten()
+        .map(|r| Rule { id: r.id.as_ref().map(Id::to_string_exact), tag: s(&r.tag) })
+        .collect()
+}
+
+// ---- v1.1 -------------------------------------------------------------------------------
+
+fn v1_id(st: &V1Status<'_>) -> Option<String> {
+    s(&st.id_str).or_else(|| st.id.as_ref().map(Id::to_string_exact))
+}
+
+/// The full text of a status: `extended_tweet.full_text`, `full_text`, else `text`.
+fn v1_full_text<'s>(st: &'s V1Status<'_>) -> Option<&'s str> {
+    st.extended_tweet
+        .as_ref()
+        .and_then(|e| e.full_text.as_deref())
+        .or(st.full_text.as_deref())
+        .or(st.text.as_deref())
+}
+
+/// The entities that go with the full text.
+fn v1_entities<'s, 'a>(st: &'s V1Status<'a>) -> (Option<&'s V1Entities<'a>>, Option<&'s V1Entities<'a>>) {
+    match &st.extended_tweet {
+        Some(ext) if ext.full_text.is_some() => (ext.entities.as_ref(), ext.extended_entities.as_ref().or(ext.entities.as_ref())),
+        _ => (st.entities.as_ref(), st.extended_entities.as_ref().or(st.entities.as_ref())),
+    }
+}
+
+fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
+    let id = v1_id(st)?;
+    let raw_text = v1_full_text(st)?;
+    st.user.as_ref()?;
+    let kind = if st.retweeted_status.is_some() {
+        Kind::Retweet
+    } else if st.quoted_status.is_some() || st.is_quote_status == Some(true) {
+        Kind::Quote
+    } else if st.in_reply_to_status_id_str.is_some() || st.in_reply_to_status_id.is_some() {
+        Kind::Reply
+    } else {
+        Kind::Original
+    };
+    // A retweet's content is the retweeted tweet: its full text and entities.
+    let content: &V1Status<'_> = st.retweeted_status.as_deref().unwrap_or(st);
+    let text = v1_full_text(content).unwrap_or(raw_text);
+    let (entities, media_entities) = v1_entities(content);
+    let hashtags = entities
+        .and_then(|e| e.hashtags.as_ref())
+        .map(|v| v.iter().filter_map(|t| t.text.as_deref().or(t.tag.as_deref()).map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mentions = entities
+        .and_then(|e| e.user_mentions.as_ref())
+        .map(|v| v.iter().filter_map(|m| m.screen_name.as_deref().or(m.username.as_deref()).map(str::to_string)).collect())
+        .unwrap_or_default();
+    let urls = entities
+        .and_then(|e| e.urls.as_ref())
+        .map(|v| v.iter().filter_map(|u| u.expanded_url.as_deref().or(u.url.as_deref()).map(str::to_string)).collect())
+        .unwrap_or_default();
+    let media = media_entities
+        .and_then(|e| e.media.as_ref())
+        .map(|v| {
+            v.iter()
+                .map(|m| MediaItem { kind: s(&m.kind), url: s(&m.media_url_https).or_else(|| s(&m.media_url)) })
+                .collect()
+        })
+        .unwrap_or_default();
+    let user = st.user.as_ref().expect("checked above");
+    let created_at_ms = st
+        .timestamp_ms
+        .as_deref()
+        .and_then(|t| t.parse::<i64>().ok())
+        .or_else(|| st.created_at.as_deref().and_then(time::parse_v1));
+    let metrics = if st.retweet_count.is_some() || st.favorite_count.is_some() || st.reply_count.is_some() || st.quote_count.is_some() {
+        Some(Metrics { retweets: st.retweet_count, replies: st.reply_count, likes: st.favorite_count, quotes: st.quote_count })
+    } else {
+        None
+    };
+    Some(Shaped {
+        schema: SCHEMA.to_string(),
+        id,
+        created_at: created_at_ms.map(time::rfc3339),
+        created_at_ms,
+        lang: s(&st.lang),
+        text: decode_entities(text),
+        author: Author {
+            id: s(&user.id_str).or_else(|| user.id.as_ref().map(Id::to_string_exact)),
+            username: s(&user.screen_name),
+            name: s(&user.name),
+            followers: user.followers_count,
+            verified: user.verified,
+        },
+        hashtags,
+        mentions,
+        urls,
+        media,
+        kind,
+        referenced: Referenced {
+            retweeted: st.retweeted_status.as_deref().and_then(v1_id),
+            quoted: s(&st.quoted_status_id_str).or_else(|| st.quoted_status.as_deref().and_then(v1_id)),
+            replied_to: s(&st.in_reply_to_status_id_str).or_else(|| st.in_reply_to_status_id.as_ref().map(Id::to_string_exact)),
+        },
+        geo: Geo {
+            coordinates: st.coordinates.as_ref().and_then(|c| c.coordinates.clone()),
+            place: st.place.as_ref().and_then(|p| s(&p.full_name)),
+            country_code: st.place.as_ref().and_then(|p| s(&p.country_code)),
+        },
+        metrics,
+        matching_rules: rules(st),
+        source_api: "v1.1".to_string(),
+    })
+}
+
+// ---- v2 ---------------------------------------------------------------------------------
+
+fn v2_text<'t>(t: &'t V2Tweet<'_>) -> Option<&'t str> {
+    t.note_tweet.as_ref().and_then(|n| n.text.as_deref()).or(t.text.as_deref())
+}
+
+fn v2_entities<'s, 'a>(t: &'s V2Tweet<'a>) -> Option<&'s V2Entities<'a>> {
+    match &t.note_tweet {
+        Some(n) if n.text.is_some() && n.entities.is_some() => n.entities.as_ref(),
+        _ => t.entities.as_ref(),
+    }
+}
+
+fn from_v2(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>, msg: &Message<'_>) -> Option<Shaped> {
+    let id = s(&data.id)?;
+    let refs = data.referenced_tweets.as_deref().unwrap_or_default();
+    let ref_of = |kind: &str| refs.iter().find(|r| r.kind.as_deref() == Some(kind)).and_then(|r| s(&r.id));
+    let referenced = Referenced { retweeted: ref_of("retweeted"), quoted: ref_of("quoted"), replied_to: ref_of("replied_to") };
+    let kind = if referenced.retweeted.is_some() {
+        Kind::Retweet
+    } else if referenced.quoted.is_some() {
+        Kind::Quote
+    } else if referenced.replied_to.is_some() {
+        Kind::Reply
+    } else {
+        Kind::Original
+    };
+    // A retweet's content is the retweeted tweet, when the expansion included it.
+    let retweeted: Option<&V2Tweet<'_>> = referenced.retweeted.as_deref().and_then(|rid| {
+        includes?.tweets.as_ref()?.iter().find(|t| t.id.as_deref() == Some(rid))
+    });
+    let content = retweeted.unwrap_or(data);
+    let text = v2_text(content).or_else(|| v2_text(data))?;
+    let entities = v2_entities(content);
+    let hashtags = entities
+        .and_then(|e| e.hashtags.as_ref())
+        .map(|v| v.iter().filter_map(|t| t.tag.as_deref().or(t.text.as_deref()).map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mentions = entities
+        .and_then(|e| e.mentions.as_ref())
+        .map(|v| v.iter().filter_map(|m| m.username.as_deref().or(m.screen_name.as_deref()).map(str::to_string)).collect())
+        .unwrap_or_default();
+    let urls = entities
+        .and_then(|e| e.urls.as_ref())
+        .map(|v| {
+            v.iter()
+                .filter_map(|u| u.unwound_url.as_deref().or(u.expanded_url.as_deref()).or(u.url.as_deref()).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let media_keys = content.attachments.as_ref().and_then(|a| a.media_keys.as_ref());
+    let media = media_keys
+        .map(|keys| {
+            keys.iter()
+                .map(|k| {
+                    let m = includes
+                        .and_then(|i| i.media.as_ref())
+                        .and_then(|ms| ms.iter().find(|m| m.media_key.as_deref() == Some(k.as_ref())));
+                    MediaItem {
+                        kind: m.and_then(|m| s(&m.kind)),
+                        url: m.and_then(|m| s(&m.url).or_else(|| s(&m.preview_image_url))),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let author_id = s(&data.author_id);
+    let user = author_id.as_deref().and_then(|aid| {
+        includes?.users.as_ref()?.iter().find(|u| u.id.as_deref() == Some(aid))
+    });
+    let place = data.geo.as_ref().and_then(|g| g.place_id.as_deref()).and_then(|pid| {
+        includes?.places.as_ref()?.iter().find(|p| p.id.as_deref() == Some(pid))
+    });
+    let created_at_ms = data.created_at.as_deref().and_then(time::parse_rfc3339);
+    Some(Shaped {
+        schema: SCHEMA.to_string(),
+        id,
+        created_at: created_at_ms.map(time::rfc3339),
+        created_at_ms,
+        lang: s(&data.lang),
+        text: decode_entities(text),
+        author: Author {
+            id: author_id.clone(),
+            username: user.and_then(|u| s(&u.username)),
+            name: user.and_then(|u| s(&u.name)),
+            followers: user.and_then(|u| u.public_metrics).and_then(|m| m.followers_count),
+            verified: user.and_then(|u| u.verified),
+        },
+        hashtags,
+        mentions,
+        urls,
+        media,
+        kind,
+        referenced,
+        geo: Geo {
+            coordinates: data.geo.as_ref().and_then(|g| g.coordinates.as_ref()).and_then(|c| c.coordinates.clone()),
+            place: place.and_then(|p| s(&p.full_name)),
+            country_code: place.and_then(|p| s(&p.country_code)),
+        },
+        metrics: data.public_metrics.map(|m| Metrics { retweets: m.retweet_count, replies: m.reply_count, likes: m.like_count, quotes: m.quote_count }),
+        matching_rules: rules(msg),
+        source_api: "v2".to_string(),
+    })
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what it needs first (idempotent, cached under
+# $TWEET_PIPELINE_CACHE, default ~/.cache/tweet-pipeline), builds the SmartModules to wasm,
+# starts a private Fluvio cluster when `fluvio` and `fluvio-run` are installed, runs every Rust
+# and Python test, and stops what it started. Tests that need an absent Fluvio print SKIPPED.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(pwd)
+export TWEET_PIPELINE_CACHE=${TWEET_PIPELINE_CACHE:-$HOME/.cache/tweet-pipeline}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TWEET_PIPELINE_CACHE/target}
+export REQUIRE_KAFKA=1
+export PIPELINE_PYTHON="$TWEET_PIPELINE_CACHE/venv/bin/python"
+if [ -z "${TWEETS_DATA_DIR:-}" ] && [ -d "$root/../shared/data/tweets" ]; then
+  export TWEETS_DATA_DIR="$root/../shared/data/tweets"
+fi
+
+./scripts/provision.sh
+./scripts/build-smartmodules.sh
+
+started_fluvio=""
+if profile=$(./scripts/fluvio-test-cluster.sh start 2>/dev/null); then
+  export FLV_PROFILE_PATH="$profile"
+  started_fluvio=1
+  echo "==> Fluvio cluster for the tests: profile $FLV_PROFILE_PATH" >&2
+else
+  echo "==> SKIPPED: no Fluvio cluster (fluvio and fluvio-run are not installed, PATH or FLUVIO_BIN_DIR); tests that need one say SKIPPED" >&2
+fi
+cleanup() { [ -n "$started_fluvio" ] && ./scripts/fluvio-test-cluster.sh stop; true; }
+trap cleanup EXIT
+
+cargo test --workspace --all-targets --locked
+"$PIPELINE_PYTHON" -m pytest -q -p no:cacheprovider consumer/tests
