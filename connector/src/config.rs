@@ -397,7 +397,9 @@ mod tests {
             let path = entry.unwrap().path();
             let c = ConnectorConfig::<TwitterConfig>::load(&path, &store, "twitter")
                 .unwrap_or_else(|e| panic!("{e}"));
-            c.custom.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            c.custom
+                .validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(c.meta.kind, "twitter-source");
             n += 1;
         }
@@ -407,14 +409,36 @@ mod tests {
     #[test]
     fn cross_field_checks_name_the_field() {
         let parse = |y: &str| serde_yaml::from_str::<TwitterConfig>(y).unwrap().validate();
-        assert!(parse("mode: filtered\nauth: {bearer_token: t}\n").unwrap_err().starts_with("twitter.rules"));
-        assert!(parse("mode: sample\n").unwrap_err().starts_with("twitter.auth"));
-        assert!(parse("mode: sample10\nauth: {bearer_token: t}\n").unwrap_err().starts_with("twitter.partition"));
-        assert!(parse("mode: v1-sample\nauth: {bearer_token: t}\n").unwrap_err().contains("OAuth 1.0a"));
+        assert!(parse("mode: filtered\nauth: {bearer_token: t}\n")
+            .unwrap_err()
+            .starts_with("twitter.rules"));
+        assert!(parse("mode: sample\n")
+            .unwrap_err()
+            .starts_with("twitter.auth"));
+        assert!(parse("mode: sample10\nauth: {bearer_token: t}\n")
+            .unwrap_err()
+            .starts_with("twitter.partition"));
+        assert!(parse("mode: v1-sample\nauth: {bearer_token: t}\n")
+            .unwrap_err()
+            .contains("OAuth 1.0a"));
         assert!(parse("mode: v1-filter\nauth: {consumer_key: a, consumer_secret: b, access_token: c, access_token_secret: d}\n").unwrap_err().starts_with("twitter.track"));
-        assert!(parse("mode: replay\n").unwrap_err().starts_with("twitter.replay"));
-        assert!(parse("mode: sample\nauth: {bearer_token: t}\nbackfill_minutes: 9\n").unwrap_err().starts_with("twitter.backfill_minutes"));
-        assert!(serde_yaml::from_str::<TwitterConfig>("mode: nope\n").unwrap_err().to_string().contains("unknown variant"));
-        assert!(serde_yaml::from_str::<TwitterConfig>("mode: sample\ntrak: [x]\n").unwrap_err().to_string().contains("unknown field `trak`"));
+        assert!(parse("mode: replay\n")
+            .unwrap_err()
+            .starts_with("twitter.replay"));
+        assert!(
+            parse("mode: sample\nauth: {bearer_token: t}\nbackfill_minutes: 9\n")
+                .unwrap_err()
+                .starts_with("twitter.backfill_minutes")
+        );
+        assert!(serde_yaml::from_str::<TwitterConfig>("mode: nope\n")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant"));
+        assert!(
+            serde_yaml::from_str::<TwitterConfig>("mode: sample\ntrak: [x]\n")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `trak`")
+        );
     }
 }

@@ -13,11 +13,19 @@ use x_emulator::{ConnectionPlan, Emulator, Inject, Injection};
 const T: Duration = Duration::from_secs(30);
 
 fn sample_v2(emu: &Emulator, extra: &str) -> String {
-    config_yaml(&emu.base_url(), &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}{extra}"), "")
+    config_yaml(
+        &emu.base_url(),
+        &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}{extra}"),
+        "",
+    )
 }
 
 fn sample_v1(emu: &Emulator, extra: &str) -> String {
-    config_yaml(&emu.base_url(), &format!("  mode: v1-sample\n{OAUTH1}{FAST_RECONNECT}{extra}"), "")
+    config_yaml(
+        &emu.base_url(),
+        &format!("  mode: v1-sample\n{OAUTH1}{FAST_RECONNECT}{extra}"),
+        "",
+    )
 }
 
 fn plan(json: &str) -> ConnectionPlan {
@@ -38,7 +46,8 @@ fn deliver_all(emu: &Emulator, config: &str) -> Done {
         if let Some(s) = run.proc.try_status() {
             panic!("connector exited with {s}: {}", run.output());
         }
-        (emu.exhausted(x_emulator::Dialect::V2) || emu.exhausted(x_emulator::Dialect::V1)).then_some(())
+        (emu.exhausted(x_emulator::Dialect::V2) || emu.exhausted(x_emulator::Dialect::V1))
+            .then_some(())
     });
     let expected = unique_in_order(&emu.sent_ids());
     run.wait_metric("tweets_total", expected.len() as u64, T);
@@ -57,13 +66,19 @@ fn gaps(emu: &Emulator) -> Vec<u64> {
 }
 
 fn assert_between(what: &str, got: u64, lo: u64, hi: u64) {
-    assert!(got >= lo && got <= hi, "{what}: {got} ms not in [{lo}, {hi}]");
+    assert!(
+        got >= lo && got <= hi,
+        "{what}: {got} ms not in [{lo}, {hi}]"
+    );
 }
 
 #[test]
 fn truncated_read_reconnects_at_once_and_loses_nothing_sent() {
     let mut cfg = generated(200);
-    cfg.plans = vec![plan(r#"{"after": 50, "end": "close_mid_message"}"#), plan(r#"{"after": 60, "end": "close"}"#)];
+    cfg.plans = vec![
+        plan(r#"{"after": 50, "end": "close_mid_message"}"#),
+        plan(r#"{"after": 60, "end": "close"}"#),
+    ];
     let emu = Emulator::start_background(cfg).unwrap();
     let done = deliver_all(&emu, &sample_v2(&emu, ""));
     let log = emu.log();
@@ -71,13 +86,22 @@ fn truncated_read_reconnects_at_once_and_loses_nothing_sent() {
     assert_eq!(log[0].end.as_deref(), Some("closed mid-message"));
     // An established connection that drops: at once (well under the first network step).
     assert_between("reconnect after truncation", gaps(&emu)[0], 0, 400);
-    assert!(done.metrics["reconnects_total{cause=dropped}"].as_u64().unwrap_or(0) >= 2);
+    assert!(
+        done.metrics["reconnects_total{cause=dropped}"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    );
 }
 
 #[test]
 fn http_5xx_backs_off_exponentially() {
     let mut cfg = generated(30);
-    cfg.plans = vec![plan(r#"{"status": 503}"#), plan(r#"{"status": 500}"#), plan(r#"{"status": 503}"#)];
+    cfg.plans = vec![
+        plan(r#"{"status": 503}"#),
+        plan(r#"{"status": 500}"#),
+        plan(r#"{"status": 503}"#),
+    ];
     let emu = Emulator::start_background(cfg).unwrap();
     deliver_all(&emu, &sample_v2(&emu, ""));
     let g = gaps(&emu);
@@ -89,7 +113,10 @@ fn http_5xx_backs_off_exponentially() {
 #[test]
 fn rate_limits_back_off_and_respect_the_reset_header() {
     let mut cfg = generated(30);
-    cfg.plans = vec![plan(r#"{"status": 429, "reset_in_secs": 2}"#), plan(r#"{"status": 429, "reset_in_secs": 0}"#)];
+    cfg.plans = vec![
+        plan(r#"{"status": 429, "reset_in_secs": 2}"#),
+        plan(r#"{"status": 429, "reset_in_secs": 0}"#),
+    ];
     let emu = Emulator::start_background(cfg).unwrap();
     deliver_all(&emu, &sample_v2(&emu, ""));
     let g = gaps(&emu);
@@ -119,8 +146,14 @@ fn too_many_connections_and_phantom_connections_are_waited_out() {
     let done = deliver_all(&emu, &sample_v2(&emu, ""));
     let statuses: Vec<u16> = emu.log().iter().map(|c| c.status).collect();
     assert_eq!(statuses[0], 429);
-    assert!(statuses.iter().filter(|s| **s == 429).count() >= 2, "the phantom refused a reconnect: {statuses:?}");
-    assert!(done.run.output().contains("TooManyConnections"), "the cause is logged");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 2,
+        "the phantom refused a reconnect: {statuses:?}"
+    );
+    assert!(
+        done.run.output().contains("TooManyConnections"),
+        "the cause is logged"
+    );
 }
 
 #[test]
@@ -171,17 +204,35 @@ fn in_band_disconnects_reconnect() {
     let emu = Emulator::start_background(cfg).unwrap();
     let done = deliver_all(&emu, &sample_v1(&emu, ""));
     assert_eq!(emu.log().len(), 2);
-    assert!(done.run.output().contains("disconnect code 12"), "{}", done.run.output());
+    assert!(
+        done.run.output().contains("disconnect code 12"),
+        "{}",
+        done.run.output()
+    );
 }
 
 #[test]
 fn bad_messages_are_counted_and_skipped_v2() {
     let mut cfg = generated(40);
     let mut p = ConnectionPlan::default();
-    for (after, what) in [(3, Inject::Malformed), (5, Inject::InvalidUtf8), (7, Inject::Duplicate), (9, Inject::UnknownType), (11, Inject::V2Errors)] {
-        p.inject.push(Injection { after, what, bytes: None });
+    for (after, what) in [
+        (3, Inject::Malformed),
+        (5, Inject::InvalidUtf8),
+        (7, Inject::Duplicate),
+        (9, Inject::UnknownType),
+        (11, Inject::V2Errors),
+    ] {
+        p.inject.push(Injection {
+            after,
+            what,
+            bytes: None,
+        });
     }
-    p.inject.push(Injection { after: 13, what: Inject::Huge, bytes: Some(1_500_000) });
+    p.inject.push(Injection {
+        after: 13,
+        what: Inject::Huge,
+        bytes: Some(1_500_000),
+    });
     cfg.plans = vec![p];
     let emu = Emulator::start_background(cfg).unwrap();
     let done = deliver_all(&emu, &sample_v2(&emu, ""));
@@ -194,7 +245,10 @@ fn bad_messages_are_counted_and_skipped_v2() {
     assert_eq!(m["messages_total{type=errors}"], 1, "{m}");
     assert_eq!(emu.log().len(), 1, "bad input never breaks the connection");
     let out = done.run.output();
-    assert!(out.contains("invalid UTF-8 at byte"), "an excerpt is logged:\n{out}");
+    assert!(
+        out.contains("invalid UTF-8 at byte"),
+        "an excerpt is logged:\n{out}"
+    );
 }
 
 #[test]
@@ -211,9 +265,17 @@ fn bad_messages_resync_length_framing_v1_and_events_go_to_their_topic() {
         (14, Inject::Warning),
         (16, Inject::InvalidUtf8),
     ] {
-        p.inject.push(Injection { after, what, bytes: None });
+        p.inject.push(Injection {
+            after,
+            what,
+            bytes: None,
+        });
     }
-    p.inject.push(Injection { after: 18, what: Inject::Huge, bytes: Some(1_200_000) });
+    p.inject.push(Injection {
+        after: 18,
+        what: Inject::Huge,
+        bytes: Some(1_200_000),
+    });
     cfg.plans = vec![p];
     let emu = Emulator::start_background(cfg).unwrap();
     let done = deliver_all(&emu, &sample_v1(&emu, "  events_topic: tweet-events\n"));
@@ -229,10 +291,21 @@ fn bad_messages_resync_length_framing_v1_and_events_go_to_their_topic() {
             v.as_object().unwrap().keys().next().unwrap().clone()
         })
         .collect();
-    assert_eq!(kinds, ["delete", "status_withheld", "user_withheld", "scrub_geo"]);
+    assert_eq!(
+        kinds,
+        ["delete", "status_withheld", "user_withheld", "scrub_geo"]
+    );
     let sent = emu.sent_ids();
-    assert_eq!(events[0].key_lossy(), sent[1], "a delete is keyed by the deleted tweet's id");
-    assert_eq!(events[2].key_lossy(), "123456", "a user withholding by the user id");
+    assert_eq!(
+        events[0].key_lossy(),
+        sent[1],
+        "a delete is keyed by the deleted tweet's id"
+    );
+    assert_eq!(
+        events[2].key_lossy(),
+        "123456",
+        "a user withholding by the user id"
+    );
     let m = &done.metrics;
     assert_eq!(m["errors_total{kind=oversized}"], 1, "{m}");
     assert_eq!(m["messages_total{type=warning}"], 1, "{m}");
@@ -257,7 +330,10 @@ fn non_retryable_statuses_stop_with_xs_problem_detail() {
         let code = run.proc.wait_timeout(T).code();
         let out = run.output();
         assert_eq!(code, Some(1), "{status}: {out}");
-        assert!(out.contains(&format!("answered {status}")) && out.contains(detail), "{status}: {out}");
+        assert!(
+            out.contains(&format!("answered {status}")) && out.contains(detail),
+            "{status}: {out}"
+        );
         assert_eq!(emu.log().len(), 1, "{status} is not retried");
     }
 }
@@ -266,16 +342,26 @@ fn non_retryable_statuses_stop_with_xs_problem_detail() {
 fn network_errors_back_off_linearly_until_the_server_comes_up() {
     let port = testkit::free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let config = config_yaml(&url, &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}"), "");
+    let config = config_yaml(
+        &url,
+        &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}"),
+        "",
+    );
     let mut run = Run::start(&config);
     std::thread::sleep(Duration::from_millis(1200));
-    let emu = Emulator::start_background_on(generated(20), format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+    let emu =
+        Emulator::start_background_on(generated(20), format!("127.0.0.1:{port}").parse().unwrap())
+            .unwrap();
     run.wait_metric("tweets_total", 20, T);
     let m = run.metrics();
     assert_eq!(run.stop(), 0);
     // 50, 100, 150, 200, 250 ms... : about 5 refused attempts in 1.2 s, not a storm.
     let refused = m["reconnects_total{cause=network}"].as_u64().unwrap_or(0);
-    assert!((3..=8).contains(&refused), "network retries in 1.2 s: {refused}\n{}", run.output());
+    assert!(
+        (3..=8).contains(&refused),
+        "network retries in 1.2 s: {refused}\n{}",
+        run.output()
+    );
     assert_eq!(keys(&run.records()), unique_in_order(&emu.sent_ids()));
 }
 
@@ -287,6 +373,10 @@ fn give_up_after_max_attempts_when_configured() {
     let mut run = Run::start(&sample_v2(&emu, "    max_attempts: 3\n"));
     let code = run.proc.wait_timeout(T).code();
     assert_eq!(code, Some(1));
-    assert!(run.output().contains("giving up after 3 failed attempts"), "{}", run.output());
+    assert!(
+        run.output().contains("giving up after 3 failed attempts"),
+        "{}",
+        run.output()
+    );
     assert_eq!(emu.log().len(), 3);
 }

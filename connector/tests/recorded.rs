@@ -13,19 +13,34 @@ const T: Duration = Duration::from_secs(60);
 
 fn expected_key(line: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    v["id_str"].as_str().or_else(|| v["data"]["id"].as_str()).expect("recorded tweets have ids").to_string()
+    v["id_str"]
+        .as_str()
+        .or_else(|| v["data"]["id"].as_str())
+        .expect("recorded tweets have ids")
+        .to_string()
 }
 
 fn check(lines: &[String], records: &[connector_runtime::Record]) {
     assert_eq!(records.len(), lines.len());
     for (line, r) in lines.iter().zip(records) {
-        assert_eq!(std::str::from_utf8(&r.value).unwrap(), line, "byte for byte");
-        assert_eq!(r.key_lossy(), expected_key(line), "keyed by the tweet id (never a float)");
+        assert_eq!(
+            std::str::from_utf8(&r.value).unwrap(),
+            line,
+            "byte for byte"
+        );
+        assert_eq!(
+            r.key_lossy(),
+            expected_key(line),
+            "keyed by the tweet id (never a float)"
+        );
     }
 }
 
 fn streamed(dialect: Dialect, file: &str, twitter: &str) {
-    let Some(dir) = testkit::data::tweets_dir_or_skip("recorded payloads through the stream") else { return };
+    let Some(dir) = testkit::data::tweets_dir_or_skip("recorded payloads through the stream")
+    else {
+        return;
+    };
     let lines = testkit::data::lines(&dir, file);
     let mut cfg = EmulatorConfig::new(Corpus::files(&dir, false).unwrap());
     cfg.keepalive_v1 = Duration::from_millis(200);
@@ -40,19 +55,32 @@ fn streamed(dialect: Dialect, file: &str, twitter: &str) {
 
 #[test]
 fn recorded_v1_statuses_stream_intact() {
-    streamed(Dialect::V1, "v1_statuses.jsonl", &format!("  mode: v1-sample\n{OAUTH1}"));
+    streamed(
+        Dialect::V1,
+        "v1_statuses.jsonl",
+        &format!("  mode: v1-sample\n{OAUTH1}"),
+    );
 }
 
 #[test]
 fn recorded_v2_messages_stream_intact() {
-    streamed(Dialect::V2, "v2_messages.jsonl", &format!("  mode: sample\n{BEARER}"));
+    streamed(
+        Dialect::V2,
+        "v2_messages.jsonl",
+        &format!("  mode: sample\n{BEARER}"),
+    );
 }
 
 #[test]
 fn recorded_files_replay_intact_and_the_delete_goes_to_events() {
-    let Some(dir) = testkit::data::tweets_dir_or_skip("recorded payloads through replay") else { return };
+    let Some(dir) = testkit::data::tweets_dir_or_skip("recorded payloads through replay") else {
+        return;
+    };
     for file in ["v1_statuses.jsonl", "v2_messages.jsonl"] {
-        let twitter = format!("  mode: replay\n  replay:\n    path: {}\n", dir.join(file).display());
+        let twitter = format!(
+            "  mode: replay\n  replay:\n    path: {}\n",
+            dir.join(file).display()
+        );
         let mut run = Run::start(&config_yaml("http://unused", &twitter, ""));
         assert_eq!(run.proc.wait_timeout(T).code(), Some(0), "{}", run.output());
         check(&testkit::data::lines(&dir, file), &run.records());
@@ -64,8 +92,15 @@ fn recorded_files_replay_intact_and_the_delete_goes_to_events() {
     let mut run = Run::start(&config_yaml("http://unused", &twitter, ""));
     assert_eq!(run.proc.wait_timeout(T).code(), Some(0), "{}", run.output());
     assert!(run.records().is_empty(), "a delete is not a tweet");
-    let events = connector_runtime::output::read_capture(&std::path::PathBuf::from(format!("{}.events", run.capture.display()))).unwrap();
+    let events = connector_runtime::output::read_capture(&std::path::PathBuf::from(format!(
+        "{}.events",
+        run.capture.display()
+    )))
+    .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].key_lossy(), "272691609211117568");
-    assert_eq!(std::str::from_utf8(&events[0].value).unwrap(), testkit::data::lines(&dir, "v1_stream_messages.jsonl")[0]);
+    assert_eq!(
+        std::str::from_utf8(&events[0].value).unwrap(),
+        testkit::data::lines(&dir, "v1_stream_messages.jsonl")[0]
+    );
 }

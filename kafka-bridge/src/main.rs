@@ -1,1 +1,218 @@
-fn main() {}
+//! # kafka-bridge-sink
+//!
+//! A Fluvio sink connector that mirrors a Fluvio topic into a Kafka topic (default `tweets`),
+//! at least once with no loss, and with no duplicate after a crash: each Fluvio offset is
+//! committed only after Kafka acknowledged it and every earlier one, and on start each Fluvio
+//! partition resumes after the `fluvio.offset` header of the last record in Kafka.
+//!
+//! The data path: [`input`] (Fluvio partition streams) -> [`mirror`] (idempotent producer,
+//! in-order delivery pipes) -> commit; [`resume`] decides where each partition starts.
+
+mod config;
+mod input;
+mod mirror;
+mod resume;
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use connector_runtime::cluster::StartAt;
+use connector_runtime::launch::{self, ConnectorInfo, Launched};
+use connector_runtime::sink;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{KafkaConfig, Partitioning};
+use crate::input::{FileInput, PartitionInput};
+use crate::mirror::{Mirror, PartitionPipe};
+
+const INFO: ConnectorInfo = ConnectorInfo {
+    name: "kafka-bridge-sink",
+    version: env!("CARGO_PKG_VERSION"),
+    about: "Fluvio sink connector mirroring a Fluvio topic into Kafka, losing nothing",
+    section: "kafka",
+};
+
+/// Mirror a capture file instead of Fluvio (tests, offline captures).
+const INPUT_FILE_ENV: &str = "KAFKA_BRIDGE_INPUT_FILE";
+
+fn main() -> ExitCode {
+    launch::run(INFO, run)
+}
+
+async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
+    let cfg = launched.config.custom.clone();
+    cfg.validate()
+        .map_err(|e| anyhow!("invalid config: {}: {e}", launched.config.file.display()))?;
+    let meta = &launched.config.meta;
+    let client_id = format!("fluvio_connector_{}", meta.name);
+    let shutdown = launched.shutdown.clone();
+    let metrics = launched.metrics.clone();
+    let fluvio_topic = meta.topic.name.clone();
+
+    if let Some(file) = std::env::var_os(INPUT_FILE_ENV) {
+        let path = std::path::PathBuf::from(file);
+        let Some(mirror) = Mirror::connect(
+            cfg.clone(),
+            &client_id,
+            &fluvio_topic,
+            1,
+            &metrics,
+            &shutdown,
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        let resumed = resume_points(&cfg, &fluvio_topic).await?;
+        let committed = FileInput::committed(&path);
+        let start = start_offset(resumed.get(&0).copied(), committed).unwrap_or(0);
+        tracing::info!(file = %path.display(), start, "mirroring a capture file");
+        let input = PartitionInput::File(FileInput::open(path, start)?);
+        return mirror_partition(Arc::new(mirror), 0, input, shutdown).await;
+    }
+
+    let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
+    if consumer_id.is_none() {
+        return Err(anyhow!(
+            "meta.consumer.id: required (without it, records produced while the bridge is down would be skipped); e.g. `consumer: {{id: kafka-bridge, offset: {{start: beginning, strategy: manual}}}}`"
+        ));
+    }
+    let ctx = sink::connect(&launched).await?;
+    let partitions = ctx.partitions().await?;
+    let Some(mirror) = Mirror::connect(
+        cfg.clone(),
+        &client_id,
+        &fluvio_topic,
+        partitions.len(),
+        &metrics,
+        &shutdown,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let mirror = Arc::new(mirror);
+    let resumed = resume_points(&cfg, &fluvio_topic).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in partitions {
+        let start = match resumed.get(&p) {
+            Some(off) => {
+                tracing::info!(
+                    partition = p,
+                    after = off,
+                    "resuming after the last record found in Kafka"
+                );
+                StartAt::Absolute(off + 1)
+            }
+            None => StartAt::Config,
+        };
+        let stream = ctx.partition_stream(p, start).await?;
+        let input = PartitionInput::Fluvio {
+            partition: p,
+            stream: Box::new(stream),
+        };
+        tasks.spawn(mirror_partition(mirror.clone(), p, input, shutdown.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let r = joined
+            .map_err(|e| anyhow!("partition task: {e}"))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            tracing::error!(error = %format!("{e:#}"), "a partition stopped; stopping the bridge");
+            shutdown.cancel();
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    mirror.flush(std::time::Duration::from_secs(10));
+    result
+}
+
+/// Where Kafka says each Fluvio partition was mirrored up to (only where that is exact).
+async fn resume_points(cfg: &KafkaConfig, fluvio_topic: &str) -> Result<HashMap<u32, i64>> {
+    if !cfg.resume_from_kafka || cfg.partitioning == Partitioning::Key {
+        if cfg.partitioning == Partitioning::Key {
+            tracing::info!("key partitioning: resuming from the committed Fluvio offsets (after a crash, a few records may be written twice; use the fluvio.* headers to deduplicate)");
+        }
+        return Ok(HashMap::new());
+    }
+    let cfg = cfg.clone();
+    let topic = fluvio_topic.to_string();
+    tokio::task::spawn_blocking(move || resume::last_mirrored(&cfg, &topic)).await?
+}
+
+/// The first offset to read: after what Kafka holds, or after the committed one.
+fn start_offset(in_kafka: Option<i64>, committed: Option<i64>) -> Option<i64> {
+    match (in_kafka, committed) {
+        (Some(k), Some(c)) => Some(k.max(c) + 1),
+        (Some(k), None) => Some(k + 1),
+        (None, Some(c)) => Some(c + 1),
+        (None, None) => None,
+    }
+}
+
+/// Read one partition, send each record in order, commit what Kafka acknowledged.
+async fn mirror_partition(
+    mirror: Arc<Mirror>,
+    partition: u32,
+    mut input: PartitionInput,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let mut pipe = PartitionPipe::new(partition, mirror.metrics());
+    let committed_gauge = mirror.metrics().gauge_with(
+        "committed_offset",
+        &[("partition", &partition.to_string())],
+        "last Fluvio offset committed",
+    );
+    let mut committed: Option<i64> = None;
+    let mut tick = tokio::time::interval(mirror.config().commit_interval);
+    tick.tick().await;
+    let result: Result<()> = async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    // Stop reading, wait for every acknowledgement, commit: the committed offset
+                    // never passes a record Kafka has not taken.
+                    pipe.drain(&mirror).await?;
+                    if let Some(acked) = pipe.acked().filter(|a| Some(*a) != committed) {
+                        input.commit(acked).await?;
+                        committed = Some(acked);
+                        committed_gauge.set(acked.max(0) as u64);
+                    }
+                }
+                record = input.next() => match record? {
+                    Some(rec) => pipe.push(&mirror, rec).await?,
+                    None => break,
+                },
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // On the way out (signal, end, or error): deliver what is in flight, commit what Kafka has.
+    let drained = pipe.drain(&mirror).await;
+    if let Some(acked) = pipe.acked().filter(|a| Some(*a) != committed) {
+        input.commit(acked).await?;
+        tracing::info!(partition, offset = acked, "committed on the way out");
+    }
+    result.and(drained)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_offsets() {
+        assert_eq!(start_offset(None, None), None);
+        assert_eq!(start_offset(Some(9), None), Some(10));
+        assert_eq!(start_offset(Some(9), Some(4)), Some(10));
+        assert_eq!(start_offset(None, Some(4)), Some(5));
+    }
+}

@@ -52,6 +52,8 @@ where
         }
     };
     runtime.block_on(async move {
+        // First of all, so a signal during start-up is a clean stop, not a kill.
+        let shutdown = crate::shutdown::install();
         let store = match &args.secrets {
             Some(path) => match SecretStore::from_file(path) {
                 Ok(s) => s,
@@ -83,7 +85,6 @@ where
                 return fail(&format!("cannot serve metrics on {addr}: {e}"));
             }
         }
-        let shutdown = crate::shutdown::install();
         let result = body(Launched {
             config,
             args,

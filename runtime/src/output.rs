@@ -110,29 +110,33 @@ pub fn capture_line(record: &Record) -> String {
 pub fn read_capture(path: &Path) -> Result<Vec<Record>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read capture file {}", path.display()))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
     text.lines()
         .enumerate()
         .map(|(i, line)| {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-            let key = match (v.get("key"), v.get("key_base64")) {
-                (Some(serde_json::Value::String(s)), _) => Some(s.clone().into_bytes().into()),
-                (_, Some(serde_json::Value::String(s))) => Some(b64.decode(s)?.into()),
-                _ => None,
-            };
-            let value = match (v.get("value"), v.get("value_base64")) {
-                (Some(serde_json::Value::String(s)), _) => s.clone().into_bytes(),
-                (_, Some(serde_json::Value::String(s))) => b64.decode(s)?,
-                _ => anyhow::bail!("{}:{}: no value", path.display(), i + 1),
-            };
-            Ok(Record {
-                key,
-                value: value.into(),
-                timestamp_ms: v.get("timestamp_ms").and_then(|t| t.as_i64()),
-            })
+            read_capture_line(line).with_context(|| format!("{}:{}", path.display(), i + 1))
         })
         .collect()
+}
+
+/// One line of a capture file back to its record.
+pub fn read_capture_line(line: &str) -> Result<Record> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let v: serde_json::Value = serde_json::from_str(line).context("not JSON")?;
+    let key = match (v.get("key"), v.get("key_base64")) {
+        (Some(serde_json::Value::String(s)), _) => Some(s.clone().into_bytes().into()),
+        (_, Some(serde_json::Value::String(s))) => Some(b64.decode(s)?.into()),
+        _ => None,
+    };
+    let value = match (v.get("value"), v.get("value_base64")) {
+        (Some(serde_json::Value::String(s)), _) => s.clone().into_bytes(),
+        (_, Some(serde_json::Value::String(s))) => b64.decode(s)?,
+        _ => anyhow::bail!("no value"),
+    };
+    Ok(Record {
+        key,
+        value: value.into(),
+        timestamp_ms: v.get("timestamp_ms").and_then(|t| t.as_i64()),
+    })
 }
 
 #[cfg(test)]

@@ -65,33 +65,33 @@ where
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     launch::run(info, move |launched: Launched<C>| async move {
-        let Launched {
-            config,
-            metrics,
-            shutdown,
-            ..
-        } = launched;
-        anyhow::ensure!(
-            !config.meta.is_source(),
-            "meta.type `{}` is a source, but this connector is a sink",
-            config.meta.kind
-        );
-        let config_dir = config
-            .file
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default();
-        let smartmodules = spu_invocations(&config.transforms, &config_dir)?;
-        let fluvio = cluster::connect(&config.meta.name).await?;
-        cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
-        let ctx = SinkContext {
-            fluvio,
-            meta: config.meta.clone(),
-            smartmodules,
-            shutdown,
-            metrics,
-        };
-        sink(config, ctx).await
+        let ctx = connect(&launched).await?;
+        sink(launched.config, ctx).await
+    })
+}
+
+/// Connect a sink to Fluvio: check the direction, prepare the SPU transforms, create the topic.
+pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
+    let config = &launched.config;
+    anyhow::ensure!(
+        !config.meta.is_source(),
+        "meta.type `{}` is a source, but this connector is a sink",
+        config.meta.kind
+    );
+    let config_dir = config
+        .file
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let smartmodules = spu_invocations(&config.transforms, &config_dir)?;
+    let fluvio = cluster::connect(&config.meta.name).await?;
+    cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
+    Ok(SinkContext {
+        fluvio,
+        meta: config.meta.clone(),
+        smartmodules,
+        shutdown: launched.shutdown.clone(),
+        metrics: launched.metrics.clone(),
     })
 }
 

@@ -173,10 +173,9 @@ async fn finish(
             w.flush().await;
             // Let the server write what it has to the socket, then reset the connection.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let _ = w
-                .tx
-                .send(Err(std::io::Error::other("emulated abrupt close")))
-                .await;
+            let _ =
+                w.tx.send(Err(std::io::Error::other("emulated abrupt close")))
+                    .await;
             ended(shared, spec.conn, "closed mid-message");
         }
         End::Stall => {

@@ -29,9 +29,18 @@ pub fn wasm_or_skip(test: &str, file: &str) -> Option<Vec<u8>> {
         Ok(b) => Some(b),
         Err(e) => {
             if std::env::var("REQUIRE_WASM").as_deref() == Ok("1") {
-                panic!("{test}: {}: {e} (scripts/build-smartmodules.sh builds it)", path.display());
+                panic!(
+                    "{test}: {}: {e} (scripts/build-smartmodules.sh builds it)",
+                    path.display()
+                );
             }
-            testkit::skip(test, &format!("{} is not built (scripts/build-smartmodules.sh)", path.display()));
+            testkit::skip(
+                test,
+                &format!(
+                    "{} is not built (scripts/build-smartmodules.sh)",
+                    path.display()
+                ),
+            );
             None
         }
     }
@@ -42,14 +51,20 @@ pub fn module(name: &str, wasm: Vec<u8>, params: &[(&str, &str)]) -> ModuleSpec 
     ModuleSpec {
         name: name.to_string(),
         wasm,
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 
 /// Run one value through a chain; the values that come out.
 pub fn run(chain: &mut TransformChain, value: &[u8]) -> Result<Vec<Bytes>, String> {
     chain
-        .apply(&Record::new(Some(Bytes::from_static(b"k")), Bytes::copy_from_slice(value)))
+        .apply(&Record::new(
+            Some(Bytes::from_static(b"k")),
+            Bytes::copy_from_slice(value),
+        ))
         .map(|out| out.into_iter().map(|r| r.value).collect())
         .map_err(|e| e.to_string())
 }
@@ -58,7 +73,11 @@ pub fn run(chain: &mut TransformChain, value: &[u8]) -> Result<Vec<Bytes>, Strin
 pub fn corpus(generated: u64) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(dir) = testkit::data::tweets_dir() {
-        for f in ["v1_statuses.jsonl", "v2_messages.jsonl", "v1_stream_messages.jsonl"] {
+        for f in [
+            "v1_statuses.jsonl",
+            "v2_messages.jsonl",
+            "v1_stream_messages.jsonl",
+        ] {
             out.extend(testkit::data::lines(&dir, f));
         }
     }

@@ -33,9 +33,10 @@ mod exports {
     use fluvio_smartmodule::dataplane::core::{Decoder, Encoder};
     use fluvio_smartmodule::dataplane::record::{Record, RecordData};
     use fluvio_smartmodule::dataplane::smartmodule::{
-        SmartModuleExtraParams, SmartModuleInitErrorStatus, SmartModuleInitInput, SmartModuleInitOutput,
-        SmartModuleInitRuntimeError, SmartModuleInput, SmartModuleKind, SmartModuleOutput, SmartModuleRecord,
-        SmartModuleTransformErrorStatus, SmartModuleTransformRuntimeError,
+        SmartModuleExtraParams, SmartModuleInitErrorStatus, SmartModuleInitInput,
+        SmartModuleInitOutput, SmartModuleInitRuntimeError, SmartModuleInput, SmartModuleKind,
+        SmartModuleOutput, SmartModuleRecord, SmartModuleTransformErrorStatus,
+        SmartModuleTransformRuntimeError,
     };
 
     thread_local! {
@@ -57,13 +58,20 @@ mod exports {
 
     /// # Safety
     /// `ptr`/`len` must be a buffer the host filled after `alloc(len)`.
-    unsafe fn input(ptr: *mut u8, len: usize, version: i16) -> Option<(Vec<SmartModuleRecord>, i64)> {
+    unsafe fn input(
+        ptr: *mut u8,
+        len: usize,
+        version: i16,
+    ) -> Option<(Vec<SmartModuleRecord>, i64)> {
         // SAFETY: the host wrote `len` bytes into a buffer of capacity `len` from `alloc`.
         let data = unsafe { Vec::from_raw_parts(ptr, len, len) };
         let mut input = SmartModuleInput::default();
         Decoder::decode(&mut input, &mut std::io::Cursor::new(data), version).ok()?;
         let base_offset = input.base_offset();
-        Some((input.try_into_smartmodule_records(version).ok()?, base_offset))
+        Some((
+            input.try_into_smartmodule_records(version).ok()?,
+            base_offset,
+        ))
     }
 
     fn output(mut output: SmartModuleOutput, version: i16) -> i32 {
@@ -89,14 +97,22 @@ mod exports {
         let Some((records, base_offset)) = (unsafe { input(ptr, len, version) }) else {
             return SmartModuleTransformErrorStatus::DecodingBaseInput as i32;
         };
-        let mut out = SmartModuleOutput { successes: Vec::with_capacity(records.len()), error: None };
+        let mut out = SmartModuleOutput {
+            successes: Vec::with_capacity(records.len()),
+            error: None,
+        };
         for record in records {
             match f(&record) {
                 Ok(true) => out.successes.push(record.into()),
                 Ok(false) => {}
                 Err(err) => {
                     let record: Record = record.into();
-                    out.error = Some(SmartModuleTransformRuntimeError::new(&record, base_offset, SmartModuleKind::Filter, err));
+                    out.error = Some(SmartModuleTransformRuntimeError::new(
+                        &record,
+                        base_offset,
+                        SmartModuleKind::Filter,
+                        err,
+                    ));
                     break;
                 }
             }
@@ -112,12 +128,17 @@ mod exports {
         ptr: *mut u8,
         len: usize,
         version: i16,
-        f: impl Fn(&SmartModuleRecord) -> fluvio_smartmodule::Result<Option<(Option<RecordData>, RecordData)>>,
+        f: impl Fn(
+            &SmartModuleRecord,
+        ) -> fluvio_smartmodule::Result<Option<(Option<RecordData>, RecordData)>>,
     ) -> i32 {
         let Some((records, base_offset)) = (unsafe { input(ptr, len, version) }) else {
             return SmartModuleTransformErrorStatus::DecodingBaseInput as i32;
         };
-        let mut out = SmartModuleOutput { successes: Vec::with_capacity(records.len()), error: None };
+        let mut out = SmartModuleOutput {
+            successes: Vec::with_capacity(records.len()),
+            error: None,
+        };
         for record in records {
             match f(&record) {
                 Ok(Some((key, value))) => {
@@ -129,7 +150,12 @@ mod exports {
                 Ok(None) => {}
                 Err(err) => {
                     let record: Record = record.into();
-                    out.error = Some(SmartModuleTransformRuntimeError::new(&record, base_offset, SmartModuleKind::FilterMap, err));
+                    out.error = Some(SmartModuleTransformRuntimeError::new(
+                        &record,
+                        base_offset,
+                        SmartModuleKind::FilterMap,
+                        err,
+                    ));
                     break;
                 }
             }
@@ -156,7 +182,9 @@ mod exports {
         match f(input.params) {
             Ok(()) => 0,
             Err(err) => {
-                let out_struct = SmartModuleInitOutput { error: SmartModuleInitRuntimeError::new(err) };
+                let out_struct = SmartModuleInitOutput {
+                    error: SmartModuleInitRuntimeError::new(err),
+                };
                 let mut out = Vec::new();
                 if Encoder::encode(&out_struct, &mut out, version).is_err() {
                     return SmartModuleInitErrorStatus::EncodingOutput as i32;

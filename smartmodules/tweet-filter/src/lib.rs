@@ -25,7 +25,9 @@ pub fn init(params: SmartModuleExtraParams) -> Result<()> {
     let map = smartmodule_glue::params_map(&params);
     let filter = Filter::from_params(&map).map_err(|e| eyre!("tweet-filter: {e}"))?;
     let on_invalid = OnInvalid::from_params(&map).map_err(|e| eyre!("tweet-filter: {e}"))?;
-    CONFIG.set((filter, on_invalid)).map_err(|_| eyre!("tweet-filter: init called twice"))
+    CONFIG
+        .set((filter, on_invalid))
+        .map_err(|_| eyre!("tweet-filter: init called twice"))
 }
 
 /// The decision for one record value: keep it or not; `Err` for unreadable input.
@@ -39,7 +41,9 @@ pub fn decide(filter: &Filter, value: &[u8]) -> std::result::Result<bool, tweet_
 /// `filter` export body.
 pub fn filter(record: &SmartModuleRecord) -> Result<bool> {
     static DEFAULT: OnceLock<(Filter, OnInvalid)> = OnceLock::new();
-    let (filter, on_invalid) = CONFIG.get().unwrap_or_else(|| DEFAULT.get_or_init(Default::default));
+    let (filter, on_invalid) = CONFIG
+        .get()
+        .unwrap_or_else(|| DEFAULT.get_or_init(Default::default));
     match decide(filter, record.value().as_ref()) {
         Ok(keep) => Ok(keep),
         Err(e) => match on_invalid {

@@ -31,14 +31,32 @@ pub struct Filter {
 
 /// The parameters a module accepts, for error messages.
 pub const PARAMS: &[&str] = &[
-    "keywords", "hashtags", "languages", "users", "rule_tags", "exclude_retweets", "exclude_replies",
-    "exclude_quotes", "min_followers", "has_media", "has_links", "sample_percent", "on_invalid",
+    "keywords",
+    "hashtags",
+    "languages",
+    "users",
+    "rule_tags",
+    "exclude_retweets",
+    "exclude_replies",
+    "exclude_quotes",
+    "min_followers",
+    "has_media",
+    "has_links",
+    "sample_percent",
+    "on_invalid",
 ];
 
 fn list(v: &str, lower: bool) -> Vec<String> {
     // A JSON list (from a YAML list in `with:`) or comma-separated text.
     let items: Vec<String> = match serde_json::from_str::<Vec<serde_json::Value>>(v) {
-        Ok(values) => values.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect(),
+        Ok(values) => values
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .collect(),
         Err(_) => v.split(',').map(str::to_string).collect(),
     };
     items
@@ -53,7 +71,9 @@ fn boolean(name: &str, v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
-        other => Err(format!("parameter `{name}`: expected true or false, got `{other}`")),
+        other => Err(format!(
+            "parameter `{name}`: expected true or false, got `{other}`"
+        )),
     }
 }
 
@@ -64,27 +84,46 @@ impl Filter {
         for (name, v) in params {
             match name.as_str() {
                 "keywords" => f.keywords = list(v, true),
-                "hashtags" => f.hashtags = list(v, true).into_iter().map(|h| h.trim_start_matches('#').to_string()).collect(),
+                "hashtags" => {
+                    f.hashtags = list(v, true)
+                        .into_iter()
+                        .map(|h| h.trim_start_matches('#').to_string())
+                        .collect()
+                }
                 "languages" => f.languages = list(v, true),
-                "users" => f.users = list(v, true).into_iter().map(|u| u.trim_start_matches('@').to_string()).collect(),
+                "users" => {
+                    f.users = list(v, true)
+                        .into_iter()
+                        .map(|u| u.trim_start_matches('@').to_string())
+                        .collect()
+                }
                 "rule_tags" => f.rule_tags = list(v, false),
                 "exclude_retweets" => f.exclude_retweets = boolean(name, v)?,
                 "exclude_replies" => f.exclude_replies = boolean(name, v)?,
                 "exclude_quotes" => f.exclude_quotes = boolean(name, v)?,
                 "min_followers" => {
-                    f.min_followers = Some(v.trim().parse().map_err(|_| format!("parameter `min_followers`: expected a whole number, got `{v}`"))?)
+                    f.min_followers = Some(v.trim().parse().map_err(|_| {
+                        format!("parameter `min_followers`: expected a whole number, got `{v}`")
+                    })?)
                 }
                 "has_media" => f.has_media = Some(boolean(name, v)?),
                 "has_links" => f.has_links = Some(boolean(name, v)?),
                 "sample_percent" => {
                     let p: f64 = v.trim().trim_end_matches('%').parse().map_err(|_| format!("parameter `sample_percent`: expected a number from 0 to 100, got `{v}`"))?;
                     if !(0.0..=100.0).contains(&p) {
-                        return Err(format!("parameter `sample_percent`: expected 0 to 100, got {p}"));
+                        return Err(format!(
+                            "parameter `sample_percent`: expected 0 to 100, got {p}"
+                        ));
                     }
                     f.sample_percent = Some(p);
                 }
                 "on_invalid" => {}
-                other => return Err(format!("unknown parameter `{other}` (known: {})", PARAMS.join(", "))),
+                other => {
+                    return Err(format!(
+                        "unknown parameter `{other}` (known: {})",
+                        PARAMS.join(", ")
+                    ))
+                }
             }
         }
         Ok(f)
@@ -98,7 +137,12 @@ impl Filter {
         {
             return false;
         }
-        if !self.languages.is_empty() && !t.lang.as_deref().is_some_and(|l| self.languages.iter().any(|x| x.eq_ignore_ascii_case(l))) {
+        if !self.languages.is_empty()
+            && !t
+                .lang
+                .as_deref()
+                .is_some_and(|l| self.languages.iter().any(|x| x.eq_ignore_ascii_case(l)))
+        {
             return false;
         }
         if let Some(min) = self.min_followers {
@@ -119,14 +163,30 @@ impl Filter {
         if !self.users.is_empty() {
             let id = t.author.id.as_deref().unwrap_or("");
             let name = t.author.username.as_deref().unwrap_or("").to_lowercase();
-            if !self.users.iter().any(|u| u == id || (!name.is_empty() && *u == name)) {
+            if !self
+                .users
+                .iter()
+                .any(|u| u == id || (!name.is_empty() && *u == name))
+            {
                 return false;
             }
         }
-        if !self.rule_tags.is_empty() && !t.matching_rules.iter().any(|r| r.tag.as_ref().is_some_and(|tag| self.rule_tags.contains(tag))) {
+        if !self.rule_tags.is_empty()
+            && !t.matching_rules.iter().any(|r| {
+                r.tag
+                    .as_ref()
+                    .is_some_and(|tag| self.rule_tags.contains(tag))
+            })
+        {
             return false;
         }
-        if !self.hashtags.is_empty() && !t.hashtags.iter().any(|h| self.hashtags.iter().any(|x| x.eq_ignore_ascii_case(h) || x.to_lowercase() == h.to_lowercase())) {
+        if !self.hashtags.is_empty()
+            && !t.hashtags.iter().any(|h| {
+                self.hashtags
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(h) || x.to_lowercase() == h.to_lowercase())
+            })
+        {
             return false;
         }
         if !self.keywords.is_empty() {

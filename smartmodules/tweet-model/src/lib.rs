@@ -29,11 +29,15 @@ pub enum OnInvalid {
 }
 
 impl OnInvalid {
-    pub fn from_params(params: &std::collections::BTreeMap<String, String>) -> Result<Self, String> {
+    pub fn from_params(
+        params: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, String> {
         match params.get("on_invalid").map(|s| s.trim()) {
             None | Some("error") => Ok(OnInvalid::Error),
             Some("drop") => Ok(OnInvalid::Drop),
-            Some(other) => Err(format!("parameter `on_invalid`: expected error or drop, got `{other}`")),
+            Some(other) => Err(format!(
+                "parameter `on_invalid`: expected error or drop, got `{other}`"
+            )),
         }
     }
 }

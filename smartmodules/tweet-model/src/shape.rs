@@ -118,7 +118,8 @@ pub fn shape(bytes: &[u8]) -> Result<Option<Shaped>, ShapeError> {
             .map(Some)
             .map_err(|e| ShapeError::Malformed(e.to_string()));
     }
-    let msg: Message<'_> = serde_json::from_str(text).map_err(|e| ShapeError::Malformed(e.to_string()))?;
+    let msg: Message<'_> =
+        serde_json::from_str(text).map_err(|e| ShapeError::Malformed(e.to_string()))?;
     Ok(from_message(&msg))
 }
 
@@ -145,7 +146,10 @@ fn rules(msg: &Message<'_>) -> Vec<Rule> {
     msg.matching_rules
         .iter()
         .flatten()
-        .map(|r| Rule { id: r.id.as_ref().map(Id::to_string_exact), tag: s(&r.tag) })
+        .map(|r| Rule {
+            id: r.id.as_ref().map(Id::to_string_exact),
+            tag: s(&r.tag),
+        })
         .collect()
 }
 
@@ -165,10 +169,18 @@ fn v1_full_text<'s>(st: &'s V1Status<'_>) -> Option<&'s str> {
 }
 
 /// The entities that go with the full text.
-fn v1_entities<'s, 'a>(st: &'s V1Status<'a>) -> (Option<&'s V1Entities<'a>>, Option<&'s V1Entities<'a>>) {
+fn v1_entities<'s, 'a>(
+    st: &'s V1Status<'a>,
+) -> (Option<&'s V1Entities<'a>>, Option<&'s V1Entities<'a>>) {
     match &st.extended_tweet {
-        Some(ext) if ext.full_text.is_some() => (ext.entities.as_ref(), ext.extended_entities.as_ref().or(ext.entities.as_ref())),
-        _ => (st.entities.as_ref(), st.extended_entities.as_ref().or(st.entities.as_ref())),
+        Some(ext) if ext.full_text.is_some() => (
+            ext.entities.as_ref(),
+            ext.extended_entities.as_ref().or(ext.entities.as_ref()),
+        ),
+        _ => (
+            st.entities.as_ref(),
+            st.extended_entities.as_ref().or(st.entities.as_ref()),
+        ),
     }
 }
 
@@ -191,21 +203,46 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
     let (entities, media_entities) = v1_entities(content);
     let hashtags = entities
         .and_then(|e| e.hashtags.as_ref())
-        .map(|v| v.iter().filter_map(|t| t.text.as_deref().or(t.tag.as_deref()).map(str::to_string)).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|t| t.text.as_deref().or(t.tag.as_deref()).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let mentions = entities
         .and_then(|e| e.user_mentions.as_ref())
-        .map(|v| v.iter().filter_map(|m| m.screen_name.as_deref().or(m.username.as_deref()).map(str::to_string)).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|m| {
+                    m.screen_name
+                        .as_deref()
+                        .or(m.username.as_deref())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let urls = entities
         .and_then(|e| e.urls.as_ref())
-        .map(|v| v.iter().filter_map(|u| u.expanded_url.as_deref().or(u.url.as_deref()).map(str::to_string)).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|u| {
+                    u.expanded_url
+                        .as_deref()
+                        .or(u.url.as_deref())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let media = media_entities
         .and_then(|e| e.media.as_ref())
         .map(|v| {
             v.iter()
-                .map(|m| MediaItem { kind: s(&m.kind), url: s(&m.media_url_https).or_else(|| s(&m.media_url)) })
+                .map(|m| MediaItem {
+                    kind: s(&m.kind),
+                    url: s(&m.media_url_https).or_else(|| s(&m.media_url)),
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -215,8 +252,17 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
         .as_deref()
         .and_then(|t| t.parse::<i64>().ok())
         .or_else(|| st.created_at.as_deref().and_then(time::parse_v1));
-    let metrics = if st.retweet_count.is_some() || st.favorite_count.is_some() || st.reply_count.is_some() || st.quote_count.is_some() {
-        Some(Metrics { retweets: st.retweet_count, replies: st.reply_count, likes: st.favorite_count, quotes: st.quote_count })
+    let metrics = if st.retweet_count.is_some()
+        || st.favorite_count.is_some()
+        || st.reply_count.is_some()
+        || st.quote_count.is_some()
+    {
+        Some(Metrics {
+            retweets: st.retweet_count,
+            replies: st.reply_count,
+            likes: st.favorite_count,
+            quotes: st.quote_count,
+        })
     } else {
         None
     };
@@ -241,8 +287,10 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
         kind,
         referenced: Referenced {
             retweeted: st.retweeted_status.as_deref().and_then(v1_id),
-            quoted: s(&st.quoted_status_id_str).or_else(|| st.quoted_status.as_deref().and_then(v1_id)),
-            replied_to: s(&st.in_reply_to_status_id_str).or_else(|| st.in_reply_to_status_id.as_ref().map(Id::to_string_exact)),
+            quoted: s(&st.quoted_status_id_str)
+                .or_else(|| st.quoted_status.as_deref().and_then(v1_id)),
+            replied_to: s(&st.in_reply_to_status_id_str)
+                .or_else(|| st.in_reply_to_status_id.as_ref().map(Id::to_string_exact)),
         },
         geo: Geo {
             coordinates: st.coordinates.as_ref().and_then(|c| c.coordinates.clone()),
@@ -258,7 +306,10 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
 // ---- v2 ---------------------------------------------------------------------------------
 
 fn v2_text<'t>(t: &'t V2Tweet<'_>) -> Option<&'t str> {
-    t.note_tweet.as_ref().and_then(|n| n.text.as_deref()).or(t.text.as_deref())
+    t.note_tweet
+        .as_ref()
+        .and_then(|n| n.text.as_deref())
+        .or(t.text.as_deref())
 }
 
 fn v2_entities<'s, 'a>(t: &'s V2Tweet<'a>) -> Option<&'s V2Entities<'a>> {
@@ -268,11 +319,23 @@ fn v2_entities<'s, 'a>(t: &'s V2Tweet<'a>) -> Option<&'s V2Entities<'a>> {
     }
 }
 
-fn from_v2(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>, msg: &Message<'_>) -> Option<Shaped> {
+fn from_v2(
+    data: &V2Tweet<'_>,
+    includes: Option<&V2Includes<'_>>,
+    msg: &Message<'_>,
+) -> Option<Shaped> {
     let id = s(&data.id)?;
     let refs = data.referenced_tweets.as_deref().unwrap_or_default();
-    let ref_of = |kind: &str| refs.iter().find(|r| r.kind.as_deref() == Some(kind)).and_then(|r| s(&r.id));
-    let referenced = Referenced { retweeted: ref_of("retweeted"), quoted: ref_of("quoted"), replied_to: ref_of("replied_to") };
+    let ref_of = |kind: &str| {
+        refs.iter()
+            .find(|r| r.kind.as_deref() == Some(kind))
+            .and_then(|r| s(&r.id))
+    };
+    let referenced = Referenced {
+        retweeted: ref_of("retweeted"),
+        quoted: ref_of("quoted"),
+        replied_to: ref_of("replied_to"),
+    };
     let kind = if referenced.retweeted.is_some() {
         Kind::Retweet
     } else if referenced.quoted.is_some() {
@@ -284,35 +347,62 @@ fn from_v2(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>, msg: &Message<
     };
     // A retweet's content is the retweeted tweet, when the expansion included it.
     let retweeted: Option<&V2Tweet<'_>> = referenced.retweeted.as_deref().and_then(|rid| {
-        includes?.tweets.as_ref()?.iter().find(|t| t.id.as_deref() == Some(rid))
+        includes?
+            .tweets
+            .as_ref()?
+            .iter()
+            .find(|t| t.id.as_deref() == Some(rid))
     });
     let content = retweeted.unwrap_or(data);
     let text = v2_text(content).or_else(|| v2_text(data))?;
     let entities = v2_entities(content);
     let hashtags = entities
         .and_then(|e| e.hashtags.as_ref())
-        .map(|v| v.iter().filter_map(|t| t.tag.as_deref().or(t.text.as_deref()).map(str::to_string)).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|t| t.tag.as_deref().or(t.text.as_deref()).map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let mentions = entities
         .and_then(|e| e.mentions.as_ref())
-        .map(|v| v.iter().filter_map(|m| m.username.as_deref().or(m.screen_name.as_deref()).map(str::to_string)).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|m| {
+                    m.username
+                        .as_deref()
+                        .or(m.screen_name.as_deref())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let urls = entities
         .and_then(|e| e.urls.as_ref())
         .map(|v| {
             v.iter()
-                .filter_map(|u| u.unwound_url.as_deref().or(u.expanded_url.as_deref()).or(u.url.as_deref()).map(str::to_string))
+                .filter_map(|u| {
+                    u.unwound_url
+                        .as_deref()
+                        .or(u.expanded_url.as_deref())
+                        .or(u.url.as_deref())
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default();
-    let media_keys = content.attachments.as_ref().and_then(|a| a.media_keys.as_ref());
+    let media_keys = content
+        .attachments
+        .as_ref()
+        .and_then(|a| a.media_keys.as_ref());
     let media = media_keys
         .map(|keys| {
             keys.iter()
                 .map(|k| {
-                    let m = includes
-                        .and_then(|i| i.media.as_ref())
-                        .and_then(|ms| ms.iter().find(|m| m.media_key.as_deref() == Some(k.as_ref())));
+                    let m = includes.and_then(|i| i.media.as_ref()).and_then(|ms| {
+                        ms.iter()
+                            .find(|m| m.media_key.as_deref() == Some(k.as_ref()))
+                    });
                     MediaItem {
                         kind: m.and_then(|m| s(&m.kind)),
                         url: m.and_then(|m| s(&m.url).or_else(|| s(&m.preview_image_url))),
@@ -323,11 +413,23 @@ fn from_v2(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>, msg: &Message<
         .unwrap_or_default();
     let author_id = s(&data.author_id);
     let user = author_id.as_deref().and_then(|aid| {
-        includes?.users.as_ref()?.iter().find(|u| u.id.as_deref() == Some(aid))
+        includes?
+            .users
+            .as_ref()?
+            .iter()
+            .find(|u| u.id.as_deref() == Some(aid))
     });
-    let place = data.geo.as_ref().and_then(|g| g.place_id.as_deref()).and_then(|pid| {
-        includes?.places.as_ref()?.iter().find(|p| p.id.as_deref() == Some(pid))
-    });
+    let place = data
+        .geo
+        .as_ref()
+        .and_then(|g| g.place_id.as_deref())
+        .and_then(|pid| {
+            includes?
+                .places
+                .as_ref()?
+                .iter()
+                .find(|p| p.id.as_deref() == Some(pid))
+        });
     let created_at_ms = data.created_at.as_deref().and_then(time::parse_rfc3339);
     Some(Shaped {
         schema: SCHEMA.to_string(),
@@ -340,7 +442,9 @@ fn from_v2(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>, msg: &Message<
             id: author_id.clone(),
             username: user.and_then(|u| s(&u.username)),
             name: user.and_then(|u| s(&u.name)),
-            followers: user.and_then(|u| u.public_metrics).and_then(|m| m.followers_count),
+            followers: user
+                .and_then(|u| u.public_metrics)
+                .and_then(|m| m.followers_count),
             verified: user.and_then(|u| u.verified),
         },
         hashtags,
@@ -350,11 +454,20 @@ fn from_v2(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>, msg: &Message<
         kind,
         referenced,
         geo: Geo {
-            coordinates: data.geo.as_ref().and_then(|g| g.coordinates.as_ref()).and_then(|c| c.coordinates.clone()),
+            coordinates: data
+                .geo
+                .as_ref()
+                .and_then(|g| g.coordinates.as_ref())
+                .and_then(|c| c.coordinates.clone()),
             place: place.and_then(|p| s(&p.full_name)),
             country_code: place.and_then(|p| s(&p.country_code)),
         },
-        metrics: data.public_metrics.map(|m| Metrics { retweets: m.retweet_count, replies: m.reply_count, likes: m.like_count, quotes: m.quote_count }),
+        metrics: data.public_metrics.map(|m| Metrics {
+            retweets: m.retweet_count,
+            replies: m.reply_count,
+            likes: m.like_count,
+            quotes: m.quote_count,
+        }),
         matching_rules: rules(msg),
         source_api: "v2".to_string(),
     })

@@ -11,7 +11,9 @@ pub fn decode_entities(text: &str) -> String {
     while let Some(pos) = rest.find('&') {
         out.push_str(&rest[..pos]);
         rest = &rest[pos..];
-        let end = rest[1..].find(|c: char| c == ';' || c == '&' || c.is_whitespace()).map(|i| i + 1);
+        let end = rest[1..]
+            .find(|c: char| c == ';' || c == '&' || c.is_whitespace())
+            .map(|i| i + 1);
         let decoded = match end {
             Some(end) if rest.as_bytes().get(end) == Some(&b';') => {
                 let name = &rest[1..end];
@@ -58,12 +60,20 @@ pub fn contains_word(text_lower: &str, word_lower: &str) -> bool {
     while let Some(pos) = text_lower[start..].find(word_lower) {
         let at = start + pos;
         let end = at + word_lower.len();
-        let before_ok = text_lower[..at].chars().next_back().is_none_or(|c| !is_word(c));
+        let before_ok = text_lower[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !is_word(c));
         let after_ok = text_lower[end..].chars().next().is_none_or(|c| !is_word(c));
         if before_ok && after_ok {
             return true;
         }
-        start = at + text_lower[at..].chars().next().map(char::len_utf8).unwrap_or(1);
+        start = at
+            + text_lower[at..]
+                .chars()
+                .next()
+                .map(char::len_utf8)
+                .unwrap_or(1);
     }
     false
 }
@@ -74,7 +84,12 @@ mod tests {
 
     #[test]
     fn entities() {
-        assert_eq!(decode_entities("a &amp; b &lt;3 &gt; &quot;q&quot; &#39;s &#x1F600; &unknown; & alone"), "a & b <3 > \"q\" 's 😀 &unknown; & alone");
+        assert_eq!(
+            decode_entities(
+                "a &amp; b &lt;3 &gt; &quot;q&quot; &#39;s &#x1F600; &unknown; & alone"
+            ),
+            "a & b <3 > \"q\" 's 😀 &unknown; & alone"
+        );
         assert_eq!(decode_entities("&amp;amp;"), "&amp;");
         assert_eq!(decode_entities("plain"), "plain");
     }

@@ -21,14 +21,20 @@ static ON_INVALID: OnceLock<OnInvalid> = OnceLock::new();
 pub fn init(params: SmartModuleExtraParams) -> Result<()> {
     let map = smartmodule_glue::params_map(&params);
     if let Some(unknown) = map.keys().find(|k| k.as_str() != "on_invalid") {
-        return Err(eyre!("tweet-shape: unknown parameter `{unknown}` (known: on_invalid)"));
+        return Err(eyre!(
+            "tweet-shape: unknown parameter `{unknown}` (known: on_invalid)"
+        ));
     }
     let on_invalid = OnInvalid::from_params(&map).map_err(|e| eyre!("tweet-shape: {e}"))?;
-    ON_INVALID.set(on_invalid).map_err(|_| eyre!("tweet-shape: init called twice"))
+    ON_INVALID
+        .set(on_invalid)
+        .map_err(|_| eyre!("tweet-shape: init called twice"))
 }
 
 /// The shaped record for one value: `(key, value)`, or `None` for non-tweets.
-pub fn reshape(value: &[u8]) -> std::result::Result<Option<(Vec<u8>, Vec<u8>)>, tweet_model::ShapeError> {
+pub fn reshape(
+    value: &[u8],
+) -> std::result::Result<Option<(Vec<u8>, Vec<u8>)>, tweet_model::ShapeError> {
     if tweet_model::shape::is_shaped(std::str::from_utf8(value).unwrap_or("")) {
         // Already shaped: unchanged (validated).
         return Ok(tweet_model::shape(value)?.map(|t| (t.id.into_bytes(), value.to_vec())));

@@ -1,0 +1,380 @@
+//! The `kafka:` section of the bridge config: where to write, how to map records, how to
+//! deliver, and how to authenticate. Defaults follow the mirroring rules of Kafka Connect and
+//! MirrorMaker 2 (idempotent producer, `acks=all`, commit after acknowledgement).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use connector_runtime::SecretString;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The Kafka topic (default `tweets`).
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Create the topic when missing (default true).
+    #[serde(default = "yes")]
+    pub create_topic: bool,
+    /// Partitions of a created topic (default: as many as the Fluvio topic has).
+    #[serde(default)]
+    pub partitions: Option<i32>,
+    /// Replication of a created topic (default 1).
+    #[serde(default = "one_i32")]
+    pub replication: i32,
+    /// Topic configs of a created topic (e.g. `retention.ms`).
+    #[serde(default)]
+    pub topic_config: BTreeMap<String, String>,
+    /// `same` (Fluvio partition p to Kafka partition p, the default), `key` (Kafka's key hash),
+    /// or `{fixed: N}`.
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    /// Add `fluvio.topic`, `fluvio.partition`, `fluvio.offset` headers (default true; needed to
+    /// resume without duplicates).
+    #[serde(default = "yes")]
+    pub headers: bool,
+    /// Fluvio record time to Kafka CreateTime (default true).
+    #[serde(default = "yes")]
+    pub timestamps: bool,
+    /// `none`, `gzip`, `snappy`, `lz4` (default) or `zstd`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Producer linger (default 20ms).
+    #[serde(default = "d_20ms", deserialize_with = "de_duration")]
+    pub linger: Duration,
+    /// Producer batch size in bytes (default 1 MiB).
+    #[serde(default = "default_batch")]
+    pub batch_size: u64,
+    /// Records sent but not yet acknowledged, per partition, before reading waits (default 20000).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// How often to commit the Fluvio offset (default 2s; also on shutdown).
+    #[serde(default = "d_2s", deserialize_with = "de_duration")]
+    pub commit_interval: Duration,
+    /// Give one send this long before retrying it (default 2m).
+    #[serde(default = "d_120s", deserialize_with = "de_duration")]
+    pub delivery_timeout: Duration,
+    /// Retries of a failed delivery before exiting non-zero (default 10; a down broker is
+    /// waited for without counting).
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Resume each Fluvio partition after the `fluvio.offset` header of the last record in
+    /// Kafka (default true with `same` or `fixed` partitioning).
+    #[serde(default = "yes")]
+    pub resume_from_kafka: bool,
+    #[serde(default)]
+    pub security: Security,
+    /// Raw librdkafka settings, passed through (they win over everything above).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Partitioning {
+    #[default]
+    Same,
+    Key,
+    Fixed(i32),
+}
+
+impl<'de> Deserialize<'de> for Partitioning {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) if s == "same" => Ok(Self::Same),
+            serde_yaml::Value::String(s) if s == "key" => Ok(Self::Key),
+            serde_yaml::Value::Mapping(m) => m
+                .get("fixed")
+                .and_then(|v| v.as_i64())
+                .and_then(|n| i32::try_from(n).ok())
+                .filter(|n| *n >= 0)
+                .map(Self::Fixed)
+                .ok_or_else(|| D::Error::custom("expected `same`, `key` or `{fixed: N}`")),
+            _ => Err(D::Error::custom("expected `same`, `key` or `{fixed: N}`")),
+        }
+    }
+}
+
+/// How to talk to the brokers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    #[serde(default)]
+    pub ssl: Option<Ssl>,
+    #[serde(default)]
+    pub sasl: Option<Sasl>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            protocol: default_protocol(),
+            ssl: None,
+            sasl: None,
+        }
+    }
+}
+
+/// TLS material, as files or inline PEM.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ssl {
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    #[serde(default)]
+    pub cert_pem: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<String>,
+    #[serde(default)]
+    pub key_pem: Option<SecretString>,
+    #[serde(default)]
+    pub key_password: Option<SecretString>,
+    /// Check the broker's host name against its certificate (default true).
+    #[serde(default = "yes")]
+    pub verify_hostname: bool,
+}
+
+/// SASL credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub username: SecretString,
+    pub password: SecretString,
+}
+
+impl KafkaConfig {
+    /// Cross-field checks, with the field path in each message.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("kafka.brokers: empty".into());
+        }
+        if self.topic.trim().is_empty() {
+            return Err("kafka.topic: empty".into());
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
+            return Err(format!(
+                "kafka.compression: expected one of none, gzip, snappy, lz4, zstd, got `{}`",
+                self.compression
+            ));
+        }
+        let p = self.security.protocol.to_ascii_lowercase();
+        if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&p.as_str()) {
+            return Err(format!("kafka.security.protocol: expected one of plaintext, ssl, sasl_plaintext, sasl_ssl, got `{}`", self.security.protocol));
+        }
+        if p.starts_with("sasl") {
+            let Some(sasl) = &self.security.sasl else {
+                return Err(format!(
+                    "kafka.security.sasl: protocol `{p}` needs {{mechanism, username, password}}"
+                ));
+            };
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&sasl.mechanism.as_str()) {
+                return Err(format!("kafka.security.sasl.mechanism: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got `{}`", sasl.mechanism));
+            }
+        }
+        if let Some(ssl) = &self.security.ssl {
+            if ssl.ca_file.is_some() && ssl.ca_pem.is_some() {
+                return Err("kafka.security.ssl: give ca_file or ca_pem, not both".into());
+            }
+            if ssl.key_file.is_some() && ssl.key_pem.is_some() {
+                return Err("kafka.security.ssl: give key_file or key_pem, not both".into());
+            }
+        }
+        if self.max_in_flight == 0 {
+            return Err("kafka.max_in_flight: expected at least 1".into());
+        }
+        if self.replication < 1 {
+            return Err("kafka.replication: expected at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The librdkafka producer settings (secrets included: never log the result).
+    pub fn producer_settings(&self, client_id: &str) -> Vec<(String, String)> {
+        let mut s: Vec<(String, String)> = vec![
+            ("bootstrap.servers".into(), self.brokers.clone()),
+            ("client.id".into(), client_id.into()),
+            ("enable.idempotence".into(), "true".into()),
+            ("acks".into(), "all".into()),
+            ("compression.type".into(), self.compression.clone()),
+            ("linger.ms".into(), self.linger.as_millis().to_string()),
+            (
+                "batch.size".into(),
+                self.batch_size.min(i32::MAX as u64).to_string(),
+            ),
+            (
+                "message.timeout.ms".into(),
+                self.delivery_timeout.as_millis().to_string(),
+            ),
+            ("queue.buffering.max.messages".into(), "1000000".into()),
+        ];
+        s.extend(self.security_settings());
+        for (k, v) in &self.options {
+            s.retain(|(name, _)| name != k);
+            s.push((k.clone(), v.clone()));
+        }
+        s
+    }
+
+    /// Settings shared by every client (producer, admin, the resume reader).
+    pub fn security_settings(&self) -> Vec<(String, String)> {
+        let mut s = vec![(
+            "security.protocol".to_string(),
+            self.security.protocol.to_ascii_lowercase(),
+        )];
+        if let Some(ssl) = &self.security.ssl {
+            let mut put = |k: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    s.push((k.to_string(), v.clone()));
+                }
+            };
+            put("ssl.ca.location", &ssl.ca_file);
+            put("ssl.ca.pem", &ssl.ca_pem);
+            put("ssl.certificate.location", &ssl.cert_file);
+            put("ssl.certificate.pem", &ssl.cert_pem);
+            put("ssl.key.location", &ssl.key_file);
+            put(
+                "ssl.key.pem",
+                &ssl.key_pem.as_ref().map(|k| k.expose().to_string()),
+            );
+            put(
+                "ssl.key.password",
+                &ssl.key_password.as_ref().map(|k| k.expose().to_string()),
+            );
+            if !ssl.verify_hostname {
+                s.push((
+                    "ssl.endpoint.identification.algorithm".into(),
+                    "none".into(),
+                ));
+            }
+        }
+        if let Some(sasl) = &self.security.sasl {
+            s.push(("sasl.mechanism".into(), sasl.mechanism.clone()));
+            s.push(("sasl.username".into(), sasl.username.expose().into()));
+            s.push(("sasl.password".into(), sasl.password.expose().into()));
+        }
+        for (k, v) in &self.options {
+            if !k.starts_with("queue.") && !k.starts_with("linger") && !k.starts_with("batch") {
+                s.retain(|(name, _)| name != k);
+                s.push((k.clone(), v.clone()));
+            }
+        }
+        s
+    }
+}
+
+fn default_topic() -> String {
+    "tweets".into()
+}
+fn default_compression() -> String {
+    "lz4".into()
+}
+fn default_protocol() -> String {
+    "plaintext".into()
+}
+fn default_batch() -> u64 {
+    1 << 20
+}
+fn default_in_flight() -> usize {
+    20_000
+}
+fn default_retries() -> u32 {
+    10
+}
+fn yes() -> bool {
+    true
+}
+fn one_i32() -> i32 {
+    1
+}
+fn d_20ms() -> Duration {
+    Duration::from_millis(20)
+}
+fn d_2s() -> Duration {
+    Duration::from_secs(2)
+}
+fn d_120s() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| D::Error::custom(format!("expected a duration like `20ms`: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(y: &str) -> KafkaConfig {
+        serde_yaml::from_str(y).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_settings() {
+        let c = parse("brokers: 127.0.0.1:9092\n");
+        assert_eq!(c.topic, "tweets");
+        assert_eq!(c.partitioning, Partitioning::Same);
+        c.validate().unwrap();
+        let s = c.producer_settings("fluvio_connector_x");
+        let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("enable.idempotence").as_deref(), Some("true"));
+        assert_eq!(get("acks").as_deref(), Some("all"));
+        assert_eq!(get("security.protocol").as_deref(), Some("plaintext"));
+        let c = parse("brokers: b\noptions:\n  acks: '1'\n  socket.timeout.ms: '5000'\n");
+        let s = c.producer_settings("x");
+        assert_eq!(
+            s.iter().filter(|(k, _)| k == "acks").count(),
+            1,
+            "options win"
+        );
+        assert!(s.contains(&("acks".into(), "1".into())));
+    }
+
+    #[test]
+    fn security_and_partitioning() {
+        let c = parse("brokers: b\npartitioning: {fixed: 3}\nsecurity:\n  protocol: SASL_SSL\n  sasl: {mechanism: SCRAM-SHA-512, username: u, password: p4ss}\n  ssl: {ca_pem: \"-----BEGIN\"}\n");
+        c.validate().unwrap();
+        assert_eq!(c.partitioning, Partitioning::Fixed(3));
+        let s = c.security_settings();
+        assert!(s.contains(&("security.protocol".into(), "sasl_ssl".into())));
+        assert!(s.contains(&("sasl.mechanism".into(), "SCRAM-SHA-512".into())));
+        assert!(
+            !format!("{c:?}").contains("p4ss"),
+            "Debug hides the password"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        assert!(parse("brokers: b\ncompression: brotli\n")
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.compression"));
+        assert!(parse("brokers: b\nsecurity: {protocol: sasl_plaintext}\n")
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.security.sasl"));
+        assert!(parse("brokers: b\nsecurity: {protocol: sasl_plaintext, sasl: {mechanism: GSSAPI, username: u, password: p}}\n").validate().unwrap_err().contains("mechanism"));
+        assert!(serde_yaml::from_str::<KafkaConfig>("brokers: b\npartitioning: random\n").is_err());
+        assert!(
+            serde_yaml::from_str::<KafkaConfig>("brokers: b\nbrokerz: c\n")
+                .unwrap_err()
+                .to_string()
+                .contains("brokerz")
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! Where records come from: a Fluvio partition stream (offsets committed with the consumer
+//! id), or, with `KAFKA_BRIDGE_INPUT_FILE`, a capture file as sources write with `--capture`
+//! (one partition; line n is offset n; the committed offset kept in `<file>.committed`), to
+//! mirror an offline capture or test the bridge without a Fluvio cluster.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+
+use crate::mirror::SourceRecord;
+
+type FluvioStream = Box<
+    dyn fluvio::consumer::ConsumerStream<
+            Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
+        > + Send
+        + Unpin,
+>;
+
+pub enum PartitionInput {
+    Fluvio {
+        partition: u32,
+        stream: FluvioStream,
+    },
+    File(FileInput),
+}
+
+impl PartitionInput {
+    /// The next record (waits for one to arrive).
+    pub async fn next(&mut self) -> Result<Option<SourceRecord>> {
+        match self {
+            PartitionInput::Fluvio { partition, stream } => match stream.next().await {
+                None => Ok(None),
+                Some(Err(e)) => Err(anyhow::anyhow!("Fluvio partition {partition}: {e:?}")),
+                Some(Ok(r)) => Ok(Some(SourceRecord {
+                    partition: *partition,
+                    offset: r.offset(),
+                    key: r.key().map(|k| k.to_vec()),
+                    value: r.value().to_vec(),
+                    timestamp_ms: Some(r.timestamp()).filter(|t| *t > 0),
+                })),
+            },
+            PartitionInput::File(f) => f.next().await.map(Some),
+        }
+    }
+
+    /// Commit everything read so far (all of it acknowledged by Kafka: the caller drained).
+    pub async fn commit(&mut self, offset: i64) -> Result<()> {
+        match self {
+            PartitionInput::Fluvio { partition, stream } => {
+                stream.offset_commit().await.map_err(|e| {
+                    anyhow::anyhow!("Fluvio partition {partition}: offset commit: {e:?}")
+                })?;
+                stream.offset_flush().await.map_err(|e| {
+                    anyhow::anyhow!("Fluvio partition {partition}: offset flush: {e:?}")
+                })?;
+                Ok(())
+            }
+            PartitionInput::File(f) => f.commit(offset),
+        }
+    }
+}
+
+/// A capture file read as partition 0, tailed like a live partition.
+pub struct FileInput {
+    path: PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    next_offset: i64,
+    line: String,
+}
+
+impl FileInput {
+    /// Open at `start` (the first offset to read).
+    pub fn open(path: PathBuf, start: i64) -> Result<Self> {
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("KAFKA_BRIDGE_INPUT_FILE {}", path.display()))?;
+        let mut input = Self {
+            path,
+            reader: std::io::BufReader::with_capacity(1 << 20, file),
+            next_offset: 0,
+            line: String::new(),
+        };
+        while input.next_offset < start {
+            input.line.clear();
+            if input.reader.read_line(&mut input.line)? == 0 {
+                break;
+            }
+            if input.line.ends_with('\n') {
+                input.next_offset += 1;
+            } else {
+                let back = input.line.len() as i64;
+                input.reader.seek_relative(-back)?;
+                break;
+            }
+        }
+        Ok(input)
+    }
+
+    /// The offset committed earlier (`<file>.committed`), if any.
+    pub fn committed(path: &std::path::Path) -> Option<i64> {
+        std::fs::read_to_string(Self::committed_path(path))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn committed_path(path: &std::path::Path) -> PathBuf {
+        PathBuf::from(format!("{}.committed", path.display()))
+    }
+
+    async fn next(&mut self) -> Result<SourceRecord> {
+        loop {
+            self.line.clear();
+            let n = self.reader.read_line(&mut self.line)?;
+            if n > 0 && self.line.ends_with('\n') {
+                let offset = self.next_offset;
+                self.next_offset += 1;
+                let r = connector_runtime::output::read_capture_line(self.line.trim_end())
+                    .with_context(|| format!("{}: line {}", self.path.display(), offset + 1))?;
+                return Ok(SourceRecord {
+                    partition: 0,
+                    offset,
+                    key: r.key.map(|k| k.to_vec()),
+                    value: r.value.to_vec(),
+                    timestamp_ms: r.timestamp_ms,
+                });
+            }
+            if n > 0 {
+                // A line still being written: read it again whole later.
+                self.reader.seek_relative(-(n as i64))?;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn commit(&mut self, offset: i64) -> Result<()> {
+        let path = Self::committed_path(&self.path);
+        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+        std::fs::write(&tmp, offset.to_string())?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+}

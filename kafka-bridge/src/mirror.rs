@@ -1,0 +1,478 @@
+//! The Kafka side: an idempotent producer writing each Fluvio record with its key, value,
+//! timestamp and `fluvio.*` headers, and per-partition pipes that keep deliveries in order and
+//! know the highest offset acknowledged with every earlier one (what may be committed).
+//! A failed delivery is retried in order; a broker that is away is waited for; a record Kafka
+//! can never take (too large, not authorised) stops the bridge with its offset, never skipped.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use connector_runtime::metrics::{Counter, Gauge, Metrics};
+use futures_util::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{KafkaConfig, Partitioning};
+
+/// One record read from Fluvio (or the input file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub partition: u32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The producer and what every pipe shares.
+pub struct Mirror {
+    producer: FutureProducer,
+    cfg: KafkaConfig,
+    fluvio_topic: String,
+    m: MirrorMetrics,
+}
+
+#[derive(Clone)]
+struct MirrorMetrics {
+    metrics: Metrics,
+    records: Counter,
+    bytes: Counter,
+    retries: Counter,
+    latency_ms_total: Counter,
+    latency_ms_max: Gauge,
+    timestamps_dropped: Counter,
+}
+
+impl MirrorMetrics {
+    fn new(m: &Metrics) -> Self {
+        Self {
+            metrics: m.clone(),
+            records: m.counter("records_mirrored_total", "records acknowledged by Kafka"),
+            bytes: m.counter("bytes_mirrored_total", "value bytes acknowledged by Kafka"),
+            retries: m.counter(
+                "delivery_retries_total",
+                "records sent again after a failed delivery",
+            ),
+            latency_ms_total: m.counter(
+                "delivery_latency_ms_total",
+                "sum of send-to-acknowledgement times (ms)",
+            ),
+            latency_ms_max: m.gauge(
+                "delivery_latency_ms_max",
+                "the longest send-to-acknowledgement time (ms)",
+            ),
+            timestamps_dropped: m.counter(
+                "timestamps_dropped_total",
+                "records whose time was more than 55 min ahead (sent without one)",
+            ),
+        }
+    }
+}
+
+/// Kafka errors that no retry can fix: the bridge stops (the record is not committed).
+fn is_permanent(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | MessageBatchTooLarge
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | SaslAuthenticationFailed
+                | Authentication
+                | InvalidRecord
+                | UnknownTopic
+                | InvalidConfig
+                | UnsupportedVersion
+        )
+    )
+}
+
+/// Errors of an unreachable cluster: waited out without counting as retries.
+fn is_unavailable(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            MessageTimedOut
+                | AllBrokersDown
+                | BrokerTransportFailure
+                | NetworkException
+                | RequestTimedOut
+                | NotEnoughReplicas
+                | NotEnoughReplicasAfterAppend
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+                | QueueFull
+        )
+    )
+}
+
+pub fn client_config(settings: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in settings {
+        c.set(k, v);
+    }
+    c
+}
+
+impl Mirror {
+    /// Build the producer and make sure the topic exists (waiting for the brokers, with
+    /// progress in the log, until `shutdown`).
+    pub async fn connect(
+        cfg: KafkaConfig,
+        client_id: &str,
+        fluvio_topic: &str,
+        fluvio_partitions: usize,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>> {
+        let producer: FutureProducer = client_config(&cfg.producer_settings(client_id))
+            .create()
+            .map_err(|e| anyhow!("kafka: cannot create the producer: {e}"))?;
+        let mut admin_settings = vec![("bootstrap.servers".to_string(), cfg.brokers.clone())];
+        admin_settings.extend(cfg.security_settings());
+        let admin: AdminClient<DefaultClientContext> = client_config(&admin_settings)
+            .create()
+            .map_err(|e| anyhow!("kafka: cannot create the admin client: {e}"))?;
+        let started = Instant::now();
+        let partitions = loop {
+            let fetched = {
+                let p = producer.clone();
+                let topic = cfg.topic.clone();
+                tokio::task::spawn_blocking(move || {
+                    p.client()
+                        .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                        .map(|md| {
+                            md.topics()
+                                .first()
+                                .map(|t| (t.error(), t.partitions().len()))
+                                .unwrap_or((None, 0))
+                        })
+                })
+                .await?
+            };
+            match fetched {
+                Ok((None, n)) if n > 0 => break n,
+                Ok(_) => {
+                    if !cfg.create_topic {
+                        bail!("kafka.topic: Kafka topic `{}` does not exist and kafka.create_topic is false", cfg.topic);
+                    }
+                    let n = cfg.partitions.unwrap_or(fluvio_partitions.max(1) as i32);
+                    let mut topic =
+                        NewTopic::new(&cfg.topic, n, TopicReplication::Fixed(cfg.replication));
+                    for (k, v) in &cfg.topic_config {
+                        topic = topic.set(k, v);
+                    }
+                    let results = admin
+                        .create_topics(
+                            &[topic],
+                            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                        )
+                        .await
+                        .map_err(|e| anyhow!("kafka: cannot create topic `{}`: {e}", cfg.topic))?;
+                    for r in results {
+                        match r {
+                            Ok(_) => {
+                                tracing::info!(topic = %cfg.topic, partitions = n, "created the Kafka topic")
+                            }
+                            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                            Err((t, e))
+                                if matches!(
+                                    e,
+                                    RDKafkaErrorCode::TopicAuthorizationFailed
+                                        | RDKafkaErrorCode::ClusterAuthorizationFailed
+                                        | RDKafkaErrorCode::PolicyViolation
+                                        | RDKafkaErrorCode::InvalidReplicationFactor
+                                        | RDKafkaErrorCode::InvalidPartitions
+                                        | RDKafkaErrorCode::InvalidConfig
+                                ) =>
+                            {
+                                bail!("kafka: cannot create topic `{t}`: {e}")
+                            }
+                            Err((t, e)) => {
+                                tracing::warn!(topic = %t, error = %e, "topic creation failed; retrying")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    if let KafkaError::MetadataFetch(code) = &e {
+                        if matches!(
+                            code,
+                            RDKafkaErrorCode::SaslAuthenticationFailed
+                                | RDKafkaErrorCode::Authentication
+                                | RDKafkaErrorCode::TopicAuthorizationFailed
+                        ) {
+                            bail!("kafka: {e} (check kafka.security)");
+                        }
+                    }
+                    tracing::warn!(brokers = %cfg.brokers, error = %e, waited = ?started.elapsed(), "Kafka is not reachable yet; waiting");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return Ok(None),
+            }
+        };
+        if cfg.partitioning == Partitioning::Same && partitions < fluvio_partitions {
+            bail!(
+                "kafka.partitioning: `same` maps Fluvio partition p to Kafka partition p, but `{}` has {partitions} partitions for {fluvio_partitions} Fluvio partitions",
+                cfg.topic
+            );
+        }
+        tracing::info!(topic = %cfg.topic, partitions, "Kafka topic ready");
+        Ok(Some(Self {
+            producer,
+            cfg,
+            fluvio_topic: fluvio_topic.to_string(),
+            m: MirrorMetrics::new(metrics),
+        }))
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.cfg
+    }
+
+    /// Hand one record to the producer (waits while its queue is full).
+    async fn send(&self, rec: &SourceRecord) -> Result<DeliveryFuture, KafkaError> {
+        let partition_s = rec.partition.to_string();
+        let offset_s = rec.offset.to_string();
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.cfg.topic).payload(&rec.value[..]);
+            if let Some(k) = &rec.key {
+                record = record.key(&k[..]);
+            }
+            match self.cfg.partitioning {
+                Partitioning::Same => record = record.partition(rec.partition as i32),
+                Partitioning::Fixed(p) => record = record.partition(p),
+                Partitioning::Key => {}
+            }
+            if self.cfg.timestamps {
+                if let Some(ts) = rec.timestamp_ms.filter(|t| *t > 0) {
+                    let now = now_ms();
+                    if ts > now + 55 * 60 * 1000 {
+                        self.m.timestamps_dropped.inc();
+                    } else {
+                        record = record.timestamp(ts);
+                    }
+                }
+            }
+            if self.cfg.headers {
+                let headers = OwnedHeaders::new_with_capacity(3)
+                    .insert(Header {
+                        key: "fluvio.topic",
+                        value: Some(self.fluvio_topic.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "fluvio.partition",
+                        value: Some(partition_s.as_bytes()),
+                    })
+                    .insert(Header {
+                        key: "fluvio.offset",
+                        value: Some(offset_s.as_bytes()),
+                    });
+                record = record.headers(headers);
+            }
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Wait for everything sent to be acknowledged (or to fail).
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.m.metrics
+    }
+}
+
+/// In-order deliveries of one Fluvio partition.
+pub struct PartitionPipe {
+    in_flight: VecDeque<(SourceRecord, DeliveryFuture, Instant)>,
+    /// The highest offset acknowledged, every earlier one too.
+    acked: Option<i64>,
+    failures: u32,
+    in_flight_gauge: Gauge,
+    acked_gauge: Gauge,
+}
+
+impl PartitionPipe {
+    pub fn new(partition: u32, metrics: &Metrics) -> Self {
+        let p = partition.to_string();
+        Self {
+            in_flight: VecDeque::new(),
+            acked: None,
+            failures: 0,
+            in_flight_gauge: metrics.gauge_with(
+                "in_flight",
+                &[("partition", &p)],
+                "records sent, not yet acknowledged",
+            ),
+            acked_gauge: metrics.gauge_with(
+                "acked_offset",
+                &[("partition", &p)],
+                "highest Fluvio offset acknowledged by Kafka with all earlier ones",
+            ),
+        }
+    }
+
+    pub fn acked(&self) -> Option<i64> {
+        self.acked
+    }
+
+    /// Send a record; waits for the oldest acknowledgements when too many are in flight.
+    pub async fn push(&mut self, mirror: &Mirror, rec: SourceRecord) -> Result<()> {
+        while self.in_flight.len() >= mirror.cfg.max_in_flight {
+            self.complete_front(mirror).await?;
+        }
+        self.collect_ready(mirror).await?;
+        let fut = self.send_with_retry(mirror, &rec).await?;
+        self.in_flight.push_back((rec, fut, Instant::now()));
+        self.in_flight_gauge.set(self.in_flight.len() as u64);
+        Ok(())
+    }
+
+    async fn send_with_retry(
+        &mut self,
+        mirror: &Mirror,
+        rec: &SourceRecord,
+    ) -> Result<DeliveryFuture> {
+        loop {
+            match mirror.send(rec).await {
+                Ok(f) => return Ok(f),
+                Err(e) if is_permanent(&e) => {
+                    bail!("kafka refused Fluvio partition {} offset {}: {e} (the record is not committed; fix and restart)", rec.partition, rec.offset)
+                }
+                Err(e) => {
+                    tracing::warn!(partition = rec.partition, offset = rec.offset, error = %e, "send failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Take the acknowledgements that have already arrived, without waiting.
+    pub async fn collect_ready(&mut self, mirror: &Mirror) -> Result<()> {
+        while let Some((_, fut, _)) = self.in_flight.front_mut() {
+            match fut.now_or_never() {
+                None => break,
+                Some(result) => self.settle_front(mirror, result).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest record's acknowledgement.
+    pub async fn complete_front(&mut self, mirror: &Mirror) -> Result<()> {
+        let Some((_, fut, _)) = self.in_flight.front_mut() else {
+            return Ok(());
+        };
+        let result = fut.await;
+        self.settle_front(mirror, result).await
+    }
+
+    /// Wait until every record sent is acknowledged.
+    pub async fn drain(&mut self, mirror: &Mirror) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.complete_front(mirror).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_front(
+        &mut self,
+        mirror: &Mirror,
+        result: <DeliveryFuture as std::future::Future>::Output,
+    ) -> Result<()> {
+        let outcome = match result {
+            Ok(Ok(_delivery)) => Ok(()),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        };
+        match outcome {
+            Ok(()) => {
+                let (rec, _, sent_at) = self.in_flight.pop_front().expect("front exists");
+                let ms = sent_at.elapsed().as_millis() as u64;
+                mirror.m.latency_ms_total.add(ms);
+                if ms > mirror.m.latency_ms_max.get() {
+                    mirror.m.latency_ms_max.set(ms);
+                }
+                mirror.m.records.inc();
+                mirror.m.bytes.add(rec.value.len() as u64);
+                self.acked = Some(rec.offset);
+                self.acked_gauge.set(rec.offset.max(0) as u64);
+                self.failures = 0;
+                self.in_flight_gauge.set(self.in_flight.len() as u64);
+                Ok(())
+            }
+            Err(e) => self.retry_from_front(mirror, e).await,
+        }
+    }
+
+    /// The oldest delivery failed: let the later ones settle, then send every unacknowledged
+    /// record again, in order. Permanent errors and too many retries stop the bridge.
+    async fn retry_from_front(&mut self, mirror: &Mirror, e: KafkaError) -> Result<()> {
+        let (first, _, _) = self.in_flight.front().expect("front exists");
+        let (partition, offset) = (first.partition, first.offset);
+        if is_permanent(&e) {
+            bail!("kafka refused Fluvio partition {partition} offset {offset}: {e} (the record is not committed; fix and restart)");
+        }
+        let unavailable = is_unavailable(&e);
+        if !unavailable {
+            self.failures += 1;
+            if self.failures > mirror.cfg.max_retries {
+                bail!(
+                    "delivery of Fluvio partition {partition} offset {offset} failed {} times: {e}",
+                    self.failures
+                );
+            }
+        }
+        tracing::warn!(partition, offset, error = %e, pending = self.in_flight.len(), unavailable, "delivery failed; sending again in order");
+        // The later deliveries settle too (with idempotence they fail after the first failure);
+        // only the ones not acknowledged are sent again, in their order.
+        let (failed, _, _) = self.in_flight.pop_front().expect("front exists");
+        let mut again = vec![failed];
+        while let Some((rec, fut, _)) = self.in_flight.pop_front() {
+            match tokio::time::timeout(mirror.cfg.delivery_timeout + Duration::from_secs(5), fut)
+                .await
+            {
+                Ok(Ok(Ok(_))) => {
+                    tracing::error!(partition, offset = rec.offset, "a later record was acknowledged after an earlier one failed: order may be broken");
+                    mirror.m.records.inc();
+                }
+                _ => again.push(rec),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(if unavailable { 1000 } else { 500 })).await;
+        for rec in again {
+            mirror.m.retries.inc();
+            let fut = self.send_with_retry(mirror, &rec).await?;
+            self.in_flight.push_back((rec, fut, Instant::now()));
+        }
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

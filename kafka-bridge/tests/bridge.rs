@@ -1,0 +1,479 @@
+//! The bridge against a real Apache Kafka broker (from the test harness), read back by real
+//! clients (Python confluent-kafka, kcat). Records come from a capture file
+//! (`KAFKA_BRIDGE_INPUT_FILE`), which exercises the same core as Fluvio partitions (ordering,
+//! commit after acknowledgement, resume from the headers) without a Fluvio cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use connector_runtime::output::capture_line;
+use connector_runtime::Record;
+use testkit::kafka::KafkaBroker;
+use testkit::process::TestProcess;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
+const T: Duration = Duration::from_secs(60);
+
+struct Bridge {
+    dir: tempfile::TempDir,
+    input: PathBuf,
+    config: PathBuf,
+}
+
+impl Bridge {
+    fn new(broker: &str, kafka_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("input.jsonl");
+        std::fs::write(&input, "").unwrap();
+        let config = dir.path().join("bridge.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bridge-test\n  type: kafka-bridge-sink\n  topic: tweets\n  consumer:\n    id: bridge-test\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {broker}\n  topic: tweets\n  commit_interval: 200ms\n  delivery_timeout: 10s\n{kafka_extra}"
+            ),
+        )
+        .unwrap();
+        Self { dir, input, config }
+    }
+
+    fn append(&self, records: &[Record]) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.input)
+            .unwrap();
+        let text: String = records.iter().map(capture_line).collect();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn start(&self) -> TestProcess {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("KAFKA_BRIDGE_INPUT_FILE", &self.input)
+            .env("RUST_LOG", "info")
+            .env("FLUVIO_METRIC_CONNECTOR", self.dir.path().join("m.sock"));
+        TestProcess::spawn(
+            "kafka-bridge-sink",
+            cmd,
+            &self.dir.path().join("bridge.log"),
+        )
+    }
+
+    fn committed(&self) -> Option<i64> {
+        std::fs::read_to_string(format!("{}.committed", self.input.display()))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn wait_committed(&self, proc: &mut TestProcess, offset: i64) {
+        let start = std::time::Instant::now();
+        while self.committed() != Some(offset) {
+            if let Some(s) = proc.try_status() {
+                panic!(
+                    "bridge exited ({s}) before committing {offset}: {}",
+                    proc.output()
+                );
+            }
+            assert!(
+                start.elapsed() < T,
+                "committed {:?}, want {offset}; log:\n{}",
+                self.committed(),
+                proc.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn wait_for_log(proc: &mut TestProcess, text: &str) {
+    let start = std::time::Instant::now();
+    while !proc.output().contains(text) {
+        if let Some(s) = proc.try_status() {
+            panic!("exited ({s}) before logging `{text}`: {}", proc.output());
+        }
+        assert!(start.elapsed() < T, "no `{text}` in:\n{}", proc.output());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn records(n: usize) -> Vec<Record> {
+    let g = x_emulator::generator::Generator::new(1_700_000_000_000);
+    (0..n as u64)
+        .map(|s| {
+            let f = g.facts(s);
+            Record {
+                key: Some(f.id.to_string().into_bytes().into()),
+                value: format!("{{\"id\":\"{}\",\"n\":{s}}}", f.id)
+                    .into_bytes()
+                    .into(),
+                timestamp_ms: Some(f.time_ms),
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct KafkaRecord {
+    partition: i32,
+    key: Option<String>,
+    value: String,
+    ts_type: i32,
+    ts: i64,
+    headers: std::collections::HashMap<String, Option<String>>,
+}
+
+fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
+    let Some(py) = testkit::python() else {
+        testkit::skip(
+            "reading Kafka with confluent-kafka",
+            "the test Python venv is not installed (./test.sh installs it)",
+        );
+        return None;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_topic.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(broker)
+        .arg(topic)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "read_topic: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// Each Fluvio offset exactly once, in order.
+fn assert_exactly_once(got: &[KafkaRecord], n: usize) {
+    let offsets: Vec<i64> = got
+        .iter()
+        .map(|r| {
+            r.headers["fluvio.offset"]
+                .as_deref()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<i64> = (0..n as i64).collect();
+    if offsets != expected {
+        panic!(
+            "not exactly once in order: {} records for {n} (first mismatch at index {:?})",
+            offsets.len(),
+            offsets.iter().zip(&expected).position(|(a, b)| a != b)
+        );
+    }
+}
+
+#[test]
+fn the_harness_broker_round_trips_a_record_with_a_real_client() {
+    let Some(broker) = KafkaBroker::start_or_skip("kafka harness round trip") else {
+        return;
+    };
+    let Some(py) = testkit::python() else {
+        testkit::skip("kafka harness round trip", "no Python venv");
+        return;
+    };
+    let script = r#"
+import sys
+from confluent_kafka import Producer, Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+b = sys.argv[1]
+a = AdminClient({"bootstrap.servers": b})
+a.create_topics([NewTopic("harness", 1, 1)])["harness"].result()
+p = Producer({"bootstrap.servers": b})
+p.produce("harness", key=b"k", value=b"hello kafka")
+assert p.flush(10) == 0
+c = Consumer({"bootstrap.servers": b, "group.id": "g", "auto.offset.reset": "earliest"})
+c.subscribe(["harness"])
+for _ in range(60):
+    m = c.poll(1)
+    if m is not None and not m.error():
+        print(m.key().decode(), m.value().decode())
+        break
+"#;
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .arg(broker.bootstrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "k hello kafka");
+}
+
+#[test]
+fn recorded_payloads_round_trip_with_keys_timestamps_and_headers() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge round trip") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), "");
+    let mut input: Vec<Record> = Vec::new();
+    if let Some(dir) = testkit::data::tweets_dir_or_skip("recorded payloads through the bridge") {
+        for f in ["v1_statuses.jsonl", "v2_messages.jsonl"] {
+            for line in testkit::data::lines(&dir, f) {
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let id = v["id_str"]
+                    .as_str()
+                    .or_else(|| v["data"]["id"].as_str())
+                    .unwrap()
+                    .to_string();
+                input.push(Record {
+                    key: Some(id.into_bytes().into()),
+                    value: line.into_bytes().into(),
+                    timestamp_ms: Some(1_600_000_000_000 + input.len() as i64),
+                });
+            }
+        }
+    }
+    input.extend(records(50));
+    input.push(Record {
+        key: None,
+        value: "no key here".into(),
+        timestamp_ms: None,
+    });
+    bridge.append(&input);
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, input.len() as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, input.len());
+    for (r, want) in got.iter().zip(&input) {
+        assert_eq!(b64(&r.value), want.value.to_vec(), "value byte for byte");
+        assert_eq!(
+            r.key.as_deref().map(b64),
+            want.key.as_ref().map(|k| k.to_vec()),
+            "key (a null key stays null)"
+        );
+        match want.timestamp_ms {
+            Some(ts) => assert_eq!((r.ts_type, r.ts), (1, ts), "Fluvio time as CreateTime"),
+            None => assert!(r.ts > 0),
+        }
+        assert_eq!(r.headers["fluvio.topic"].as_deref(), Some("tweets"));
+        assert_eq!(r.headers["fluvio.partition"].as_deref(), Some("0"));
+        assert_eq!(r.partition, 0);
+    }
+
+    // kcat reads the same thing.
+    if let Some(kcat) = testkit::kcat() {
+        let out = Command::new(kcat)
+            .args([
+                "-C",
+                "-b",
+                &broker.bootstrap(),
+                "-t",
+                "tweets",
+                "-e",
+                "-q",
+                "-f",
+                "%k\\t%h\\n",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), input.len());
+        let first_key = String::from_utf8(input[0].key.clone().unwrap().to_vec()).unwrap();
+        assert!(
+            lines[0].starts_with(&first_key) && lines[0].contains("fluvio.offset=0"),
+            "{}",
+            lines[0]
+        );
+    } else {
+        testkit::skip("kcat read-back", "kcat is not installed");
+    }
+}
+
+#[test]
+fn sigkill_at_random_points_leaves_each_record_exactly_once() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge SIGKILL") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), "  linger: 5ms\n");
+    let n = 100_000;
+    bridge.append(&records(n));
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut proc = bridge.start();
+        wait_for_log(&mut proc, "mirroring a capture file");
+        std::thread::sleep(Duration::from_millis(rng.u64(10..250)));
+        if proc.try_status().is_some() || bridge.committed() == Some(n as i64 - 1) {
+            break;
+        }
+        proc.signal(9);
+        proc.wait_timeout(T);
+        kills += 1;
+    }
+    assert!(kills >= 3, "the bridge was killed mid-stream {kills} times");
+    let mut proc = bridge.start();
+    wait_for_log(&mut proc, "mirroring a capture file");
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    let status = proc.wait_timeout(T);
+    assert_eq!(status.code(), Some(0), "{status:?}: {}", proc.output());
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, n);
+    assert!(
+        proc.output().contains("resuming") || proc.output().contains("mirroring a capture file")
+    );
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing() {
+    let Some(mut broker) = KafkaBroker::start_or_skip("bridge broker restart") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), "");
+    let all = records(3000);
+    bridge.append(&all[..1000]);
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, 999);
+    broker.stop();
+    bridge.append(&all[1000..2000]);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart().unwrap();
+    bridge.append(&all[2000..]);
+    bridge.wait_committed(&mut proc, 2999);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, 3000);
+}
+
+#[test]
+fn sigterm_delivers_in_flight_records_and_commits_before_exit() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge SIGTERM") else {
+        return;
+    };
+    // A long commit interval and linger: only the shutdown path can commit in time.
+    let bridge = Bridge::new(&broker.bootstrap(), "  linger: 500ms\n");
+    std::fs::write(
+        &bridge.config,
+        std::fs::read_to_string(&bridge.config)
+            .unwrap()
+            .replace("commit_interval: 200ms", "commit_interval: 1h"),
+    )
+    .unwrap();
+    bridge.append(&records(20_000));
+    let mut proc = bridge.start();
+    let start = std::time::Instant::now();
+    while !proc.output().contains("Kafka topic ready") {
+        assert!(start.elapsed() < T, "{}", proc.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let committed = bridge.committed().expect("committed on the way out");
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_eq!(
+        got.len() as i64,
+        committed + 1,
+        "Kafka holds exactly what was committed"
+    );
+    assert_exactly_once(&got, got.len());
+}
+
+#[test]
+fn bad_input_fails_clearly_and_loses_nothing() {
+    // No broker at all: the bridge waits, says so, and stops cleanly on SIGTERM.
+    let port = testkit::free_port();
+    let bridge = Bridge::new(&format!("127.0.0.1:{port}"), "");
+    bridge.append(&records(10));
+    let mut proc = bridge.start();
+    let start = std::time::Instant::now();
+    while !proc.output().contains("Kafka is not reachable yet") {
+        assert!(start.elapsed() < T, "{}", proc.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0));
+    assert_eq!(bridge.committed(), None, "nothing committed");
+
+    let Some(broker) = KafkaBroker::start_or_skip("bridge bad input") else {
+        return;
+    };
+    // A missing topic with creation off.
+    let bridge = Bridge::new(&broker.bootstrap(), "  create_topic: false\n");
+    bridge.append(&records(10));
+    let mut proc = bridge.start();
+    assert_eq!(proc.wait_timeout(T).code(), Some(1));
+    assert!(
+        proc.output()
+            .contains("does not exist and kafka.create_topic is false"),
+        "{}",
+        proc.output()
+    );
+
+    // A record over Kafka's size limit: exit 1 naming its offset; everything before it is in
+    // Kafka and committed, nothing after it is skipped.
+    let bridge = Bridge::new(&broker.bootstrap(), "");
+    let mut rs = records(5);
+    rs.insert(
+        3,
+        Record {
+            key: Some("big".into()),
+            value: vec![b'x'; 2_000_000].into(),
+            timestamp_ms: None,
+        },
+    );
+    bridge.append(&rs);
+    let mut proc = bridge.start();
+    assert_eq!(proc.wait_timeout(T).code(), Some(1), "{}", proc.output());
+    let out = proc.output();
+    assert!(
+        out.contains("offset 3") && out.contains("not committed"),
+        "{out}"
+    );
+    assert_eq!(bridge.committed(), Some(2));
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, 3);
+
+    // A config without a consumer id is refused (records produced while down would be lost).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "meta:\n  version: 0.1.0\n  name: b\n  type: kafka-bridge-sink\n  topic: tweets\nkafka:\n  brokers: 127.0.0.1:1\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("s"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("meta.consumer.id: required"));
+}
