@@ -449,12 +449,20 @@ impl<C: DeserializeOwned> ConnectorConfig<C> {
         if raw_meta.name.is_empty() {
             return Err(err("meta.name", "the connector name is empty".into()));
         }
+        let producer = raw_meta.producer.unwrap_or_default();
+        let max_request = producer.max_request_size.unwrap_or(1024 * 1024);
+        if producer.batch_size.is_some_and(|b| b > max_request) {
+            return Err(err(
+                "meta.producer.batch-size",
+                format!("must not exceed max-request-size ({max_request} bytes; raise max-request-size too)"),
+            ));
+        }
         let meta = MetaConfig {
             name: raw_meta.name,
             kind: raw_meta.kind,
             version: raw_meta.version,
             topic,
-            producer: raw_meta.producer.unwrap_or_default(),
+            producer,
             consumer: raw_meta.consumer,
             secrets: raw_meta.secrets.into_iter().map(|s| s.name).collect(),
         };
@@ -839,6 +847,11 @@ custom:
                 format!("{BASE_META}  producer:\n    batch-size: lots\ncustom: {{endpoint: e}}\n"),
                 "meta.producer.batch-size",
                 "expected a size",
+            ),
+            (
+                format!("{BASE_META}  producer:\n    batch-size: \"4 MB\"\ncustom: {{endpoint: e}}\n"),
+                "meta.producer.batch-size",
+                "must not exceed max-request-size",
             ),
             (
                 "meta:\n  name: n\n  type: x\n  topic: t\ncustom: {endpoint: e}\n".to_string(),

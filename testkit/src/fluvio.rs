@@ -17,6 +17,8 @@ pub struct FluvioEnv {
     pub profile_path: Option<PathBuf>,
 }
 
+const MAX_BYTES: &str = "64000000";
+
 /// `fluvio` and `fluvio-run`, if both are installed.
 pub fn binaries() -> Option<(PathBuf, PathBuf)> {
     let find = |name: &str| match std::env::var_os("FLUVIO_BIN_DIR") {
@@ -92,8 +94,10 @@ impl FluvioEnv {
 
     /// Every record value of `topic` partition `partition` from the beginning, one per line
     /// (`fluvio consume -B -d`); values must not contain newlines (JSON lines don't).
+    /// A large `--maxbytes`: with the default, the 0.18 CLI skips whole batches of a fetch
+    /// that does not fit (seen here with 512 KB batches), which would hide what is stored.
     pub fn consume_values(&self, topic: &str, partition: u32) -> Vec<String> {
-        self.run(&["consume", topic, "-B", "-d", "-p", &partition.to_string()])
+        self.run(&["consume", topic, "-B", "-d", "--maxbytes", MAX_BYTES, "-p", &partition.to_string()])
             .lines()
             .map(str::to_string)
             .collect()
@@ -106,6 +110,8 @@ impl FluvioEnv {
             topic,
             "-B",
             "-d",
+            "--maxbytes",
+            MAX_BYTES,
             "-p",
             &partition.to_string(),
             "-F",
