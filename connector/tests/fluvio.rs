@@ -20,7 +20,11 @@ fn start_into_fluvio(env: &FluvioEnv, config: &str, dir: &tempfile::TempDir) -> 
     let sec = dir.path().join("secrets.env");
     std::fs::write(&sec, SECRETS).unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.arg("--config").arg(&cfg).arg("--secrets").arg(&sec).env("RUST_LOG", "info");
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--secrets")
+        .arg(&sec)
+        .env("RUST_LOG", "info");
     cmd.env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"));
     for (k, v) in env.profile_env() {
         cmd.env(k, v);
@@ -34,14 +38,22 @@ fn with_topic(config: &str, topic: &str) -> String {
 
 #[test]
 fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
-    let Some(env) = FluvioEnv::find_or_skip("source shutdown under load (Fluvio)") else { return };
+    let Some(env) = FluvioEnv::find_or_skip("source shutdown under load (Fluvio)") else {
+        return;
+    };
     let topic = env.unique_topic("shutdown");
     let mut cfg = generated(1_000_000);
     cfg.random_chunks = false;
     let emu = Emulator::start_background(cfg).unwrap();
     // A long linger: records sit in the producer's batches when the signal comes.
-    let config = with_topic(&config_yaml(&emu.base_url(), &format!("  mode: sample\n{BEARER}"), ""), &topic)
-        .replace("  secrets:\n", "  producer:\n    linger: 2s\n    batch-size: \"512 KB\"\n  secrets:\n");
+    let config = with_topic(
+        &config_yaml(&emu.base_url(), &format!("  mode: sample\n{BEARER}"), ""),
+        &topic,
+    )
+    .replace(
+        "  secrets:\n",
+        "  producer:\n    linger: 2s\n    batch-size: \"512 KB\"\n  secrets:\n",
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut proc = start_into_fluvio(&env, &config, &dir);
     let start = std::time::Instant::now();
@@ -60,40 +72,78 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no final count in:\n{out}"));
     assert!(produced > 10_000, "stopped under load: {produced}");
-    let keys: Vec<String> = env.consume_keyed(&topic, 0).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(keys.len(), produced, "every accepted record is in the topic");
+    let keys: Vec<String> = env
+        .consume_keyed(&topic, 0)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys.len(),
+        produced,
+        "every accepted record is in the topic"
+    );
     let sent = emu.sent_ids();
-    assert_eq!(keys[..], sent[..keys.len()], "in order, none missing, none doubled");
+    assert_eq!(
+        keys[..],
+        sent[..keys.len()],
+        "in order, none missing, none doubled"
+    );
 }
 
 #[test]
 fn transforms_by_local_path_and_by_registered_name() {
-    let Some(env) = FluvioEnv::find_or_skip("source transforms (Fluvio)") else { return };
+    let Some(env) = FluvioEnv::find_or_skip("source transforms (Fluvio)") else {
+        return;
+    };
     let wasm_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| testkit::workspace_root().join("target"))
         .join("wasm32-wasip1/release-lto");
-    let (filter, shape) = (wasm_dir.join("tweet_filter.wasm"), wasm_dir.join("tweet_shape.wasm"));
+    let (filter, shape) = (
+        wasm_dir.join("tweet_filter.wasm"),
+        wasm_dir.join("tweet_shape.wasm"),
+    );
     if !filter.exists() || !shape.exists() {
-        testkit::skip("source transforms (Fluvio)", "the SmartModules are not built (scripts/build-smartmodules.sh)");
+        testkit::skip(
+            "source transforms (Fluvio)",
+            "the SmartModules are not built (scripts/build-smartmodules.sh)",
+        );
         return;
     }
     let registered = env.unique_topic("tweet-shape-test");
-    env.run(&["smartmodule", "create", &registered, "--wasm-file", shape.to_str().unwrap()]);
+    env.run(&[
+        "smartmodule",
+        "create",
+        &registered,
+        "--wasm-file",
+        shape.to_str().unwrap(),
+    ]);
     let emu = Emulator::start_background(generated(400)).unwrap();
     let topic = env.unique_topic("shaped");
     let transforms = format!(
         "transforms:\n  - uses: {}\n    with:\n      languages: [en]\n      exclude_retweets: \"true\"\n  - uses: {registered}\n",
         filter.display()
     );
-    let config = with_topic(&config_yaml(&emu.base_url(), &format!("  mode: sample\n{BEARER}"), &transforms), &topic);
+    let config = with_topic(
+        &config_yaml(
+            &emu.base_url(),
+            &format!("  mode: sample\n{BEARER}"),
+            &transforms,
+        ),
+        &topic,
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut proc = start_into_fluvio(&env, &config, &dir);
-    testkit::wait_for("the emulator to send everything", T, || emu.exhausted(x_emulator::Dialect::V2).then_some(()));
+    testkit::wait_for("the emulator to send everything", T, || {
+        emu.exhausted(x_emulator::Dialect::V2).then_some(())
+    });
     std::thread::sleep(Duration::from_secs(2));
     proc.signal(15);
     assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
-    let _ = env.command().args(["smartmodule", "delete", &registered]).output();
+    let _ = env
+        .command()
+        .args(["smartmodule", "delete", &registered])
+        .output();
     let values = env.consume_values(&topic, 0);
     let gen = x_emulator::generator::Generator::new(1_700_000_000_000);
     let expected: Vec<String> = emu

@@ -23,6 +23,9 @@ pub enum PartitionInput {
     Fluvio {
         partition: u32,
         stream: FluvioStream,
+        /// The offset the next record must have: a jump means the consumer skipped records
+        /// (the 0.18 client does when a fetch exceeds `max-bytes`), which must never pass.
+        expected: Option<i64>,
     },
     File(FileInput),
 }
@@ -31,16 +34,32 @@ impl PartitionInput {
     /// The next record (waits for one to arrive).
     pub async fn next(&mut self) -> Result<Option<SourceRecord>> {
         match self {
-            PartitionInput::Fluvio { partition, stream } => match stream.next().await {
+            PartitionInput::Fluvio {
+                partition,
+                stream,
+                expected,
+            } => match stream.next().await {
                 None => Ok(None),
                 Some(Err(e)) => Err(anyhow::anyhow!("Fluvio partition {partition}: {e:?}")),
-                Some(Ok(r)) => Ok(Some(SourceRecord {
-                    partition: *partition,
-                    offset: r.offset(),
-                    key: r.key().map(|k| k.to_vec()),
-                    value: r.value().to_vec(),
-                    timestamp_ms: Some(r.timestamp()).filter(|t| *t > 0),
-                })),
+                Some(Ok(r)) => {
+                    if let Some(want) = *expected {
+                        if r.offset() != want {
+                            anyhow::bail!(
+                                "Fluvio partition {partition}: expected offset {want}, got {} (records skipped by the consumer; raise meta.consumer.max-bytes); stopping without committing past {}",
+                                r.offset(),
+                                want - 1
+                            );
+                        }
+                    }
+                    *expected = Some(r.offset() + 1);
+                    Ok(Some(SourceRecord {
+                        partition: *partition,
+                        offset: r.offset(),
+                        key: r.key().map(|k| k.to_vec()),
+                        value: r.value().to_vec(),
+                        timestamp_ms: Some(r.timestamp()).filter(|t| *t > 0),
+                    }))
+                }
             },
             PartitionInput::File(f) => f.next().await.map(Some),
         }
@@ -49,7 +68,9 @@ impl PartitionInput {
     /// Commit everything read so far (all of it acknowledged by Kafka: the caller drained).
     pub async fn commit(&mut self, offset: i64) -> Result<()> {
         match self {
-            PartitionInput::Fluvio { partition, stream } => {
+            PartitionInput::Fluvio {
+                partition, stream, ..
+            } => {
                 stream.offset_commit().await.map_err(|e| {
                     anyhow::anyhow!("Fluvio partition {partition}: offset commit: {e:?}")
                 })?;

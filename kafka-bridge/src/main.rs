@@ -109,9 +109,14 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
             None => StartAt::Config,
         };
         let stream = ctx.partition_stream(p, start).await?;
+        let expected = match start {
+            StartAt::Absolute(o) => Some(o),
+            StartAt::Config => None,
+        };
         let input = PartitionInput::Fluvio {
             partition: p,
             stream: Box::new(stream),
+            expected,
         };
         tasks.spawn(mirror_partition(mirror.clone(), p, input, shutdown.clone()));
     }

@@ -203,9 +203,10 @@ pub async fn partition_stream(
     if let Some(period) = params.offset.flush_period {
         builder.offset_flush(period);
     }
-    if let Some(max) = params.max_bytes {
-        builder.max_bytes(i32::try_from(max).unwrap_or(i32::MAX));
-    }
+    // The client's default fetch size (1 MB) makes it skip whole batches that do not fit in a
+    // fetch (seen with 0.18 and 512 KB batches): ask for more unless told otherwise.
+    let max_bytes = params.max_bytes.unwrap_or(DEFAULT_CONSUMER_MAX_BYTES);
+    builder.max_bytes(i32::try_from(max_bytes).unwrap_or(i32::MAX));
     builder.smartmodule(options.smartmodules);
     let config = builder.build().map_err(|e| anyhow!("meta.consumer: {e}"))?;
     fluvio.consumer_with_config(config).await.with_context(|| {
@@ -218,3 +219,6 @@ pub async fn partition_stream(
 
 /// A bounded wait used between retries of cluster operations.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// `meta.consumer.max-bytes` when not set: 32 MB per fetch.
+pub const DEFAULT_CONSUMER_MAX_BYTES: u64 = 32_000_000;

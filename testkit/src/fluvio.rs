@@ -97,10 +97,19 @@ impl FluvioEnv {
     /// A large `--maxbytes`: with the default, the 0.18 CLI skips whole batches of a fetch
     /// that does not fit (seen here with 512 KB batches), which would hide what is stored.
     pub fn consume_values(&self, topic: &str, partition: u32) -> Vec<String> {
-        self.run(&["consume", topic, "-B", "-d", "--maxbytes", MAX_BYTES, "-p", &partition.to_string()])
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.run(&[
+            "consume",
+            topic,
+            "-B",
+            "-d",
+            "--maxbytes",
+            MAX_BYTES,
+            "-p",
+            &partition.to_string(),
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect()
     }
 
     /// Every `key\tvalue` of `topic` partition `partition` (`fluvio consume -B -d -k`).

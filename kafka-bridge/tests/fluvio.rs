@@ -1,0 +1,142 @@
+//! The bridge reading a real Fluvio topic (skipped, visibly, without a cluster): every record
+//! reaches Kafka once and in order, through SIGKILLs and restarts, with offsets committed under
+//! the consumer id.
+
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::fluvio::FluvioEnv;
+use testkit::kafka::KafkaBroker;
+use testkit::process::TestProcess;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
+const T: Duration = Duration::from_secs(90);
+
+fn kafka_offsets(broker: &str, topic: &str) -> Option<Vec<(String, i64)>> {
+    let py = testkit::python()?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_topic.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(broker)
+        .arg(topic)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let key = String::from_utf8(
+                    base64::Engine::decode(
+                        &base64::engine::general_purpose::STANDARD,
+                        v["key"].as_str().unwrap(),
+                    )
+                    .unwrap(),
+                )
+                .unwrap();
+                (
+                    key,
+                    v["headers"]["fluvio.offset"]
+                        .as_str()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn mirrors_a_fluvio_topic_exactly_once_through_sigkills() {
+    let Some(env) = FluvioEnv::find_or_skip("bridge from Fluvio") else {
+        return;
+    };
+    let Some(broker) = KafkaBroker::start_or_skip("bridge from Fluvio") else {
+        return;
+    };
+    let topic = env.unique_topic("bridge-src");
+    env.run(&["topic", "create", &topic]);
+    let dir = tempfile::tempdir().unwrap();
+    let n = 30_000;
+    let data: String = (0..n)
+        .map(|i| format!("k{i}\t{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200)))
+        .collect();
+    let file = dir.path().join("records.txt");
+    std::fs::write(&file, data).unwrap();
+    env.run(&[
+        "produce",
+        &topic,
+        "--key-separator",
+        "\t",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let cfg = dir.path().join("bridge.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bridge-fluvio-test\n  type: kafka-bridge-sink\n  topic: {topic}\n  consumer:\n    id: {topic}-bridge\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {}\n  topic: mirrored\n  commit_interval: 300ms\n",
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"));
+        for (k, v) in env.profile_env() {
+            cmd.env(k, v);
+        }
+        TestProcess::spawn("kafka-bridge-sink", cmd, &dir.path().join("bridge.log"))
+    };
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..3 {
+        let mut p = start();
+        std::thread::sleep(Duration::from_millis(rng.u64(1500..3500)));
+        p.signal(9);
+        p.wait_timeout(T);
+    }
+    let mut p = start();
+    let begun = std::time::Instant::now();
+    loop {
+        let got = kafka_offsets(&broker.bootstrap(), "mirrored");
+        let Some(got) = got else {
+            testkit::skip("bridge from Fluvio", "no Python venv to read Kafka");
+            return;
+        };
+        if got.len() >= n {
+            break;
+        }
+        assert!(
+            begun.elapsed() < T,
+            "{} of {n} mirrored; log:\n{}",
+            got.len(),
+            p.output()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    p.signal(15);
+    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    let got = kafka_offsets(&broker.bootstrap(), "mirrored").unwrap();
+    let offsets: Vec<i64> = got.iter().map(|(_, o)| *o).collect();
+    assert_eq!(
+        offsets,
+        (0..n as i64).collect::<Vec<_>>(),
+        "each record exactly once, in order"
+    );
+    assert_eq!(got[123].0, "k123", "keys carried over");
+    let listed = env.run(&["consumer", "list"]);
+    assert!(
+        listed.contains(&format!("{topic}-bridge")),
+        "the consumer id's offset is committed:\n{listed}"
+    );
+}
