@@ -29,4 +29,4 @@ cleanup() { [ -n "$started_fluvio" ] && ./scripts/fluvio-test-cluster.sh stop; t
 trap cleanup EXIT
 
 cargo test --workspace --all-targets --locked
-"$PIPELINE_PYTHON" -m pytest -q -p no:cacheprovider consumer/tests
+"$PIPELINE_PYTHON" -m pytest -q -rs -p no:cacheprovider consumer/tests compose/tests

@@ -20,13 +20,16 @@ case "${1:-}" in
     if (exec 3<>/dev/tcp/127.0.0.1/9003) 2>/dev/null; then
       echo "port 9003 is taken by another Fluvio cluster; not starting a private one" >&2; exit 3
     fi
-    "$fluvio" cluster start --local --data-dir "$home/data" >"$home/start.log" 2>&1 \
+    # A cluster left by an earlier run (not deleted) is resumed; else a new one is started.
+    "$fluvio" cluster resume >"$home/start.log" 2>&1 \
+      || "$fluvio" cluster start --local --data-dir "$home/data" >>"$home/start.log" 2>&1 \
       || { cat "$home/start.log" >&2; exit 1; }
     echo "$home/.fluvio/config"
     ;;
   stop)
-    "$fluvio" cluster shutdown --local >/dev/null 2>&1 || true
-    pkill -f "$home/data" 2>/dev/null || true
+    # Test data is not kept: the next run starts from an empty cluster.
+    "$fluvio" cluster delete --force >/dev/null 2>&1 \
+      || "$fluvio" cluster shutdown --local >/dev/null 2>&1 || true
     ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

@@ -297,7 +297,7 @@ impl TwitterConfig {
             return Err("twitter.backfill_minutes: expected 0 to 5".into());
         }
         if let Some(r) = &self.replay {
-            if !(r.speed > 0.0) {
+            if r.speed.is_nan() || r.speed <= 0.0 {
                 return Err("twitter.replay.speed: expected a positive number".into());
             }
         }
@@ -388,13 +388,18 @@ mod tests {
         let secrets = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(
             secrets.path(),
-            "TWITTER_BEARER_TOKEN=t\nTWITTERCONSUMERKEY=k\nTWITTERCONSUMERSECRET=s\nTWITTERACCESSTOKEN=a\nTWITTERACCESSTOKENSECRET=b\n",
+            "TWITTER_BASE_URL=http://x\nTWITTER_BEARER_TOKEN=t\nTWITTERCONSUMERKEY=k\nTWITTERCONSUMERSECRET=s\nTWITTERACCESSTOKEN=a\nTWITTERACCESSTOKENSECRET=b\n",
         )
         .unwrap();
         let store = SecretStore::from_file(secrets.path()).unwrap();
         let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shipped = [
+            root.join("Connector.yaml"),
+            root.join("compose/source.yaml"),
+        ];
+        let examples = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path());
+        for path in examples.chain(shipped) {
             let c = ConnectorConfig::<TwitterConfig>::load(&path, &store, "twitter")
                 .unwrap_or_else(|e| panic!("{e}"));
             c.custom
@@ -403,7 +408,7 @@ mod tests {
             assert_eq!(c.meta.kind, "twitter-source");
             n += 1;
         }
-        assert!(n >= 6, "an example per mode");
+        assert!(n >= 8, "an example per mode, Connector.yaml, compose");
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl Ingest {
                     return Ok(Next::Continue);
                 }
                 if let Some(t) = time_ms {
-                    let now = now_ms();
+                    let now = connector_runtime::now_ms();
                     self.m.lag_ms.set(now.saturating_sub(t).max(0) as u64);
                 }
                 self.m.tweets.inc();
@@ -216,13 +216,6 @@ impl Ingest {
         }
         Ok(())
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

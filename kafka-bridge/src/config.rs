@@ -359,6 +359,28 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_parse() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for path in [
+            root.join("config.yaml"),
+            root.join("../compose/bridge.yaml"),
+        ] {
+            let c = connector_runtime::ConnectorConfig::<KafkaConfig>::load(
+                &path,
+                &connector_runtime::secrets::SecretStore::from_env(),
+                "kafka",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            c.custom.validate().unwrap();
+            assert!(
+                c.meta.consumer.and_then(|c| c.id).is_some(),
+                "{}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_field() {
         assert!(parse("brokers: b\ncompression: brotli\n")
             .validate()

@@ -65,18 +65,33 @@ impl PartitionInput {
         }
     }
 
+    /// Whether a commit may happen while a read is pending (see `mirror_partition`).
+    pub fn can_commit_while_reading(&self) -> bool {
+        matches!(self, PartitionInput::File(_))
+    }
+
     /// Commit everything read so far (all of it acknowledged by Kafka: the caller drained).
     pub async fn commit(&mut self, offset: i64) -> Result<()> {
         match self {
             PartitionInput::Fluvio {
                 partition, stream, ..
             } => {
+                tracing::debug!(partition, offset, "offset commit");
                 stream.offset_commit().await.map_err(|e| {
                     anyhow::anyhow!("Fluvio partition {partition}: offset commit: {e:?}")
                 })?;
-                stream.offset_flush().await.map_err(|e| {
-                    anyhow::anyhow!("Fluvio partition {partition}: offset flush: {e:?}")
-                })?;
+                tracing::debug!(partition, offset, "offset flush");
+                match tokio::time::timeout(std::time::Duration::from_secs(5), stream.offset_flush())
+                    .await
+                {
+                    Ok(r) => r.map_err(|e| {
+                        anyhow::anyhow!("Fluvio partition {partition}: offset flush: {e:?}")
+                    })?,
+                    Err(_) => {
+                        tracing::warn!(partition, offset, "offset flush did not answer in 5 s")
+                    }
+                }
+                tracing::debug!(partition, offset, "offset flushed");
                 Ok(())
             }
             PartitionInput::File(f) => f.commit(offset),

@@ -174,25 +174,30 @@ async fn mirror_partition(
         "last Fluvio offset committed",
     );
     let mut committed: Option<i64> = None;
-    let mut tick = tokio::time::interval(mirror.config().commit_interval);
+    let interval = mirror.config().commit_interval;
+    let mut tick = tokio::time::interval(interval);
     tick.tick().await;
+    // The Fluvio 0.50 consumer stream holds a lock inside a pending read, and its commit waits
+    // for that lock: committing while a read is pending never returns. So a Fluvio partition
+    // commits right after a read completed; a file can commit on a timer, even when idle.
+    let timer_commits = input.can_commit_while_reading();
+    let mut last_commit = std::time::Instant::now();
     let result: Result<()> = async {
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    // Stop reading, wait for every acknowledgement, commit: the committed offset
-                    // never passes a record Kafka has not taken.
-                    pipe.drain(&mirror).await?;
-                    if let Some(acked) = pipe.acked().filter(|a| Some(*a) != committed) {
-                        input.commit(acked).await?;
-                        committed = Some(acked);
-                        committed_gauge.set(acked.max(0) as u64);
-                    }
+                _ = tick.tick(), if timer_commits => {
+                    commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?;
                 }
                 record = input.next() => match record? {
-                    Some(rec) => pipe.push(&mirror, rec).await?,
+                    Some(rec) => {
+                        pipe.push(&mirror, rec).await?;
+                        if !timer_commits && last_commit.elapsed() >= interval {
+                            commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?;
+                            last_commit = std::time::Instant::now();
+                        }
+                    }
                     None => break,
                 },
             }
@@ -203,10 +208,37 @@ async fn mirror_partition(
     // On the way out (signal, end, or error): deliver what is in flight, commit what Kafka has.
     let drained = pipe.drain(&mirror).await;
     if let Some(acked) = pipe.acked().filter(|a| Some(*a) != committed) {
-        input.commit(acked).await?;
-        tracing::info!(partition, offset = acked, "committed on the way out");
+        match tokio::time::timeout(std::time::Duration::from_secs(3), input.commit(acked)).await {
+            Ok(r) => {
+                r?;
+                tracing::info!(partition, offset = acked, "committed on the way out");
+            }
+            Err(_) => tracing::warn!(
+                partition,
+                offset = acked,
+                "the Fluvio offset could not be committed on the way out (a read was pending); Kafka holds everything up to it and the next start resumes from there"
+            ),
+        }
     }
     result.and(drained)
+}
+
+/// Wait for every acknowledgement, then commit: the committed offset never passes a record
+/// Kafka has not taken.
+async fn commit_acked(
+    mirror: &Mirror,
+    pipe: &mut PartitionPipe,
+    input: &mut PartitionInput,
+    committed: &mut Option<i64>,
+    gauge: &connector_runtime::metrics::Gauge,
+) -> Result<()> {
+    pipe.drain(mirror).await?;
+    if let Some(acked) = pipe.acked().filter(|a| Some(*a) != *committed) {
+        input.commit(acked).await?;
+        *committed = Some(acked);
+        gauge.set(acked.max(0) as u64);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

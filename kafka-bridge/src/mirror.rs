@@ -259,7 +259,7 @@ impl Mirror {
             }
             if self.cfg.timestamps {
                 if let Some(ts) = rec.timestamp_ms.filter(|t| *t > 0) {
-                    let now = now_ms();
+                    let now = connector_runtime::now_ms();
                     if ts > now + 55 * 60 * 1000 {
                         self.m.timestamps_dropped.inc();
                     } else {
@@ -468,11 +468,4 @@ impl PartitionPipe {
         }
         Ok(())
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

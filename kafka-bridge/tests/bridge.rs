@@ -477,3 +477,26 @@ fn bad_input_fails_clearly_and_loses_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("meta.consumer.id: required"));
 }
+
+#[test]
+fn a_broker_stopped_with_records_in_flight_loses_nothing() {
+    let Some(mut broker) = KafkaBroker::start_or_skip("bridge broker stop in flight") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), "  linger: 50ms\n");
+    let n = 200_000;
+    bridge.append(&records(n));
+    let mut proc = bridge.start();
+    wait_for_log(&mut proc, "mirroring a capture file");
+    std::thread::sleep(Duration::from_millis(300));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart().unwrap();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, n);
+}

@@ -346,6 +346,16 @@ enum TopicCompression {
     Zstd,
 }
 
+impl<C> ConnectorConfig<C> {
+    /// The folder of the config file (local `.wasm` paths are relative to it).
+    pub fn dir(&self) -> PathBuf {
+        self.file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
 impl<C: DeserializeOwned> ConnectorConfig<C> {
     /// Read, render and parse a config file; `section` names the connector's own top-level key.
     pub fn load(path: &Path, secrets: &SecretStore, section: &str) -> Result<Self, ConfigError> {
@@ -584,7 +594,6 @@ pub fn deserialize_at<T: DeserializeOwned>(
     let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
     let de = serde_ignored::Deserializer::new(value, &mut record);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    drop(record);
     match result {
         Ok(v) => {
             for key in unknown {

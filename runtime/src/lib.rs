@@ -47,6 +47,14 @@ pub use metrics::Metrics;
 pub use secrets::SecretString;
 pub use source::{RecordSender, SourceContext};
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// One record on its way to a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -13,6 +13,9 @@ use crate::Record;
 pub enum RecordOutput {
     Fluvio(TopicProducerPool),
     Capture(std::io::BufWriter<std::fs::File>),
+    /// `--capture /dev/null`: records are dropped without being encoded (benchmarks of the
+    /// path up to the producer).
+    Discard,
 }
 
 impl std::fmt::Debug for RecordOutput {
@@ -20,6 +23,7 @@ impl std::fmt::Debug for RecordOutput {
         match self {
             Self::Fluvio(_) => f.write_str("RecordOutput::Fluvio"),
             Self::Capture(_) => f.write_str("RecordOutput::Capture"),
+            Self::Discard => f.write_str("RecordOutput::Discard"),
         }
     }
 }
@@ -27,6 +31,9 @@ impl std::fmt::Debug for RecordOutput {
 impl RecordOutput {
     /// Append-only capture file, created if missing.
     pub fn capture(path: &Path) -> Result<Self> {
+        if path == Path::new("/dev/null") {
+            return Ok(Self::Discard);
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -57,6 +64,7 @@ impl RecordOutput {
                 w.write_all(line.as_bytes())?;
                 Ok(())
             }
+            Self::Discard => Ok(()),
         }
     }
 
@@ -72,6 +80,7 @@ impl RecordOutput {
                 w.get_ref().sync_data()?;
                 Ok(())
             }
+            Self::Discard => Ok(()),
         }
     }
 }

@@ -78,11 +78,7 @@ pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
         "meta.type `{}` is a source, but this connector is a sink",
         config.meta.kind
     );
-    let config_dir = config
-        .file
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_default();
+    let config_dir = config.dir();
     let smartmodules = spu_invocations(&config.transforms, &config_dir)?;
     let fluvio = cluster::connect(&config.meta.name).await?;
     cluster::ensure_topic(&fluvio, &config.meta.topic).await?;

@@ -194,11 +194,7 @@ where
         config.meta.kind
     );
 
-    let config_dir = config
-        .file
-        .parent()
-        .map(|p| p.to_path_buf())
-        .unwrap_or_default();
+    let config_dir = config.dir();
     let (mut output, fluvio) = match &args.capture {
         Some(path) => {
             tracing::info!(capture = %path.display(), "capture mode: records go to a file, not to Fluvio");

@@ -69,12 +69,22 @@ impl KafkaBroker {
     }
 
     fn start(libs: PathBuf, extra: Vec<(String, String)>) -> Result<Self> {
+        Self::start_on(libs, free_port(), free_port(), extra)
+    }
+
+    /// A broker on given ports (the pipeline's own broker listens on 9092).
+    pub fn start_on(
+        libs: PathBuf,
+        port: u16,
+        controller_port: u16,
+        extra: Vec<(String, String)>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("kafka-test-").tempdir()?;
         let mut broker = Self {
             dir,
             libs,
-            port: free_port(),
-            controller_port: free_port(),
+            port,
+            controller_port,
             child: None,
             extra,
         };

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+pub mod bench;
 pub mod data;
 pub mod fluvio;
 pub mod kafka;

@@ -4,6 +4,8 @@
 //! Texts mix languages, emoji, hashtags, mentions and links; ids are real 64-bit snowflakes.
 
 use serde_json::{json, Value};
+use tweet_model::time::civil_from_days;
+pub use tweet_model::time::rfc3339;
 
 /// Twitter's snowflake epoch (ms).
 pub const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
@@ -238,45 +240,16 @@ fn created_at(time_ms: i64) -> String {
     )
 }
 
-/// RFC 3339 with milliseconds, as v2 writes `created_at`.
-pub fn rfc3339(time_ms: i64) -> String {
-    let secs = time_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        time_ms.rem_euclid(1000)
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 fn v1_user(g: &Generated, seq: u64) -> Value {
     json!({
         "id": g.user_id, "id_str": g.user_id.to_string(), "name": g.screen_name.replace('_', " "),
         "screen_name": g.screen_name, "location": "Somewhere, Earth",
         "url": null, "description": "Writes about data, streams and coffee. Opinions are my own. 🚀",
-        "translator_type": "none", "protected": false, "verified": seq % 13 == 0,
+        "translator_type": "none", "protected": false, "verified": seq.is_multiple_of(13),
         "followers_count": (seq * 37) % 250_000, "friends_count": (seq * 11) % 3000,
         "listed_count": seq % 50, "favourites_count": (seq * 3) % 90_000, "statuses_count": (seq * 17) % 120_000,
         "created_at": "Tue Mar 21 20:50:14 +0000 2006", "utc_offset": null, "time_zone": null,
-        "geo_enabled": seq % 5 == 0, "lang": null, "contributors_enabled": false, "is_translator": false,
+        "geo_enabled": seq.is_multiple_of(5), "lang": null, "contributors_enabled": false, "is_translator": false,
         "profile_background_color": "C0DEED",
         "profile_background_image_url": "http://abs.twimg.com/images/themes/theme1/bg.png",
         "profile_background_image_url_https": "https://abs.twimg.com/images/themes/theme1/bg.png",
@@ -420,7 +393,7 @@ fn v2_message(g: &Generated) -> Value {
         "data": data,
         "includes": {"users": [{
             "id": g.user_id.to_string(), "name": g.screen_name.replace('_', " "), "username": g.screen_name,
-            "created_at": "2006-03-21T20:50:14.000Z", "verified": g.user_id % 13 == 0,
+            "created_at": "2006-03-21T20:50:14.000Z", "verified": g.user_id.is_multiple_of(13),
             "public_metrics": {"followers_count": g.user_id % 250_000, "following_count": g.user_id % 3000, "tweet_count": g.user_id % 120_000, "listed_count": g.user_id % 50}
         }]}
     })

@@ -151,12 +151,12 @@ impl Filter {
             }
         }
         if let Some(want) = self.has_media {
-            if want != !t.media.is_empty() {
+            if want == t.media.is_empty() {
                 return false;
             }
         }
         if let Some(want) = self.has_links {
-            if want != !t.urls.is_empty() {
+            if want == t.urls.is_empty() {
                 return false;
             }
         }

@@ -31,10 +31,11 @@ pub fn init(params: SmartModuleExtraParams) -> Result<()> {
         .map_err(|_| eyre!("tweet-shape: init called twice"))
 }
 
-/// The shaped record for one value: `(key, value)`, or `None` for non-tweets.
-pub fn reshape(
-    value: &[u8],
-) -> std::result::Result<Option<(Vec<u8>, Vec<u8>)>, tweet_model::ShapeError> {
+/// A shaped record as `(key, value)`: the tweet id and the JSON.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// The shaped record for one value, or `None` for non-tweets.
+pub fn reshape(value: &[u8]) -> std::result::Result<Option<KeyValue>, tweet_model::ShapeError> {
     if tweet_model::shape::is_shaped(std::str::from_utf8(value).unwrap_or("")) {
         // Already shaped: unchanged (validated).
         return Ok(tweet_model::shape(value)?.map(|t| (t.id.into_bytes(), value.to_vec())));

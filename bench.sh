@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every benchmark, then docs/BENCHMARKS.md: each figure with its baseline and ratio from this
+# run, and the machine it ran on. Uses a Fluvio cluster when one answers (or starts the private
+# test cluster when fluvio and fluvio-run are installed); Fluvio-only figures are skipped without.
+set -euo pipefail
+cd "$(dirname "$0")"
+export TWEET_PIPELINE_CACHE=${TWEET_PIPELINE_CACHE:-$HOME/.cache/tweet-pipeline}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TWEET_PIPELINE_CACHE/target}
+./scripts/provision.sh
+./scripts/build-smartmodules.sh >/dev/null
+started=""
+if [ -z "${FLV_PROFILE_PATH:-}" ] && profile=$(./scripts/fluvio-test-cluster.sh start 2>/dev/null); then
+  export FLV_PROFILE_PATH="$profile"; started=1
+fi
+trap '[ -n "$started" ] && ./scripts/fluvio-test-cluster.sh stop; true' EXIT
+results=$(mktemp)
+export BENCH_RESULTS="$results"
+cargo bench --locked -p twitter-source -p smartmodule-engine-tests -p kafka-bridge-sink 2>&1 | grep -v '^BENCH' || true
+
+out=docs/BENCHMARKS.md
+mkdir -p docs
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`./bench.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)."
+  echo "Each figure is measured against its baseline in the same run. Fluvio figures: ${FLV_PROFILE_PATH:+with a local cluster}${FLV_PROFILE_PATH:-skipped (no cluster)}."
+  echo
+  echo "| stage | figure | value | unit | baseline | baseline value | ratio | target |"
+  echo "|---|---|---:|---|---|---:|---:|---|"
+  awk -F'\t' '$1=="BENCH" {printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9}' "$results"
+} >"$out"
+rm -f "$results"
+echo "wrote $out" >&2
+cat "$out"

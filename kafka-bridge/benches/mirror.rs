@@ -1,0 +1,182 @@
+//! Bridge benchmarks (`cargo bench -p kafka-bridge-sink`): records/s and MB/s mirrored into a
+//! real Kafka broker for ~1 KB shaped records and ~3.7 KB raw tweets, with resident memory;
+//! records fed from a capture file (the Kafka side alone, no Fluvio), against `kcat -P` writing
+//! the same values in the same run; and, with a Fluvio cluster, the bridge reading a topic
+//! against `fluvio consume -B -d | kcat -P`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connector_runtime::output::capture_line;
+use connector_runtime::Record;
+use testkit::bench::{report, rss_mb, Figure};
+use testkit::kafka::KafkaBroker;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
+
+fn values(n: u64, shaped: bool) -> Vec<String> {
+    let g = x_emulator::generator::Generator::new(1_700_000_000_000);
+    (0..n)
+        .map(|s| {
+            let raw = g.v1(s % 4096);
+            if shaped {
+                let t = tweet_model::shape(raw.as_bytes()).unwrap().unwrap();
+                serde_json::to_string(&t).unwrap()
+            } else {
+                raw
+            }
+        })
+        .collect()
+}
+
+/// Mirror a capture file of `vals` into `topic`: (records/s, MB/s, max RSS MB).
+fn bridge_file(broker: &str, topic: &str, vals: &[String]) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let text: String = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            capture_line(&Record::new(
+                Some(i.to_string().into_bytes().into()),
+                v.clone().into_bytes(),
+            ))
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let cfg = dir.path().join("b.yaml");
+    std::fs::write(&cfg, format!("meta: {{name: bench, type: kafka-bridge-sink, version: 0.1.0, topic: tweets}}\nkafka:\n  brokers: {broker}\n  topic: {topic}\n  commit_interval: 100ms\n")).unwrap();
+    let committed = format!("{}.committed", input.display());
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .env("KAFKA_BRIDGE_INPUT_FILE", &input)
+        .env("RUST_LOG", "warn")
+        .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let last = (vals.len() - 1).to_string();
+    let mut start: Option<Instant> = None;
+    let mut rss: f64 = 0.0;
+    let begun = Instant::now();
+    loop {
+        let c = std::fs::read_to_string(&committed).unwrap_or_default();
+        if start.is_none() && !c.is_empty() {
+            start = Some(Instant::now());
+        }
+        if c.trim() == last {
+            break;
+        }
+        rss = rss.max(rss_mb(child.id()).unwrap_or(0.0));
+        assert!(
+            begun.elapsed() < Duration::from_secs(300),
+            "bridge bench stalled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = start
+        .map(|s| s.elapsed().as_secs_f64())
+        .unwrap_or(1.0)
+        .max(1e-3);
+    testkit::signal(&child, 15);
+    let _ = child.wait();
+    let bytes: usize = vals.iter().map(String::len).sum();
+    // The first commit lands after the first interval: count from there, over the rest.
+    let n = vals.len() as f64;
+    (n / (secs + 0.1), bytes as f64 / 1e6 / (secs + 0.1), rss)
+}
+
+fn kcat_rate(broker: &str, topic: &str, vals: &[String]) -> Option<f64> {
+    let kcat = testkit::kcat()?;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("v.txt");
+    std::fs::write(&f, vals.join("\n") + "\n").unwrap();
+    let start = Instant::now();
+    let status = Command::new(kcat)
+        .args([
+            "-P",
+            "-b",
+            broker,
+            "-t",
+            topic,
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "acks=all",
+            "-X",
+            "linger.ms=20",
+            "-z",
+            "lz4",
+            "-l",
+        ])
+        .arg(&f)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    status
+        .success()
+        .then(|| vals.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let Some(broker) = KafkaBroker::start_or_skip("bridge bench") else {
+        return;
+    };
+    println!("== kafka-bridge-sink into a real Kafka broker ({n} records per run) ==");
+    for (label, shaped) in [
+        ("~1 KB shaped records", true),
+        ("~3.7 KB raw tweets", false),
+    ] {
+        let vals = values(n, shaped);
+        let avg = vals.iter().map(String::len).sum::<usize>() / vals.len();
+        let topic = if shaped { "bench-shaped" } else { "bench-raw" };
+        let (rate, mbs, rss) = bridge_file(&broker.bootstrap(), topic, &vals);
+        let base = kcat_rate(&broker.bootstrap(), &format!("{topic}-kcat-x"), &vals);
+        let what = format!("mirror {label} ({avg} B), from memory");
+        match base {
+            Some(b) => report(&Figure {
+                stage: "bridge",
+                what: &what,
+                value: rate,
+                unit: "rec/s",
+                baseline_what: "kcat -P (idempotent, acks=all, lz4)",
+                baseline: b,
+                target: "-",
+            }),
+            None => report(&Figure {
+                stage: "bridge",
+                what: &what,
+                value: rate,
+                unit: "rec/s",
+                baseline_what: "(kcat missing)",
+                baseline: f64::NAN,
+                target: "-",
+            }),
+        }
+        report(&Figure {
+            stage: "bridge",
+            what: &format!("mirror {label} MB/s"),
+            value: mbs,
+            unit: "MB/s",
+            baseline_what: "target",
+            baseline: 60.0,
+            target: ">= 60 MB/s",
+        });
+        report(&Figure {
+            stage: "bridge",
+            what: &format!("resident memory, {label}"),
+            value: rss,
+            unit: "MB",
+            baseline_what: "target",
+            baseline: 128.0,
+            target: "<= 128 MB",
+        });
+    }
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The whole pipeline, one command:
+#   ./pipeline.sh          start (or reuse) a local Fluvio cluster and a Kafka broker, register the
+#                          SmartModules, deploy the Twitter source and the Kafka bridge, and show
+#                          the pipeline alive: a live line of rates per stage, then what the ML
+#                          consumer receives. Offline (the X API emulator replaying real recorded
+#                          tweets) unless TWITTER_BEARER_TOKEN is set, then the live X API.
+#   ./pipeline.sh --stop   stop everything it started, and nothing else.
+# Run state (pids, configs, logs) lives in $TWEET_PIPELINE_CACHE/run (default ~/.cache/tweet-pipeline/run).
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(pwd)
+cache=${TWEET_PIPELINE_CACHE:-$HOME/.cache/tweet-pipeline}
+run="$cache/run"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
+bin="$CARGO_TARGET_DIR/release"
+fluvio=${FLUVIO_BIN_DIR:+$FLUVIO_BIN_DIR/}fluvio
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+stop_all() {
+  [ -d "$run" ] || { echo "nothing to stop"; return 0; }
+  for name in twitter-source kafka-bridge emulator kafka; do
+    if [ -f "$run/$name.pid" ]; then
+      pid=$(cat "$run/$name.pid")
+      if kill -0 "$pid" 2>/dev/null; then
+        say "stopping $name ($pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      fi
+      rm -f "$run/$name.pid"
+    fi
+  done
+  if [ -f "$run/fluvio.started" ]; then
+    say "stopping the local Fluvio cluster this script started"
+    "$fluvio" cluster shutdown --local >/dev/null 2>&1 || true
+    rm -f "$run/fluvio.started"
+  fi
+}
+
+if [ "${1:-}" = "--stop" ]; then stop_all; exit 0; fi
+if [ -f "$run/twitter-source.pid" ] && kill -0 "$(cat "$run/twitter-source.pid")" 2>/dev/null; then
+  echo "the pipeline is already running (./pipeline.sh --stop to stop it)"; exit 1
+fi
+
+# Prerequisites, each with how to get it.
+missing=0
+need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 — $2" >&2; missing=1; }; }
+need cargo "install Rust with rustup"
+need java "install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
+need mvn "install Maven (Debian: apt-get install maven), used once to fetch the Kafka jars"
+need python3 "install Python 3.10+"
+command -v "$fluvio" >/dev/null 2>&1 && command -v "${FLUVIO_BIN_DIR:+$FLUVIO_BIN_DIR/}fluvio-run" >/dev/null 2>&1 \
+  || { echo "missing: fluvio and fluvio-run — install the Fluvio CLI with Fluvio's own installer (https://www.fluvio.io/docs/), or set FLUVIO_BIN_DIR" >&2; missing=1; }
+[ "$missing" = 0 ] || exit 1
+
+mkdir -p "$run"
+say "installing what is missing (Kafka jars, Python client) and building"
+./scripts/provision.sh
+cargo build --release --locked -p twitter-source -p kafka-bridge-sink -p x-emulator -p testkit >&2
+
+# Fluvio: reuse a running cluster, or start a local one (and remember we did).
+if "$fluvio" topic list >/dev/null 2>&1; then
+  say "using the running Fluvio cluster (current profile)"
+else
+  say "starting a local Fluvio cluster"
+  "$fluvio" cluster start --local >"$run/fluvio-start.log" 2>&1 || { cat "$run/fluvio-start.log" >&2; exit 1; }
+  touch "$run/fluvio.started"
+fi
+trap 'echo "start-up failed; stopping what started (./pipeline.sh --stop)" >&2; stop_all' ERR
+
+say "registering the SmartModules tweet-filter and tweet-shape"
+./scripts/register-smartmodules.sh >/dev/null
+
+# Kafka on 127.0.0.1:9092, unless one already answers there.
+if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
+  say "using the Kafka broker on 127.0.0.1:9092"
+else
+  say "starting a Kafka broker on 127.0.0.1:9092"
+  nohup "$CARGO_TARGET_DIR/release/test-kafka-broker" --port 9092 --stay >"$run/kafka.log" 2>&1 &
+  echo $! >"$run/kafka.pid"
+  for _ in $(seq 1 600); do grep -q '^bootstrap=' "$run/kafka.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q '^bootstrap=' "$run/kafka.log" || { cat "$run/kafka.log" >&2; exit 1; }
+fi
+
+# The source: the shipped Connector.yaml, pointed at the emulator when offline.
+secrets="$run/secrets.env"
+if [ -n "${TWITTER_BEARER_TOKEN:-}" ]; then
+  say "live mode: the X API with your bearer token"
+  printf 'TWITTER_BEARER_TOKEN=%s\n' "$TWITTER_BEARER_TOKEN" >"$secrets"
+  cp Connector.yaml "$run/source.yaml"
+else
+  data="$root/../shared/data/tweets"
+  if [ -d "$data" ]; then emu_src=(--files "$data" --loop); what="real recorded tweets"; else emu_src=(); what="generated tweets"; fi
+  say "offline mode: the X API emulator streams $what (set TWITTER_BEARER_TOKEN for the live API)"
+  nohup "$bin/x-emulator" --addr 127.0.0.1:8089 --rate 200 --keepalive-secs 5 "${emu_src[@]}" >"$run/emulator.log" 2>&1 &
+  echo $! >"$run/emulator.pid"
+  printf 'TWITTER_BEARER_TOKEN=emulator-bearer-token\n' >"$secrets"
+  sed 's|^  mode: filtered|  mode: filtered\n  base_url: http://127.0.0.1:8089|' Connector.yaml >"$run/source.yaml"
+  # The recorded tweets are about many things: offline rules that match them.
+  python3 - "$run/source.yaml" <<'PY'
+import re, sys
+p = sys.argv[1]; s = open(p).read()
+s = re.sub(r"  rules:\n(    .*\n)+", "  rules:\n    - value: \"the OR a OR de OR la\"\n      tag: common-words\n    - value: \"data OR rust OR music OR coffee\"\n      tag: interests\n", s)
+open(p, "w").write(s)
+PY
+fi
+sed 's|brokers: 127.0.0.1:9092|brokers: 127.0.0.1:9092|' kafka-bridge/config.yaml >"$run/bridge.yaml"
+
+deploy() { # name config metrics-port binary
+  if command -v cdk >/dev/null 2>&1; then
+    (cd "$root" && cdk deploy start --config "$2" --secrets "$secrets")
+  else
+    # What `cdk deploy start` does: the release binary with --config, logs to ./<name>.log.
+    nohup "$bin/$4" --config "$2" --secrets "$secrets" --metrics-addr "127.0.0.1:$3" >"$run/$1.log" 2>&1 &
+    echo $! >"$run/$1.pid"
+  fi
+}
+say "deploying twitter-source and kafka-bridge (logs in $run)"
+deploy twitter-source "$run/source.yaml" 9101 twitter-source
+deploy kafka-bridge "$run/bridge.yaml" 9102 kafka-bridge-sink
+trap - ERR
+
+metric() { # port name
+  python3 - "$1" "$2" <<'PY' 2>/dev/null || echo 0
+import sys, urllib.request
+port, name = sys.argv[1], sys.argv[2]
+total = 0
+for line in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode().splitlines():
+    if line.startswith(name) and not line.startswith("#"):
+        total += float(line.rsplit(" ", 1)[1])
+print(int(total))
+PY
+}
+say "the pipeline is running; live counts for 20 s (Ctrl-C to skip):"
+prev_src=0; prev_br=0
+for _ in $(seq 1 10); do
+  sleep 2
+  src=$(metric 9101 twitter_source_tweets_total); prod=$(metric 9101 twitter_source_records_produced_total)
+  filt=$(metric 9101 twitter_source_records_filtered_total); br=$(metric 9102 kafka_bridge_sink_records_mirrored_total)
+  lag=$(metric 9102 kafka_bridge_sink_in_flight)
+  printf '  X stream %6s tweets (%4s/s) | SmartModules: %6s kept, %6s filtered | Kafka: %6s mirrored (%4s/s), %s in flight\n' \
+    "$src" $(( (src - prev_src) / 2 )) "$prod" "$filt" "$br" $(( (br - prev_br) / 2 )) "$lag"
+  prev_src=$src; prev_br=$br
+done
+say "what the ML consumer receives from Kafka topic tweets (5 records):"
+"$cache/venv/bin/python" consumer/ml_consumer.py --brokers 127.0.0.1:9092 --group pipeline-demo --max 5
+say "still running: fluvio consume tweets | python consumer/ml_consumer.py | ./pipeline.sh --stop"
