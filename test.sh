@@ -28,5 +28,5 @@ fi
 cleanup() { [ -n "$started_fluvio" ] && ./scripts/fluvio-test-cluster.sh stop; true; }
 trap cleanup EXIT
 
-cargo test --workspace --all-targets --locked
+cargo test --workspace --locked --lib --bins --tests
 "$PIPELINE_PYTHON" -m pytest -q -rs -p no:cacheprovider consumer/tests compose/tests

@@ -138,7 +138,8 @@ fn main() {
         let avg = vals.iter().map(String::len).sum::<usize>() / vals.len();
         let topic = if shaped { "bench-shaped" } else { "bench-raw" };
         let (rate, mbs, rss) = bridge_file(&broker.bootstrap(), topic, &vals);
-        let base = kcat_rate(&broker.bootstrap(), &format!("{topic}-kcat-x"), &vals);
+        // kcat writes into the topic the bridge created (Kafka here creates no topic by itself).
+        let base = kcat_rate(&broker.bootstrap(), topic, &vals);
         let what = format!("mirror {label} ({avg} B), from memory");
         match base {
             Some(b) => report(&Figure {
