@@ -21,9 +21,16 @@ case "${1:-}" in
       echo "port 9003 is taken by another Fluvio cluster; not starting a private one" >&2; exit 3
     fi
     # A cluster left by an earlier run (not deleted) is resumed; else a new one is started.
-    "$fluvio" cluster resume >"$home/start.log" 2>&1 \
-      || "$fluvio" cluster start --local --data-dir "$home/data" >>"$home/start.log" 2>&1 \
-      || { cat "$home/start.log" >&2; exit 1; }
+    # (`cluster resume` exits 0 even when it resumed nothing: check that the cluster answers.)
+    answers() { "$fluvio" topic list >/dev/null 2>&1; }
+    "$fluvio" cluster resume >"$home/start.log" 2>&1 || true
+    for _ in 1 2 3 4 5 6; do answers && break; sleep 0.5; done
+    if ! answers; then
+      "$fluvio" cluster delete --force >>"$home/start.log" 2>&1 || true
+      "$fluvio" cluster start --local --data-dir "$home/data" >>"$home/start.log" 2>&1 \
+        || { cat "$home/start.log" >&2; exit 1; }
+      answers || { cat "$home/start.log" >&2; exit 1; }
+    fi
     echo "$home/.fluvio/config"
     ;;
   stop)
