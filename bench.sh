@@ -23,7 +23,8 @@ mkdir -p docs
   echo "# Benchmarks"
   echo
   echo "Written by \`./bench.sh\` on $(date -u +%Y-%m-%d) — $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)."
-  echo "Each figure is measured against its baseline in the same run. Fluvio figures: ${FLV_PROFILE_PATH:+with a local cluster}${FLV_PROFILE_PATH:-skipped (no cluster)}."
+  if [ -n "${FLV_PROFILE_PATH:-}" ]; then fl="measured with a local Fluvio cluster"; else fl="skipped (no Fluvio cluster)"; fi
+  echo "Each figure is measured against its baseline in the same run. Fluvio figures: $fl."
   echo
   echo "| stage | figure | value | unit | baseline | baseline value | ratio | target |"
   echo "|---|---|---:|---|---|---:|---:|---|"
