@@ -387,11 +387,7 @@ fn sigterm_delivers_in_flight_records_and_commits_before_exit() {
     .unwrap();
     bridge.append(&records(20_000));
     let mut proc = bridge.start();
-    let start = std::time::Instant::now();
-    while !proc.output().contains("Kafka topic ready") {
-        assert!(start.elapsed() < T, "{}", proc.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_log(&mut proc, "mirroring a capture file");
     std::thread::sleep(Duration::from_millis(300));
     proc.signal(15);
     assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
