@@ -90,9 +90,9 @@ if [ -n "${TWITTER_BEARER_TOKEN:-}" ]; then
   cp Connector.yaml "$run/source.yaml"
 else
   data="$root/../shared/data/tweets"
-  if [ -d "$data" ]; then emu_src=(--files "$data" --loop); what="real recorded tweets"; else emu_src=(); what="generated tweets"; fi
+  if [ -d "$data" ]; then emu_src=(--files "$data"); what="real recorded tweets (one pass, then keep-alives)"; else emu_src=(); what="generated tweets"; fi
   say "offline mode: the X API emulator streams $what (set TWITTER_BEARER_TOKEN for the live API)"
-  nohup "$bin/x-emulator" --addr 127.0.0.1:8089 --rate 200 --keepalive-secs 5 "${emu_src[@]}" >"$run/emulator.log" 2>&1 &
+  nohup "$bin/x-emulator" --addr 127.0.0.1:8089 --rate 40 --keepalive-secs 5 "${emu_src[@]}" >"$run/emulator.log" 2>&1 &
   echo $! >"$run/emulator.pid"
   printf 'TWITTER_BEARER_TOKEN=emulator-bearer-token\n' >"$secrets"
   sed 's|^  mode: filtered|  mode: filtered\n  base_url: http://127.0.0.1:8089|' Connector.yaml >"$run/source.yaml"

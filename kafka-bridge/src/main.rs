@@ -34,6 +34,9 @@ const INFO: ConnectorInfo = ConnectorInfo {
     section: "kafka",
 };
 
+/// How long the way out waits for Kafka to acknowledge what is in flight.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Mirror a capture file instead of Fluvio (tests, offline captures).
 const INPUT_FILE_ENV: &str = "KAFKA_BRIDGE_INPUT_FILE";
 
@@ -182,11 +185,9 @@ async fn mirror_partition(
     // commits right after a read completed; a file can commit on a timer, even when idle.
     let timer_commits = input.can_commit_while_reading();
     let mut last_commit = std::time::Instant::now();
-    let result: Result<()> = async {
+    let work = async {
         loop {
             tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
                 _ = tick.tick(), if timer_commits => {
                     commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?;
                 }
@@ -203,10 +204,22 @@ async fn mirror_partition(
             }
         }
         Ok(())
-    }
-    .await;
-    // On the way out (signal, end, or error): deliver what is in flight, commit what Kafka has.
-    let drained = pipe.drain(&mirror).await;
+    };
+    // A signal cuts in anywhere, even while sending or draining waits on Kafka.
+    let result: Result<()> = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Ok(()),
+        r = work => r,
+    };
+    // On the way out (signal, end, or error): deliver what is in flight, commit what Kafka has,
+    // within a bounded time: with Kafka away, what it has not acknowledged stays uncommitted
+    // (and is sent again on the next start), and the exit is non-zero.
+    let drained = match tokio::time::timeout(SHUTDOWN_DRAIN, pipe.drain(&mirror)).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow!(
+            "Kafka did not acknowledge the records in flight within {SHUTDOWN_DRAIN:?}; exiting without committing them (they are sent again on the next start)"
+        )),
+    };
     if let Some(acked) = pipe.acked().filter(|a| Some(*a) != committed) {
         match tokio::time::timeout(std::time::Duration::from_secs(3), input.commit(acked)).await {
             Ok(r) => {

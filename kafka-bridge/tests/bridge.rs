@@ -496,3 +496,36 @@ fn a_broker_stopped_with_records_in_flight_loses_nothing() {
     };
     assert_exactly_once(&got, n);
 }
+
+#[test]
+fn sigterm_with_kafka_gone_exits_in_bounded_time_without_committing_unacknowledged_records() {
+    let Some(mut broker) = KafkaBroker::start_or_skip("bridge SIGTERM with Kafka gone") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), "");
+    bridge.append(&records(100));
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, 99);
+    broker.kill();
+    bridge.append(&records(200)[100..].to_vec());
+    std::thread::sleep(Duration::from_secs(1));
+    proc.signal(15);
+    let start = std::time::Instant::now();
+    let code = proc.wait_timeout(Duration::from_secs(60)).code();
+    assert!(
+        start.elapsed() < Duration::from_secs(45),
+        "bounded: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(code, Some(1), "{}", proc.output());
+    assert!(
+        proc.output().contains("exiting without committing them"),
+        "{}",
+        proc.output()
+    );
+    assert_eq!(
+        bridge.committed(),
+        Some(99),
+        "nothing Kafka did not acknowledge is committed"
+    );
+}
