@@ -507,7 +507,7 @@ fn sigterm_with_kafka_gone_exits_in_bounded_time_without_committing_unacknowledg
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, 99);
     broker.kill();
-    bridge.append(&records(200)[100..].to_vec());
+    bridge.append(&records(200)[100..]);
     std::thread::sleep(Duration::from_secs(1));
     proc.signal(15);
     let start = std::time::Instant::now();
