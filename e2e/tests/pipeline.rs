@@ -47,39 +47,12 @@ fn spawn(
     TestProcess::spawn(name, cmd, &dir.join(format!("{name}.log")))
 }
 
+/// (fluvio.offset, value) of every record of a Kafka topic.
 fn kafka_values(broker: &str, topic: &str) -> Vec<(i64, Vec<u8>)> {
-    let py = testkit::python().expect("the test Python venv");
-    let script = testkit::workspace_root().join("kafka-bridge/tests/read_topic.py");
-    let out = Command::new(py)
-        .arg(script)
-        .arg(broker)
-        .arg(topic)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let value = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                v["value"].as_str().unwrap(),
-            )
-            .unwrap();
-            (
-                v["headers"]["fluvio.offset"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap(),
-                value,
-            )
-        })
+    let records = testkit::kafka::read_topic(broker, topic).expect("the test Python venv");
+    records
+        .into_iter()
+        .map(|r| (r.fluvio_offset(), r.value))
         .collect()
 }
 

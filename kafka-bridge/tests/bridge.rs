@@ -3,14 +3,13 @@
 //! (`KAFKA_BRIDGE_INPUT_FILE`), which exercises the same core as Fluvio partitions (ordering,
 //! commit after acknowledgement, resume from the headers) without a Fluvio cluster.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine as _;
 use connector_runtime::output::capture_line;
 use connector_runtime::Record;
-use testkit::kafka::KafkaBroker;
+use testkit::kafka::{read_topic, KafkaBroker, KafkaRecord};
 use testkit::process::TestProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
@@ -117,49 +116,6 @@ fn records(n: usize) -> Vec<Record> {
         .collect()
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct KafkaRecord {
-    partition: i32,
-    key: Option<String>,
-    value: String,
-    ts_type: i32,
-    ts: i64,
-    headers: std::collections::HashMap<String, Option<String>>,
-}
-
-fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
-    let Some(py) = testkit::python() else {
-        testkit::skip(
-            "reading Kafka with confluent-kafka",
-            "the test Python venv is not installed (./test.sh installs it)",
-        );
-        return None;
-    };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_topic.py");
-    let out = Command::new(py)
-        .arg(script)
-        .arg(broker)
-        .arg(topic)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "read_topic: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-    )
-}
-
-fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
-}
-
 /// Each Fluvio offset exactly once, in order.
 fn assert_exactly_once(got: &[KafkaRecord], n: usize) {
     let offsets: Vec<i64> = got
@@ -264,9 +220,9 @@ fn recorded_payloads_round_trip_with_keys_timestamps_and_headers() {
     };
     assert_exactly_once(&got, input.len());
     for (r, want) in got.iter().zip(&input) {
-        assert_eq!(b64(&r.value), want.value.to_vec(), "value byte for byte");
+        assert_eq!(r.value, want.value.to_vec(), "value byte for byte");
         assert_eq!(
-            r.key.as_deref().map(b64),
+            r.key,
             want.key.as_ref().map(|k| k.to_vec()),
             "key (a null key stays null)"
         );

@@ -12,41 +12,16 @@ use testkit::process::TestProcess;
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
 const T: Duration = Duration::from_secs(90);
 
+/// (key, fluvio.offset) of every record of a Kafka topic.
 fn kafka_offsets(broker: &str, topic: &str) -> Option<Vec<(String, i64)>> {
-    let py = testkit::python()?;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_topic.py");
-    let out = Command::new(py)
-        .arg(script)
-        .arg(broker)
-        .arg(topic)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let records = testkit::kafka::read_topic(broker, topic)?;
     Some(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                let key = String::from_utf8(
-                    base64::Engine::decode(
-                        &base64::engine::general_purpose::STANDARD,
-                        v["key"].as_str().unwrap(),
-                    )
-                    .unwrap(),
-                )
-                .unwrap();
+        records
+            .iter()
+            .map(|r| {
                 (
-                    key,
-                    v["headers"]["fluvio.offset"]
-                        .as_str()
-                        .unwrap()
-                        .parse()
-                        .unwrap(),
+                    String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                    r.fluvio_offset(),
                 )
             })
             .collect(),

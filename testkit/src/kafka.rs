@@ -269,3 +269,82 @@ impl Drop for KafkaBroker {
         self.kill();
     }
 }
+
+/// One record read back from Kafka by a real client (Python confluent-kafka).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaRecord {
+    pub partition: i32,
+    pub offset: i64,
+    /// `None` is a null key.
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    /// 1 = CreateTime, 2 = LogAppendTime.
+    pub ts_type: i64,
+    pub ts: i64,
+    pub headers: std::collections::HashMap<String, Option<String>>,
+}
+
+impl KafkaRecord {
+    /// The `fluvio.offset` header (the bridge writes it on every record).
+    pub fn fluvio_offset(&self) -> i64 {
+        self.headers
+            .get("fluvio.offset")
+            .and_then(|v| v.as_deref())
+            .and_then(|v| v.parse().ok())
+            .expect("a fluvio.offset header")
+    }
+}
+
+/// Every record of `topic`, read with Python confluent-kafka (`kafka/read_topic.py`), or `None`
+/// after printing SKIPPED when the test venv is missing.
+pub fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
+    use base64::Engine as _;
+    let Some(py) = crate::python() else {
+        skip(
+            "reading Kafka with confluent-kafka",
+            "the test Python venv is not installed (./test.sh installs it)",
+        );
+        return None;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/read_topic.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(broker)
+        .arg(topic)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "read_topic.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or(""))
+            .expect("base64")
+    };
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+                KafkaRecord {
+                    partition: v["partition"].as_i64().unwrap_or(-1) as i32,
+                    offset: v["offset"].as_i64().unwrap_or(-1),
+                    key: (!v["key"].is_null()).then(|| b64(&v["key"])),
+                    value: b64(&v["value"]),
+                    ts_type: v["ts_type"].as_i64().unwrap_or(0),
+                    ts: v["ts"].as_i64().unwrap_or(0),
+                    headers: v["headers"]
+                        .as_object()
+                        .map(|h| {
+                            h.iter()
+                                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect(),
+    )
+}

@@ -1,6 +1,6 @@
 """Read a whole Kafka topic with confluent-kafka (a real client, librdkafka inside) and print
 one JSON line per record: partition, offset, key/value as base64 (null key stays null),
-timestamp type and value, headers. Used by the bridge's tests: read_topic.py BROKER TOPIC."""
+timestamp type and value, headers. Used by the tests through testkit::kafka::read_topic: read_topic.py BROKER TOPIC."""
 import base64
 import json
 import sys
