@@ -28,7 +28,7 @@ mkdir -p docs
   echo
   echo "| stage | figure | value | unit | baseline | baseline value | ratio | target |"
   echo "|---|---|---:|---|---|---:|---:|---|"
-  awk -F'\t' '$1=="BENCH" {printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9}' "$results"
+  awk -F'\t' '$1=="BENCH" {for (i = 2; i <= 9; i++) gsub(/\|/, "\\|", $i); printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9}' "$results"
 } >"$out"
 rm -f "$results"
 echo "wrote $out" >&2

@@ -131,11 +131,32 @@ struct Envelope<'a> {
 }
 
 /// An id as a JSON number (exact: integers are parsed as u64, never as floats) or string.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// Read by a visitor, not `#[serde(untagged)]`, which buffers every value first (hot path).
 enum IdValue {
     Num(u64),
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for IdValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IdValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an id (integer or string)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IdValue, E> {
+                Ok(IdValue::Num(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IdValue, E> {
+                Ok(IdValue::Str(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IdValue, E> {
+                Ok(IdValue::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl IdValue {
