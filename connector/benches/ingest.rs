@@ -59,15 +59,8 @@ fn num_cpus() -> usize {
 }
 
 fn metric(dir: &std::path::Path, name: &str) -> u64 {
-    use std::io::Read;
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(dir.join("m.sock")) else {
-        return 0;
-    };
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    serde_json::from_str::<serde_json::Value>(&buf)
-        .ok()
-        .and_then(|v| v[name].as_u64())
+    testkit::metrics_socket(&dir.join("m.sock"))[name]
+        .as_u64()
         .unwrap_or(0)
 }
 

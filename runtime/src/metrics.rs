@@ -49,6 +49,16 @@ enum Kind {
 
 type Key = (String, Vec<(String, String)>);
 
+fn key(name: &str, labels: &[(&str, &str)]) -> Key {
+    (
+        name.to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
 #[derive(Default)]
 struct Inner {
     metrics: BTreeMap<Key, (Kind, Arc<AtomicU64>)>,
@@ -82,13 +92,7 @@ impl Metrics {
     }
 
     fn get(&self, name: &str, labels: &[(&str, &str)], kind: Kind, help: &str) -> Arc<AtomicU64> {
-        let key = (
-            name.to_string(),
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        let key = key(name, labels);
         let mut inner = self.inner.lock().expect("metrics lock");
         inner
             .help
@@ -129,13 +133,7 @@ impl Metrics {
 
     /// Current value of a metric (0 when it does not exist); for tests and progress lines.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let key = (
-            name.to_string(),
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        let key = key(name, labels);
         let inner = self.inner.lock().expect("metrics lock");
         inner
             .metrics

@@ -92,12 +92,12 @@ impl FluvioEnv {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Every record value of `topic` partition `partition` from the beginning, one per line
-    /// (`fluvio consume -B -d`); values must not contain newlines (JSON lines don't).
-    /// A large `--maxbytes`: with the default, the 0.18 CLI skips whole batches of a fetch
-    /// that does not fit (seen here with 512 KB batches), which would hide what is stored.
-    pub fn consume_values(&self, topic: &str, partition: u32) -> Vec<String> {
-        self.run(&[
+    /// `fluvio consume <topic> -B -d -p <partition>` plus `extra`, its output lines. A large
+    /// `--maxbytes`: with the default, the 0.18 CLI skips whole batches of a fetch that does
+    /// not fit (seen here with 512 KB batches), which would hide what is stored.
+    fn consume(&self, topic: &str, partition: u32, extra: &[&str]) -> Vec<String> {
+        let p = partition.to_string();
+        let mut args = vec![
             "consume",
             topic,
             "-B",
@@ -105,33 +105,27 @@ impl FluvioEnv {
             "--maxbytes",
             MAX_BYTES,
             "-p",
-            &partition.to_string(),
-        ])
-        .lines()
-        .map(str::to_string)
-        .collect()
+            &p,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args).lines().map(str::to_string).collect()
     }
 
-    /// Every `key\tvalue` of `topic` partition `partition` (`fluvio consume -B -d -k`).
+    /// Every record value of `topic` partition `partition` from the beginning, one per line;
+    /// values must not contain newlines (JSON lines don't).
+    pub fn consume_values(&self, topic: &str, partition: u32) -> Vec<String> {
+        self.consume(topic, partition, &[])
+    }
+
+    /// Every `(key, value)` of `topic` partition `partition` from the beginning.
     pub fn consume_keyed(&self, topic: &str, partition: u32) -> Vec<(String, String)> {
-        self.run(&[
-            "consume",
-            topic,
-            "-B",
-            "-d",
-            "--maxbytes",
-            MAX_BYTES,
-            "-p",
-            &partition.to_string(),
-            "-F",
-            "{{key}}\t{{value}}",
-        ])
-        .lines()
-        .filter_map(|l| {
-            l.split_once('\t')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
+        self.consume(topic, partition, &["-F", "{{key}}\t{{value}}"])
+            .into_iter()
+            .filter_map(|l| {
+                l.split_once('\t')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect()
     }
 
     /// The profile path to hand to a connector process (`FLV_PROFILE_PATH`).

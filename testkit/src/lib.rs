@@ -64,6 +64,17 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// The JSON counters a connector serves on its metrics Unix socket (`Null` when it is not up).
+pub fn metrics_socket(path: &std::path::Path) -> serde_json::Value {
+    use std::io::Read;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return serde_json::Value::Null;
+    };
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    serde_json::from_str(&buf).unwrap_or(serde_json::Value::Null)
+}
+
 /// A Python interpreter with the test packages (`confluent-kafka`, `jsonschema`), from the
 /// venv the test command makes; `None` when it is not there.
 pub fn python() -> Option<PathBuf> {

@@ -105,14 +105,7 @@ impl Run {
 
     /// Metric values from the Unix socket (upstream's JSON counters).
     pub fn metrics(&self) -> serde_json::Value {
-        use std::io::Read;
-        let sock = self.dir.path().join("metrics.sock");
-        let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) else {
-            return serde_json::Value::Null;
-        };
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        serde_json::from_str(&buf).unwrap_or(serde_json::Value::Null)
+        testkit::metrics_socket(&self.dir.path().join("metrics.sock"))
     }
 
     /// Wait until the metric `name` reaches `at_least` (or panic with the log).
