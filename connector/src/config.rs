@@ -384,7 +384,7 @@ mod tests {
 
     #[test]
     fn every_example_config_parses_and_validates() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples-config");
+        let dir = testkit::workspace_root().join("connector/examples-config");
         let secrets = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(
             secrets.path(),
@@ -393,7 +393,7 @@ mod tests {
         .unwrap();
         let store = SecretStore::from_file(secrets.path()).unwrap();
         let mut n = 0;
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = testkit::workspace_root();
         let shipped = [
             root.join("Connector.yaml"),
             root.join("compose/source.yaml"),

@@ -80,6 +80,18 @@ pub enum Partitioning {
     Fixed(i32),
 }
 
+impl Partitioning {
+    /// The one Kafka partition every record of a Fluvio partition goes to (`None` with `key`,
+    /// where each record goes where its key hashes).
+    pub fn kafka_partition(self, fluvio_partition: u32) -> Option<i32> {
+        match self {
+            Self::Same => Some(fluvio_partition as i32),
+            Self::Fixed(p) => Some(p),
+            Self::Key => None,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Partitioning {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -360,7 +372,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_parse() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = testkit::workspace_root().join("kafka-bridge");
         for path in [
             root.join("config.yaml"),
             root.join("../compose/bridge.yaml"),

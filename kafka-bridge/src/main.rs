@@ -68,7 +68,7 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         else {
             return Ok(());
         };
-        let resumed = resume_points(&cfg, &fluvio_topic).await?;
+        let resumed = resume_points(&cfg, &fluvio_topic, &[0]).await?;
         let committed = FileInput::committed(&path);
         let start = start_offset(resumed.get(&0).copied(), committed).unwrap_or(0);
         tracing::info!(file = %path.display(), start, "mirroring a capture file");
@@ -97,7 +97,7 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         return Ok(());
     };
     let mirror = Arc::new(mirror);
-    let resumed = resume_points(&cfg, &fluvio_topic).await?;
+    let resumed = resume_points(&cfg, &fluvio_topic, &partitions).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for p in partitions {
         let start = match resumed.get(&p) {
@@ -140,17 +140,35 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     result
 }
 
-/// Where Kafka says each Fluvio partition was mirrored up to (only where that is exact).
-async fn resume_points(cfg: &KafkaConfig, fluvio_topic: &str) -> Result<HashMap<u32, i64>> {
-    if !cfg.resume_from_kafka || cfg.partitioning == Partitioning::Key {
-        if cfg.partitioning == Partitioning::Key {
-            tracing::info!("key partitioning: resuming from the committed Fluvio offsets (after a crash, a few records may be written twice; use the fluvio.* headers to deduplicate)");
-        }
+/// Where Kafka says each Fluvio partition was mirrored up to (only where that is exact: with
+/// `key` partitioning a Fluvio partition is spread over Kafka partitions).
+async fn resume_points(
+    cfg: &KafkaConfig,
+    fluvio_topic: &str,
+    partitions: &[u32],
+) -> Result<HashMap<u32, i64>> {
+    if !cfg.resume_from_kafka {
         return Ok(HashMap::new());
     }
-    let cfg = cfg.clone();
-    let topic = fluvio_topic.to_string();
-    tokio::task::spawn_blocking(move || resume::last_mirrored(&cfg, &topic)).await?
+    if cfg.partitioning == Partitioning::Key {
+        tracing::info!("key partitioning: resuming from the committed Fluvio offsets (after a crash, a few records may be written twice; use the fluvio.* headers to deduplicate)");
+        return Ok(HashMap::new());
+    }
+    let (cfg, topic, partitions) = (cfg.clone(), fluvio_topic.to_string(), partitions.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let tail = resume::KafkaTail::open(&cfg, &topic)?;
+        let mut found = HashMap::new();
+        for p in partitions {
+            let Some(k) = cfg.partitioning.kafka_partition(p) else {
+                continue;
+            };
+            if let Some(offset) = tail.newest(k, p)? {
+                found.insert(p, offset);
+            }
+        }
+        Ok(found)
+    })
+    .await?
 }
 
 /// The first offset to read: after what Kafka holds, or after the committed one.

@@ -4,7 +4,7 @@
 //! A failed delivery is retried in order; a broker that is away is waited for; a record Kafka
 //! can never take (too large, not authorised) stops the bridge with its offset, never skipped.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -19,6 +19,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, Partitioning};
+use crate::resume::KafkaTail;
 
 /// One record read from Fluvio (or the input file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,7 @@ struct MirrorMetrics {
     latency_ms_total: Counter,
     latency_ms_max: Gauge,
     timestamps_dropped: Counter,
+    found_in_kafka: Counter,
 }
 
 impl MirrorMetrics {
@@ -70,6 +72,10 @@ impl MirrorMetrics {
             timestamps_dropped: m.counter(
                 "timestamps_dropped_total",
                 "records whose time was more than 55 min ahead (sent without one)",
+            ),
+            found_in_kafka: m.counter(
+                "found_in_kafka_total",
+                "records whose delivery failed but which Kafka held anyway (not sent again)",
             ),
         }
     }
@@ -252,10 +258,8 @@ impl Mirror {
             if let Some(k) = &rec.key {
                 record = record.key(&k[..]);
             }
-            match self.cfg.partitioning {
-                Partitioning::Same => record = record.partition(rec.partition as i32),
-                Partitioning::Fixed(p) => record = record.partition(p),
-                Partitioning::Key => {}
+            if let Some(p) = self.cfg.partitioning.kafka_partition(rec.partition) {
+                record = record.partition(p);
             }
             if self.cfg.timestamps {
                 if let Some(ts) = rec.timestamp_ms.filter(|t| *t > 0) {
@@ -293,6 +297,51 @@ impl Mirror {
         }
     }
 
+    /// For each Kafka partition the unsettled records were meant for, the newest offset of
+    /// `fluvio_partition` Kafka holds there. Asks until Kafka answers (a record it holds must
+    /// not be sent twice); the answer is empty only when resuming from Kafka is turned off.
+    async fn newest_in_kafka(
+        &self,
+        fluvio_partition: u32,
+        unsettled: &[(SourceRecord, Option<i32>)],
+    ) -> HashMap<i32, i64> {
+        if !self.cfg.resume_from_kafka {
+            return HashMap::new();
+        }
+        let kafka_partitions: BTreeSet<i32> = unsettled
+            .iter()
+            .filter_map(|(rec, k)| self.cfg.partitioning.kafka_partition(rec.partition).or(*k))
+            .collect();
+        let started = Instant::now();
+        loop {
+            let (cfg, topic, partitions) = (
+                self.cfg.clone(),
+                self.fluvio_topic.clone(),
+                kafka_partitions.clone(),
+            );
+            let asked = tokio::task::spawn_blocking(move || -> Result<HashMap<i32, i64>> {
+                let tail = KafkaTail::open(&cfg, &topic)?;
+                let mut found = HashMap::new();
+                for k in partitions {
+                    if let Some(offset) = tail.newest(k, fluvio_partition)? {
+                        found.insert(k, offset);
+                    }
+                }
+                Ok(found)
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+            match asked {
+                Ok(found) => return found,
+                Err(e) => {
+                    tracing::warn!(partition = fluvio_partition, error = %format!("{e:#}"), waited = ?started.elapsed(), "cannot read what Kafka holds yet; asking again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
     /// Wait for everything sent to be acknowledged (or to fail).
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);
@@ -303,9 +352,44 @@ impl Mirror {
     }
 }
 
+/// A record handed to Kafka: its acknowledgement to come, or already known to be there.
+enum Sent {
+    Pending(DeliveryFuture),
+    /// Found in Kafka after a delivery whose outcome was unknown: not sent again.
+    InKafka,
+}
+
+/// The outcome of one delivery; on failure, the Kafka partition the record was meant for.
+type Outcome = Result<(), (KafkaError, Option<i32>)>;
+
+impl Sent {
+    fn now_or_never(&mut self) -> Option<Outcome> {
+        match self {
+            Sent::Pending(fut) => fut.now_or_never().map(outcome),
+            Sent::InKafka => Some(Ok(())),
+        }
+    }
+
+    async fn wait(&mut self) -> Outcome {
+        match self {
+            Sent::Pending(fut) => outcome(fut.await),
+            Sent::InKafka => Ok(()),
+        }
+    }
+}
+
+fn outcome(result: <DeliveryFuture as std::future::Future>::Output) -> Outcome {
+    use rdkafka::message::Message;
+    match result {
+        Ok(Ok(_delivery)) => Ok(()),
+        Ok(Err((e, msg))) => Err((e, Some(msg.partition()).filter(|p| *p >= 0))),
+        Err(_) => Err((KafkaError::Canceled, None)),
+    }
+}
+
 /// In-order deliveries of one Fluvio partition.
 pub struct PartitionPipe {
-    in_flight: VecDeque<(SourceRecord, DeliveryFuture, Instant)>,
+    in_flight: VecDeque<(SourceRecord, Sent, Instant)>,
     /// The highest offset acknowledged, every earlier one too.
     acked: Option<i64>,
     failures: u32,
@@ -344,7 +428,8 @@ impl PartitionPipe {
         }
         self.collect_ready(mirror).await?;
         let fut = self.send_with_retry(mirror, &rec).await?;
-        self.in_flight.push_back((rec, fut, Instant::now()));
+        self.in_flight
+            .push_back((rec, Sent::Pending(fut), Instant::now()));
         self.in_flight_gauge.set(self.in_flight.len() as u64);
         Ok(())
     }
@@ -370,8 +455,8 @@ impl PartitionPipe {
 
     /// Take the acknowledgements that have already arrived, without waiting.
     pub async fn collect_ready(&mut self, mirror: &Mirror) -> Result<()> {
-        while let Some((_, fut, _)) = self.in_flight.front_mut() {
-            match fut.now_or_never() {
+        while let Some((_, sent, _)) = self.in_flight.front_mut() {
+            match sent.now_or_never() {
                 None => break,
                 Some(result) => self.settle_front(mirror, result).await?,
             }
@@ -381,10 +466,10 @@ impl PartitionPipe {
 
     /// Wait for the oldest record's acknowledgement.
     pub async fn complete_front(&mut self, mirror: &Mirror) -> Result<()> {
-        let Some((_, fut, _)) = self.in_flight.front_mut() else {
+        let Some((_, sent, _)) = self.in_flight.front_mut() else {
             return Ok(());
         };
-        let result = fut.await;
+        let result = sent.wait().await;
         self.settle_front(mirror, result).await
     }
 
@@ -396,16 +481,7 @@ impl PartitionPipe {
         Ok(())
     }
 
-    async fn settle_front(
-        &mut self,
-        mirror: &Mirror,
-        result: <DeliveryFuture as std::future::Future>::Output,
-    ) -> Result<()> {
-        let outcome = match result {
-            Ok(Ok(_delivery)) => Ok(()),
-            Ok(Err((e, _))) => Err(e),
-            Err(_) => Err(KafkaError::Canceled),
-        };
+    async fn settle_front(&mut self, mirror: &Mirror, outcome: Outcome) -> Result<()> {
         match outcome {
             Ok(()) => {
                 let (rec, _, sent_at) = self.in_flight.pop_front().expect("front exists");
@@ -426,9 +502,14 @@ impl PartitionPipe {
         }
     }
 
-    /// The oldest delivery failed: let the later ones settle, then send every unacknowledged
-    /// record again, in order. Permanent errors and too many retries stop the bridge.
-    async fn retry_from_front(&mut self, mirror: &Mirror, e: KafkaError) -> Result<()> {
+    /// The oldest delivery failed: let the later ones settle, ask Kafka which of the unsettled
+    /// records it holds anyway (a delivery that timed out may have been written), and send the
+    /// others again, in order. Permanent errors and too many retries stop the bridge.
+    async fn retry_from_front(
+        &mut self,
+        mirror: &Mirror,
+        (e, kafka_partition): (KafkaError, Option<i32>),
+    ) -> Result<()> {
         let (first, _, _) = self.in_flight.front().expect("front exists");
         let (partition, offset) = (first.partition, first.offset);
         if is_permanent(&e) {
@@ -444,27 +525,39 @@ impl PartitionPipe {
                 );
             }
         }
-        tracing::warn!(partition, offset, error = %e, pending = self.in_flight.len(), unavailable, "delivery failed; sending again in order");
-        // The later deliveries settle too (with idempotence they fail after the first failure);
-        // only the ones not acknowledged are sent again, in their order.
+        tracing::warn!(partition, offset, error = %e, pending = self.in_flight.len(), unavailable, "delivery failed; sending again in order what Kafka lacks");
         let (failed, _, _) = self.in_flight.pop_front().expect("front exists");
-        let mut again = vec![failed];
-        while let Some((rec, fut, _)) = self.in_flight.pop_front() {
-            match tokio::time::timeout(mirror.cfg.delivery_timeout + Duration::from_secs(5), fut)
-                .await
+        let mut unsettled = vec![(failed, kafka_partition)];
+        while let Some((rec, mut sent, _)) = self.in_flight.pop_front() {
+            match tokio::time::timeout(
+                mirror.cfg.delivery_timeout + Duration::from_secs(5),
+                sent.wait(),
+            )
+            .await
             {
-                Ok(Ok(Ok(_))) => {
+                Ok(Ok(())) => {
                     tracing::error!(partition, offset = rec.offset, "a later record was acknowledged after an earlier one failed: order may be broken");
                     mirror.m.records.inc();
                 }
-                _ => again.push(rec),
+                Ok(Err((_, k))) => unsettled.push((rec, k)),
+                Err(_) => unsettled.push((rec, None)),
             }
         }
         tokio::time::sleep(Duration::from_millis(if unavailable { 1000 } else { 500 })).await;
-        for rec in again {
-            mirror.m.retries.inc();
-            let fut = self.send_with_retry(mirror, &rec).await?;
-            self.in_flight.push_back((rec, fut, Instant::now()));
+        let in_kafka = mirror.newest_in_kafka(partition, &unsettled).await;
+        for (rec, k) in unsettled {
+            let kafka_partition = mirror.cfg.partitioning.kafka_partition(rec.partition).or(k);
+            let there = kafka_partition
+                .and_then(|k| in_kafka.get(&k))
+                .is_some_and(|newest| rec.offset <= *newest);
+            let sent = if there {
+                mirror.m.found_in_kafka.inc();
+                Sent::InKafka
+            } else {
+                mirror.m.retries.inc();
+                Sent::Pending(self.send_with_retry(mirror, &rec).await?)
+            };
+            self.in_flight.push_back((rec, sent, Instant::now()));
         }
         Ok(())
     }

@@ -1,89 +1,140 @@
-//! Where to resume: the `fluvio.offset` header of the last record in each Kafka partition.
-//! With `same` (or `fixed`) partitioning the records of a Fluvio partition land in one Kafka
-//! partition in order, so everything up to that offset is in Kafka and nothing after it: the
-//! bridge resumes right after it, leaving neither a gap nor a duplicate whatever the crash.
+//! What Kafka already holds: the `fluvio.offset` header of the newest record a Fluvio partition
+//! has in a Kafka partition. The records of one Fluvio partition reach one Kafka partition in
+//! order (idempotent producer), so everything of it up to that offset is there and nothing
+//! after. The bridge asks at start (to resume right after it, with `same` or `fixed`
+//! partitioning) and after a delivery whose outcome is unknown (to send again only what Kafka
+//! lacks): neither a gap nor a duplicate, whatever the crash.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::mirror::client_config;
 
-/// Fluvio partition -> the highest Fluvio offset found at the end of the Kafka topic.
-pub fn last_mirrored(cfg: &KafkaConfig, fluvio_topic: &str) -> Result<HashMap<u32, i64>> {
-    let mut settings = vec![
-        ("bootstrap.servers".to_string(), cfg.brokers.clone()),
-        (
-            "group.id".to_string(),
-            "kafka-bridge-resume-probe".to_string(),
-        ),
-        ("enable.auto.commit".to_string(), "false".to_string()),
-        ("enable.partition.eof".to_string(), "false".to_string()),
-    ];
-    settings.extend(cfg.security_settings());
-    let consumer: BaseConsumer = client_config(&settings)
-        .create()
-        .map_err(|e| anyhow!("kafka: resume reader: {e}"))?;
-    let md = consumer
-        .fetch_metadata(Some(&cfg.topic), Duration::from_secs(10))
-        .map_err(|e| anyhow!("kafka: metadata of `{}`: {e}", cfg.topic))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    let mut found: HashMap<u32, i64> = HashMap::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(&cfg.topic, p, Duration::from_secs(10))
-            .map_err(|e| anyhow!("kafka: watermarks of `{}` partition {p}: {e}", cfg.topic))?;
-        if high <= low {
-            continue;
+/// How far back to look for a Fluvio partition's newest record in one Kafka partition
+/// (records of other Fluvio partitions or other writers may sit after it).
+const SCAN_LIMIT: i64 = 1_000_000;
+
+/// A reader of the end of the Kafka topic (blocking: call it from `spawn_blocking`).
+pub struct KafkaTail {
+    consumer: BaseConsumer,
+    topic: String,
+    fluvio_topic: String,
+}
+
+impl KafkaTail {
+    pub fn open(cfg: &KafkaConfig, fluvio_topic: &str) -> Result<Self> {
+        let mut settings = vec![
+            ("bootstrap.servers".to_string(), cfg.brokers.clone()),
+            (
+                "group.id".to_string(),
+                "kafka-bridge-resume-probe".to_string(),
+            ),
+            ("enable.auto.commit".to_string(), "false".to_string()),
+            ("enable.partition.eof".to_string(), "true".to_string()),
+        ];
+        settings.extend(cfg.security_settings());
+        let consumer: BaseConsumer = client_config(&settings)
+            .create()
+            .map_err(|e| anyhow!("kafka: tail reader: {e}"))?;
+        Ok(Self {
+            consumer,
+            topic: cfg.topic.clone(),
+            fluvio_topic: fluvio_topic.to_string(),
+        })
+    }
+
+    /// The newest Fluvio offset of `fluvio_partition` in Kafka partition `kafka_partition`, or
+    /// `None` when none is in its last [`SCAN_LIMIT`] records.
+    pub fn newest(&self, kafka_partition: i32, fluvio_partition: u32) -> Result<Option<i64>> {
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(&self.topic, kafka_partition, Duration::from_secs(10))
+            .map_err(|e| {
+                anyhow!(
+                    "kafka: watermarks of `{}` partition {kafka_partition}: {e}",
+                    self.topic
+                )
+            })?;
+        // Look back one record, then ever larger windows, up to the limit.
+        let (mut end, mut size) = (high, 1);
+        while end > low && high - end < SCAN_LIMIT {
+            let start = (end - size).max(low);
+            if let Some(found) = self.newest_in(kafka_partition, fluvio_partition, start, end)? {
+                return Ok(Some(found));
+            }
+            end = start;
+            size *= 16;
         }
+        Ok(None)
+    }
+
+    /// The newest record of `fluvio_partition` among Kafka offsets `from..to`.
+    fn newest_in(
+        &self,
+        kafka_partition: i32,
+        fluvio_partition: u32,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<i64>> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(high - 1))?;
-        consumer.assign(&tpl)?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let last = loop {
-            match consumer.poll(Duration::from_millis(500)) {
-                Some(Ok(msg)) if msg.partition() == p => break Some(msg.detach()),
+        tpl.add_partition_offset(&self.topic, kafka_partition, Offset::Offset(from))?;
+        self.consumer.assign(&tpl)?;
+        let deadline = Instant::now()
+            + Duration::from_secs(15)
+            + Duration::from_millis(((to - from) / 1000) as u64);
+        let mut newest = None;
+        loop {
+            match self.consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(msg)) if msg.partition() == kafka_partition => {
+                    if msg.offset() >= to {
+                        break;
+                    }
+                    if let Some(off) = self.fluvio_offset(&msg, fluvio_partition) {
+                        newest = Some(off);
+                    }
+                    if msg.offset() >= to - 1 {
+                        break;
+                    }
+                }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => tracing::warn!(partition = p, error = %e, "resume read"),
+                Some(Err(KafkaError::PartitionEOF(p))) if p == kafka_partition => break,
+                Some(Err(e)) => {
+                    tracing::warn!(partition = kafka_partition, error = %e, "reading the end of the Kafka topic")
+                }
                 None => {}
             }
             if Instant::now() > deadline {
-                break None;
+                bail!(
+                    "kafka: could not read `{}` partition {kafka_partition} offsets {from}..{to}",
+                    self.topic
+                );
             }
-        };
-        let Some(msg) = last else {
-            anyhow::bail!(
-                "kafka: could not read the last record of `{}` partition {p} (offset {})",
-                cfg.topic,
-                high - 1
-            );
-        };
-        let header = |name: &str| -> Option<String> {
-            let hs = msg.headers()?;
-            hs.iter()
+        }
+        Ok(newest)
+    }
+
+    /// The Fluvio offset a record of ours carries, if it comes from `fluvio_partition`.
+    fn fluvio_offset(&self, msg: &BorrowedMessage<'_>, fluvio_partition: u32) -> Option<i64> {
+        let headers = msg.headers()?;
+        let header = |name: &str| {
+            headers
+                .iter()
                 .find(|h| h.key == name)
                 .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .and_then(|v| std::str::from_utf8(v).ok())
         };
-        if header("fluvio.topic").as_deref() != Some(fluvio_topic) {
-            continue; // written by someone else, or from another Fluvio topic
+        if header("fluvio.topic")? != self.fluvio_topic {
+            return None; // written by someone else, or from another Fluvio topic
         }
-        if let (Some(fp), Some(off)) = (
-            header("fluvio.partition").and_then(|v| v.parse().ok()),
-            header("fluvio.offset").and_then(|v| v.parse().ok()),
-        ) {
-            let e = found.entry(fp).or_insert(off);
-            *e = (*e).max(off);
+        if header("fluvio.partition")?.parse::<u32>().ok()? != fluvio_partition {
+            return None;
         }
+        header("fluvio.offset")?.parse().ok()
     }
-    Ok(found)
 }

@@ -27,10 +27,15 @@ impl Bridge {
         let input = dir.path().join("input.jsonl");
         std::fs::write(&input, "").unwrap();
         let config = dir.path().join("bridge.yaml");
+        let timeout = if kafka_extra.contains("delivery_timeout") {
+            ""
+        } else {
+            "  delivery_timeout: 10s\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bridge-test\n  type: kafka-bridge-sink\n  topic: tweets\n  consumer:\n    id: bridge-test\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {broker}\n  topic: tweets\n  commit_interval: 200ms\n  delivery_timeout: 10s\n{kafka_extra}"
+                "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bridge-test\n  type: kafka-bridge-sink\n  topic: tweets\n  consumer:\n    id: bridge-test\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {broker}\n  topic: tweets\n  commit_interval: 200ms\n{timeout}{kafka_extra}"
             ),
         )
         .unwrap();
@@ -116,18 +121,44 @@ fn records(n: usize) -> Vec<Record> {
         .collect()
 }
 
+fn fluvio_offset(r: &KafkaRecord) -> i64 {
+    r.headers["fluvio.offset"]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Each Fluvio offset exactly once, in order, in each Kafka partition (key partitioning).
+fn assert_exactly_once_by_key(got: &[KafkaRecord], n: usize) {
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<&KafkaRecord>> = Default::default();
+    for r in got {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    assert!(
+        by_partition.len() > 1,
+        "key partitioning used one partition"
+    );
+    for (p, records) in &by_partition {
+        let offsets: Vec<i64> = records.iter().map(|r| fluvio_offset(r)).collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "Kafka partition {p}: Fluvio offsets out of order or repeated"
+        );
+    }
+    let mut all: Vec<i64> = got.iter().map(fluvio_offset).collect();
+    all.sort_unstable();
+    let expected: Vec<i64> = (0..n as i64).collect();
+    assert!(
+        all == expected,
+        "not exactly once: {} records for {n}",
+        all.len()
+    );
+}
+
 /// Each Fluvio offset exactly once, in order.
 fn assert_exactly_once(got: &[KafkaRecord], n: usize) {
-    let offsets: Vec<i64> = got
-        .iter()
-        .map(|r| {
-            r.headers["fluvio.offset"]
-                .as_deref()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let offsets: Vec<i64> = got.iter().map(fluvio_offset).collect();
     let expected: Vec<i64> = (0..n as i64).collect();
     if offsets != expected {
         panic!(
@@ -451,6 +482,60 @@ fn a_broker_stopped_with_records_in_flight_loses_nothing() {
         return;
     };
     assert_exactly_once(&got, n);
+}
+
+#[test]
+fn records_kafka_wrote_but_never_acknowledged_are_not_sent_twice() {
+    lose_acknowledgements("", assert_exactly_once);
+}
+
+#[test]
+fn with_key_partitioning_records_kafka_wrote_but_never_acknowledged_are_not_sent_twice() {
+    lose_acknowledgements(
+        "  partitioning: key\n  partitions: 3\n",
+        assert_exactly_once_by_key,
+    );
+}
+
+/// Mirror records while Kafka writes them but its acknowledgements are lost: every delivery in
+/// flight times out with its outcome unknown to the bridge, which must find out what Kafka holds.
+fn lose_acknowledgements(kafka_extra: &str, check: fn(&[KafkaRecord], usize)) {
+    let Some((broker, proxy)) =
+        KafkaBroker::start_behind_proxy_or_skip("bridge lost acknowledgements")
+    else {
+        return;
+    };
+    let bootstrap = format!("127.0.0.1:{}", proxy.port());
+    let bridge = Bridge::new(
+        &bootstrap,
+        &format!("  delivery_timeout: 2s\n  linger: 20ms\n{kafka_extra}"),
+    );
+    let n = 100_000;
+    bridge.append(&records(n / 2));
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 / 2 - 1);
+    let holding = std::thread::scope(|s| {
+        let hold = s.spawn(|| proxy.lose_answers_for(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(200));
+        bridge.append(&records(n)[n / 2..]);
+        hold.join()
+    });
+    holding.unwrap();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    let m = testkit::metrics_socket(&bridge.dir.path().join("m.sock"));
+    let found = m["found_in_kafka_total"].as_u64().unwrap_or(0);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    assert!(
+        proc.output().contains("delivery failed"),
+        "no delivery failed while answers were lost: {}",
+        proc.output()
+    );
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    check(&got, n);
+    assert!(found > 0, "nothing found in Kafka after lost answers: {m}");
 }
 
 #[test]

@@ -7,12 +7,13 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::proxy::TcpProxy;
 use crate::{cache_dir, free_port, skip};
 
 /// A running broker; stopped (SIGKILL) and its folder deleted when dropped.
@@ -41,6 +42,21 @@ pub fn libs_dir() -> Option<PathBuf> {
     has_jars.then_some(dir)
 }
 
+/// The broker jars, or `None` after printing SKIPPED (a panic when `REQUIRE_KAFKA=1`).
+fn libs_or_skip(test: &str) -> Option<PathBuf> {
+    let libs = libs_dir();
+    if libs.is_none() {
+        if std::env::var("REQUIRE_KAFKA").as_deref() == Ok("1") {
+            panic!("{test}: REQUIRE_KAFKA=1 but the Kafka jars are not installed (run ./test.sh)");
+        }
+        skip(
+            test,
+            "the Kafka broker jars are not installed (./test.sh installs them)",
+        );
+    }
+    libs
+}
+
 impl KafkaBroker {
     /// Start a broker, or return `None` after printing SKIPPED when the jars are absent
     /// (panics instead when `REQUIRE_KAFKA=1`).
@@ -50,22 +66,28 @@ impl KafkaBroker {
 
     /// Like [`KafkaBroker::start_or_skip`], with extra `server.properties` entries.
     pub fn start_with_or_skip(test: &str, extra: Vec<(String, String)>) -> Option<Self> {
-        let Some(libs) = libs_dir() else {
-            if std::env::var("REQUIRE_KAFKA").as_deref() == Ok("1") {
-                panic!(
-                    "{test}: REQUIRE_KAFKA=1 but the Kafka jars are not installed (run ./test.sh)"
-                );
-            }
-            skip(
-                test,
-                "the Kafka broker jars are not installed (./test.sh installs them)",
-            );
-            return None;
-        };
+        let libs = libs_or_skip(test)?;
         Some(
             Self::start(libs, extra)
                 .unwrap_or_else(|e| panic!("{test}: cannot start Kafka: {e:#}")),
         )
+    }
+
+    /// A broker that every client reaches through a [`TcpProxy`] (it advertises the proxy's
+    /// address), for faults between clients and broker.
+    pub fn start_behind_proxy_or_skip(test: &str) -> Option<(Self, TcpProxy)> {
+        let libs = libs_or_skip(test)?;
+        let port = free_port();
+        let proxy = TcpProxy::start(port);
+        let advertised = format!("PLAINTEXT://127.0.0.1:{}", proxy.port());
+        let broker = Self::start_on(
+            libs,
+            port,
+            free_port(),
+            vec![("advertised.listeners".into(), advertised)],
+        )
+        .unwrap_or_else(|e| panic!("{test}: cannot start Kafka: {e:#}"));
+        Some((broker, proxy))
     }
 
     fn start(libs: PathBuf, extra: Vec<(String, String)>) -> Result<Self> {
@@ -114,8 +136,8 @@ impl KafkaBroker {
             .arg("-Xmx512m")
             .arg(format!(
                 "-Dlog4j2.configurationFile={}",
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("kafka/log4j2.properties")
+                crate::workspace_root()
+                    .join("testkit/kafka/log4j2.properties")
                     .display()
             ))
             .arg("-cp")
@@ -306,7 +328,7 @@ pub fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
         );
         return None;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/read_topic.py");
+    let script = crate::workspace_root().join("testkit/kafka/read_topic.py");
     let out = Command::new(py)
         .arg(script)
         .arg(broker)

@@ -15,6 +15,7 @@ pub mod data;
 pub mod fluvio;
 pub mod kafka;
 pub mod process;
+pub mod proxy;
 
 /// The cache the test command fills (Kafka jars, Python venv): `$TWEET_PIPELINE_CACHE`, else
 /// `~/.cache/tweet-pipeline`.
@@ -97,10 +98,19 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The workspace root (the folder with the top `Cargo.toml`).
+/// The workspace root (the folder with the top `Cargo.toml`), found at run time from the
+/// package `cargo test` runs: a `target/` shared between clones may hold a testkit compiled in
+/// another clone, whose compile-time path is gone.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit lives in the workspace")
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
+        })
+        .unwrap_or_else(|| panic!("no workspace Cargo.toml above {}", start.display()))
         .to_path_buf()
 }
