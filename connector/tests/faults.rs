@@ -221,6 +221,7 @@ fn bad_messages_are_counted_and_skipped_v2() {
         (7, Inject::Duplicate),
         (9, Inject::UnknownType),
         (11, Inject::V2Errors),
+        (12, Inject::OutOfOrder),
     ] {
         p.inject.push(Injection {
             after,
@@ -240,8 +241,17 @@ fn bad_messages_are_counted_and_skipped_v2() {
     assert_eq!(m["errors_total{kind=malformed_json}"], 1, "{m}");
     assert_eq!(m["errors_total{kind=invalid_utf8}"], 1, "{m}");
     assert_eq!(m["errors_total{kind=oversized}"], 1, "{m}");
-    assert_eq!(m["duplicates_total"], 1, "{m}");
+    assert_eq!(
+        m["duplicates_total"], 1,
+        "{m}: ids out of order are not duplicates"
+    );
     assert_eq!(m["messages_total{type=unknown}"], 1, "{m}");
+    let sent = emu.sent_ids();
+    assert!(
+        sent.windows(2)
+            .any(|w| w[0].parse::<u64>().unwrap() > w[1].parse::<u64>().unwrap()),
+        "the emulator sent ids out of order"
+    );
     assert_eq!(m["messages_total{type=errors}"], 1, "{m}");
     assert_eq!(emu.log().len(), 1, "bad input never breaks the connection");
     let out = done.run.output();

@@ -95,21 +95,10 @@ fn transforms_by_local_path_and_by_registered_name() {
     let Some(env) = FluvioEnv::find_or_skip("source transforms (Fluvio)") else {
         return;
     };
-    let wasm_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| testkit::workspace_root().join("target"))
-        .join("wasm32-wasip1/release-lto");
-    let (filter, shape) = (
-        wasm_dir.join("tweet_filter.wasm"),
-        wasm_dir.join("tweet_shape.wasm"),
-    );
-    if !filter.exists() || !shape.exists() {
-        testkit::skip(
-            "source transforms (Fluvio)",
-            "the SmartModules are not built (scripts/build-smartmodules.sh)",
-        );
+    let Some((filter, shape)) = testkit::tweet_smartmodules_or_skip("source transforms (Fluvio)")
+    else {
         return;
-    }
+    };
     let registered = env.unique_topic("tweet-shape-test");
     env.run(&[
         "smartmodule",

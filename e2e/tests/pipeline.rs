@@ -6,7 +6,6 @@
 //! exactly once and correctly shaped.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,18 +16,6 @@ use x_emulator::{Corpus, Dialect, Emulator, EmulatorConfig};
 
 const T: Duration = Duration::from_secs(120);
 
-/// A binary of the workspace, next to this test's own executable.
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        p.exists(),
-        "{} is not built (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
-
 fn spawn(
     dir: &std::path::Path,
     name: &str,
@@ -36,7 +23,7 @@ fn spawn(
     cfg: &std::path::Path,
     env: &FluvioEnv,
 ) -> TestProcess {
-    let mut cmd = Command::new(workspace_bin(bin));
+    let mut cmd = Command::new(testkit::workspace_bin(bin));
     cmd.arg("--config")
         .arg(cfg)
         .env("RUST_LOG", "info")
@@ -64,21 +51,9 @@ fn emulator_to_ml_consumer_exactly_once_under_faults() {
     let Some(mut broker) = KafkaBroker::start_or_skip("end-to-end pipeline") else {
         return;
     };
-    let wasm = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| testkit::workspace_root().join("target"))
-        .join("wasm32-wasip1/release-lto");
-    let (filter, shape) = (
-        wasm.join("tweet_filter.wasm"),
-        wasm.join("tweet_shape.wasm"),
-    );
-    if !filter.exists() || !shape.exists() {
-        testkit::skip(
-            "end-to-end pipeline",
-            "the SmartModules are not built (scripts/build-smartmodules.sh)",
-        );
+    let Some((filter, shape)) = testkit::tweet_smartmodules_or_skip("end-to-end pipeline") else {
         return;
-    }
+    };
     let limit = 4000;
     let start_ms = 1_700_000_000_000;
     let mut cfg = EmulatorConfig::new(Corpus::generated(start_ms));

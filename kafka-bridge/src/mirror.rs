@@ -5,13 +5,14 @@
 //! can never take (too large, not authorised) stops the bridge with its offset, never skipped.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use connector_runtime::metrics::{Counter, Gauge, Metrics};
 use futures_util::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -33,7 +34,8 @@ pub struct SourceRecord {
 
 /// The producer and what every pipe shares.
 pub struct Mirror {
-    producer: FutureProducer,
+    producer: FutureProducer<AuthWatch>,
+    auth: AuthWatch,
     cfg: KafkaConfig,
     fluvio_topic: String,
     m: MirrorMetrics,
@@ -78,6 +80,41 @@ impl MirrorMetrics {
                 "records whose delivery failed but which Kafka held anyway (not sent again)",
             ),
         }
+    }
+}
+
+/// The producer's client context: remembers an authentication failure, which librdkafka only
+/// reports as a global error while every request just waits for a broker.
+#[derive(Clone, Default)]
+pub struct AuthWatch {
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl AuthWatch {
+    /// Why Kafka refused the credentials, if it did.
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("auth watch").clone()
+    }
+
+    /// Stop on an authentication failure: waiting cannot fix it.
+    fn check(&self) -> Result<()> {
+        match self.failure() {
+            Some(reason) => bail!("kafka: authentication failed (check kafka.security): {reason}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ClientContext for AuthWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        use RDKafkaErrorCode::*;
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(Authentication | SaslAuthenticationFailed)
+        ) {
+            *self.failure.lock().expect("auth watch") = Some(reason.to_string());
+        }
+        tracing::error!(error = %error, reason, "kafka client error");
     }
 }
 
@@ -141,8 +178,9 @@ impl Mirror {
         metrics: &Metrics,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>> {
-        let producer: FutureProducer = client_config(&cfg.producer_settings(client_id))
-            .create()
+        let auth = AuthWatch::default();
+        let producer: FutureProducer<AuthWatch> = client_config(&cfg.producer_settings(client_id))
+            .create_with_context(auth.clone())
             .map_err(|e| anyhow!("kafka: cannot create the producer: {e}"))?;
         let mut admin_settings = vec![("bootstrap.servers".to_string(), cfg.brokers.clone())];
         admin_settings.extend(cfg.security_settings());
@@ -221,6 +259,7 @@ impl Mirror {
                             bail!("kafka: {e} (check kafka.security)");
                         }
                     }
+                    auth.check()?;
                     tracing::warn!(brokers = %cfg.brokers, error = %e, waited = ?started.elapsed(), "Kafka is not reachable yet; waiting");
                 }
             }
@@ -238,6 +277,7 @@ impl Mirror {
         tracing::info!(topic = %cfg.topic, partitions, "Kafka topic ready");
         Ok(Some(Self {
             producer,
+            auth,
             cfg,
             fluvio_topic: fluvio_topic.to_string(),
             m: MirrorMetrics::new(metrics),
@@ -515,6 +555,7 @@ impl PartitionPipe {
         if is_permanent(&e) {
             bail!("kafka refused Fluvio partition {partition} offset {offset}: {e} (the record is not committed; fix and restart)");
         }
+        mirror.auth.check()?;
         let unavailable = is_unavailable(&e);
         if !unavailable {
             self.failures += 1;

@@ -27,19 +27,25 @@ impl Bridge {
         let input = dir.path().join("input.jsonl");
         std::fs::write(&input, "").unwrap();
         let config = dir.path().join("bridge.yaml");
+        let bridge = Self { dir, input, config };
+        bridge.configure(broker, kafka_extra);
+        bridge
+    }
+
+    /// (Re)write the config: the next start uses it, on the same input and commits.
+    fn configure(&self, broker: &str, kafka_extra: &str) {
         let timeout = if kafka_extra.contains("delivery_timeout") {
             ""
         } else {
             "  delivery_timeout: 10s\n"
         };
         std::fs::write(
-            &config,
+            &self.config,
             format!(
                 "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bridge-test\n  type: kafka-bridge-sink\n  topic: tweets\n  consumer:\n    id: bridge-test\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {broker}\n  topic: tweets\n  commit_interval: 200ms\n{timeout}{kafka_extra}"
             ),
         )
         .unwrap();
-        Self { dir, input, config }
     }
 
     fn append(&self, records: &[Record]) {
@@ -536,6 +542,58 @@ fn lose_acknowledgements(kafka_extra: &str, check: fn(&[KafkaRecord], usize)) {
     };
     check(&got, n);
     assert!(found > 0, "nothing found in Kafka after lost answers: {m}");
+}
+
+#[test]
+fn sasl_plain_and_scram_mirror_and_bad_credentials_fail_clearly_without_the_secret() {
+    let Some((broker, sasl)) = KafkaBroker::start_with_sasl_or_skip("bridge SASL") else {
+        return;
+    };
+    let (user, password) = testkit::kafka::SASL_USER;
+    let security = |mechanism: &str, password: &str| {
+        format!("  security:\n    protocol: SASL_PLAINTEXT\n    sasl: {{mechanism: {mechanism}, username: {user}, password: {password}}}\n")
+    };
+    let all = records(400);
+    let bridge = Bridge::new(&sasl, &security("PLAIN", password));
+    for (i, mechanism) in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+        .iter()
+        .enumerate()
+    {
+        bridge.configure(&sasl, &security(mechanism, password));
+        bridge.append(&all[i * 100..(i + 1) * 100]);
+        let mut proc = bridge.start();
+        bridge.wait_committed(&mut proc, (i as i64 + 1) * 100 - 1);
+        proc.signal(15);
+        assert_eq!(
+            proc.wait_timeout(T).code(),
+            Some(0),
+            "{mechanism}: {}",
+            proc.output()
+        );
+    }
+
+    let wrong = "not-alices-password-7731";
+    bridge.configure(&sasl, &security("SCRAM-SHA-256", wrong));
+    bridge.append(&all[300..]);
+    let mut proc = bridge.start();
+    let code = proc.wait_timeout(T).code();
+    let out = proc.output();
+    assert_eq!(code, Some(1), "bad credentials must stop the bridge: {out}");
+    assert!(
+        out.to_lowercase().contains("authentication") && out.contains("kafka.security"),
+        "the error names the cause and the config section: {out}"
+    );
+    assert!(!out.contains(wrong), "the password leaked: {out}");
+    assert_eq!(
+        bridge.committed(),
+        Some(299),
+        "nothing committed past what Kafka took"
+    );
+
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, 300);
 }
 
 #[test]

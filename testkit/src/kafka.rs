@@ -24,7 +24,12 @@ pub struct KafkaBroker {
     controller_port: u16,
     child: Option<Child>,
     extra: Vec<(String, String)>,
+    /// Extra arguments of the storage format (SCRAM credentials live in the metadata log).
+    format_args: Vec<String>,
 }
+
+/// A SASL user the broker knows for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.
+pub const SASL_USER: (&str, &str) = ("alice", "alice-secret");
 
 /// Where the broker jars live, if installed.
 pub fn libs_dir() -> Option<PathBuf> {
@@ -101,19 +106,62 @@ impl KafkaBroker {
         controller_port: u16,
         extra: Vec<(String, String)>,
     ) -> Result<Self> {
+        Self::start_formatted(libs, port, controller_port, extra, Vec::new())
+    }
+
+    fn start_formatted(
+        libs: PathBuf,
+        port: u16,
+        controller_port: u16,
+        extra: Vec<(String, String)>,
+        format_args: Vec<String>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("kafka-test-").tempdir()?;
-        let mut broker = Self {
+        let broker = Self {
             dir,
             libs,
             port,
             controller_port,
             child: None,
             extra,
+            format_args,
         };
         broker.write_properties()?;
         broker.format_storage()?;
+        let mut broker = broker;
         broker.spawn()?;
         Ok(broker)
+    }
+
+    /// A broker with a second listener, SASL_PLAINTEXT, accepting [`SASL_USER`] with PLAIN,
+    /// SCRAM-SHA-256 and SCRAM-SHA-512: returns it and that listener's `host:port`.
+    pub fn start_with_sasl_or_skip(test: &str) -> Option<(Self, String)> {
+        let libs = libs_or_skip(test)?;
+        let (port, controller_port, sasl_port) = (free_port(), free_port(), free_port());
+        let (user, password) = SASL_USER;
+        let extra: Vec<(String, String)> = [
+            ("listeners", format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}")),
+            ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}")),
+            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into()),
+            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", format!("org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";")),
+            ("listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
+            ("listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let scram = ["SCRAM-SHA-256", "SCRAM-SHA-512"]
+            .iter()
+            .flat_map(|m| {
+                [
+                    "--add-scram".to_string(),
+                    format!("{m}=[name={user},password={password}]"),
+                ]
+            })
+            .collect();
+        let broker = Self::start_formatted(libs, port, controller_port, extra, scram)
+            .unwrap_or_else(|e| panic!("{test}: cannot start Kafka with SASL: {e:#}"));
+        Some((broker, format!("127.0.0.1:{sasl_port}")))
     }
 
     /// `127.0.0.1:<port>` of the PLAINTEXT listener.
@@ -190,6 +238,7 @@ impl KafkaBroker {
             .arg("-c")
             .arg(self.properties_path())
             .arg("--standalone")
+            .args(&self.format_args)
             .output()
             .context("cannot run java (is a JDK installed?)")?;
         if !out.status.success() {

@@ -114,3 +114,46 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| panic!("no workspace Cargo.toml above {}", start.display()))
         .to_path_buf()
 }
+
+/// Where the built SmartModules are: `$SMARTMODULE_WASM_DIR`, else the release-lto wasm folder
+/// of `$CARGO_TARGET_DIR` (or `target/`).
+pub fn wasm_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SMARTMODULE_WASM_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("wasm32-wasip1").join("release-lto")
+}
+
+/// The built `tweet-filter` and `tweet-shape` wasm files, or `None` after printing SKIPPED.
+pub fn tweet_smartmodules_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = wasm_dir();
+    let (filter, shape) = (dir.join("tweet_filter.wasm"), dir.join("tweet_shape.wasm"));
+    if filter.exists() && shape.exists() {
+        return Some((filter, shape));
+    }
+    skip(
+        test,
+        "the SmartModules are not built (scripts/build-smartmodules.sh)",
+    );
+    None
+}
+
+/// A binary of the workspace built by the same cargo command as the running test or bench
+/// (it sits next to the `deps/` folder of the running executable).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let p = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is not built (build the workspace with the same profile: cargo test --workspace, or ./bench.sh)",
+        p.display()
+    );
+    p
+}

@@ -82,6 +82,8 @@ pub enum Inject {
     Huge,
     /// The previous message again.
     Duplicate,
+    /// The next two tweets swapped (ids out of order).
+    OutOfOrder,
     /// A message type no client knows.
     UnknownType,
     /// v1.1 `delete` notice for the previous tweet.
@@ -114,7 +116,7 @@ pub fn injected_message(what: Inject, prev_id: &str, bytes: Option<usize>) -> Ve
             v.extend_from_slice(br#""}}"#);
             v
         }
-        Inject::Duplicate => Vec::new(), // filled in by the streamer
+        Inject::Duplicate | Inject::OutOfOrder => Vec::new(), // done by the streamer
         Inject::UnknownType => json!({"brand_new_message": {"hello": "world", "id_str": prev_id}}).to_string().into_bytes(),
         Inject::Delete => json!({"delete": {"status": {"id": prev_id.parse::<u64>().unwrap_or(0), "id_str": prev_id, "user_id": 478569062u64, "user_id_str": user}, "timestamp_ms": now_ms().to_string()}}).to_string().into_bytes(),
         Inject::ScrubGeo => json!({"scrub_geo": {"user_id": 14090452u64, "user_id_str": "14090452", "up_to_status_id": prev_id.parse::<u64>().unwrap_or(0), "up_to_status_id_str": prev_id}}).to_string().into_bytes(),

@@ -96,6 +96,8 @@ pub struct ConnectionRecord {
     pub status: u16,
     /// Ids of the tweets fully sent on this connection, in order.
     pub sent: Vec<String>,
+    /// When each of them was sent (Unix ms), for latency measurements.
+    pub sent_at_ms: Vec<i64>,
     pub sent_count: u64,
     pub injected: u64,
     pub end: Option<String>,
@@ -239,6 +241,7 @@ impl Shared {
             at_ms: self.started.elapsed().as_millis() as u64,
             status,
             sent: Vec::new(),
+            sent_at_ms: Vec::new(),
             sent_count: 0,
             injected: 0,
             end: None,
@@ -252,6 +255,7 @@ impl Shared {
         rec.sent_count += 1;
         if self.config.record_ids {
             rec.sent.push(id.to_string());
+            rec.sent_at_ms.push(now_ms());
         }
     }
 
@@ -326,6 +330,14 @@ impl Emulator {
     /// Every tweet id sent, in order, across connections.
     pub fn sent_ids(&self) -> Vec<String> {
         self.log().into_iter().flat_map(|c| c.sent).collect()
+    }
+
+    /// Every tweet id sent with when it was sent (Unix ms), in order, across connections.
+    pub fn sent_times(&self) -> Vec<(String, i64)> {
+        self.log()
+            .into_iter()
+            .flat_map(|c| c.sent.into_iter().zip(c.sent_at_ms))
+            .collect()
     }
 
     /// Queue a plan for the next stream connection.

@@ -65,6 +65,7 @@ pub async fn run(
     let mut injections = plan.inject.clone();
     injections.sort_by_key(|i| i.after);
     let mut injections = injections.into_iter().peekable();
+    let mut swapped: std::collections::VecDeque<Item> = Default::default();
 
     loop {
         // Injections due at this count.
@@ -74,6 +75,13 @@ pub async fn run(
                 .as_ref()
                 .map(|p| p.id.clone())
                 .unwrap_or_else(|| "1".into());
+            if inj.what == Inject::OutOfOrder {
+                // The next two tweets go out swapped.
+                let first = shared.next_item(&spec);
+                let second = first.as_ref().and_then(|_| shared.next_item(&spec));
+                swapped.extend(second.into_iter().chain(first));
+                continue;
+            }
             let body = if inj.what == Inject::Duplicate {
                 match &prev {
                     Some(p) => {
@@ -98,7 +106,9 @@ pub async fn run(
         }
 
         // The next tweet this stream selects, or none (limit reached / corpus exhausted).
-        let next = if shared.exhausted(spec.dialect) {
+        let next = if let Some(item) = swapped.pop_front() {
+            Some(item)
+        } else if shared.exhausted(spec.dialect) {
             None
         } else {
             shared.next_item(&spec)

@@ -3,23 +3,12 @@
 //! (the recorded payloads when present, plus generated ones).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use connector_runtime::transforms::{ModuleSpec, TransformChain};
 use connector_runtime::Record;
 
-/// Where the built modules are: `$SMARTMODULE_WASM_DIR`, else the release-lto wasm folder of
-/// `$CARGO_TARGET_DIR` (or `target/`).
-pub fn wasm_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SMARTMODULE_WASM_DIR") {
-        return PathBuf::from(d);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| testkit::workspace_root().join("target"));
-    target.join("wasm32-wasip1").join("release-lto")
-}
+pub use testkit::wasm_dir;
 
 /// The bytes of a built module, or `None` after printing SKIPPED (a failure when
 /// `REQUIRE_WASM=1`, as `./test.sh` sets after building them).

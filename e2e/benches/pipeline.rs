@@ -1,0 +1,386 @@
+//! Benchmarks through a real Fluvio cluster and a real Kafka broker (`cargo bench -p e2e`, run
+//! by `./bench.sh`; SKIPPED without a Fluvio cluster):
+//! - the bridge reading a Fluvio topic into Kafka, against `fluvio consume -B -d | kcat -P` on
+//!   the same records (~1 KB shaped, ~3 KB raw);
+//! - the whole pipeline at 6,000 tweets/s (emulator -> twitter-source with tweet-filter and
+//!   tweet-shape -> Fluvio -> bridge -> Kafka): latency p50/p99 from the emulator's send to
+//!   Kafka's append (`LogAppendTime`), the bridge's share (Fluvio record time -> Kafka append),
+//!   and the resident memory of each process;
+//! - the highest sustained end-to-end rate (the emulator unpaced).
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::bench::{report, rss_mb, Figure};
+use testkit::fluvio::FluvioEnv;
+use testkit::kafka::{read_topic, KafkaBroker};
+use x_emulator::{Corpus, Dialect, Emulator, EmulatorConfig};
+
+const KAFKA_FETCH: &str = "33554432";
+
+struct Run {
+    dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Start a connector binary of the workspace on `config`.
+    fn spawn(&self, env: &FluvioEnv, bin: &str, config: &str) -> Child {
+        let cfg = self.dir.path().join(format!("{bin}.yaml"));
+        std::fs::write(&cfg, config).unwrap();
+        let mut cmd = Command::new(testkit::workspace_bin(bin));
+        cmd.arg("--config")
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .env("FLUVIO_METRIC_CONNECTOR", self.socket(bin))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env.profile_env() {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    fn socket(&self, bin: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{bin}.sock"))
+    }
+
+    fn metric(&self, bin: &str, name: &str) -> u64 {
+        testkit::metrics_socket(&self.socket(bin))[name]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+fn bridge_config(
+    fluvio_topic: &str,
+    broker: &str,
+    kafka_topic: &str,
+    topic_config: &str,
+) -> String {
+    format!(
+        "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bench-bridge-{kafka_topic}\n  type: kafka-bridge-sink\n  topic: {fluvio_topic}\n  consumer:\n    id: bench-{kafka_topic}\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {broker}\n  topic: {kafka_topic}\n{topic_config}"
+    )
+}
+
+fn stop(mut child: Child) {
+    testkit::signal(&child, 15);
+    let _ = child.wait();
+}
+
+/// The bridge against `fluvio consume -B -d | kcat -P` on the same Fluvio topic.
+fn bridge_vs_pipe(env: &FluvioEnv, broker: &str, n: u64) {
+    let g = x_emulator::generator::Generator::new(1_700_000_000_000);
+    for (label, shaped) in [("~1 KB shaped records", true), ("~3 KB raw tweets", false)] {
+        let values: Vec<String> = (0..n)
+            .map(|s| {
+                let raw = g.v1(s % 4096);
+                if shaped {
+                    serde_json::to_string(&tweet_model::shape(raw.as_bytes()).unwrap().unwrap())
+                        .unwrap()
+                } else {
+                    raw
+                }
+            })
+            .collect();
+        let avg = values.iter().map(String::len).sum::<usize>() / values.len();
+        let bytes: usize = values.iter().map(String::len).sum();
+        let run = Run::new();
+        let file = run.dir.path().join("values.txt");
+        std::fs::write(&file, values.join("\n") + "\n").unwrap();
+        let topic = env.unique_topic(if shaped { "bench-shaped" } else { "bench-raw" });
+        env.run(&["topic", "create", &topic]);
+        env.run(&["produce", &topic, "-f", file.to_str().unwrap()]);
+        let kafka_topic = topic.clone();
+
+        let started = Instant::now();
+        let bridge = run.spawn(
+            env,
+            "kafka-bridge-sink",
+            &bridge_config(&topic, broker, &kafka_topic, ""),
+        );
+        let mut rss: f64 = 0.0;
+        while run.metric("kafka-bridge-sink", "records_mirrored_total") < n {
+            rss = rss.max(rss_mb(bridge.id()).unwrap_or(0.0));
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "bridge bench stalled"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let bridge_secs = started.elapsed().as_secs_f64();
+        stop(bridge);
+
+        // The same records through the pipe, into the topic the bridge created.
+        let pipe = pipe_seconds(env, &topic, broker, &kafka_topic);
+        env.run(&["topic", "delete", &topic]);
+        let rate = n as f64 / bridge_secs;
+        let what = format!("Fluvio -> Kafka, {label} ({avg} B), from process start");
+        report(&Figure {
+            stage: "bridge",
+            what: &what,
+            value: rate,
+            unit: "rec/s",
+            baseline_what: match pipe {
+                Some(_) => "fluvio consume -B -d | kcat -P (idempotent, acks=all, lz4)",
+                None => "(kcat missing)",
+            },
+            baseline: pipe.map(|s| n as f64 / s).unwrap_or(f64::NAN),
+            target: ">= 3x the pipe",
+        });
+        report(&Figure {
+            stage: "bridge",
+            what: &format!("Fluvio -> Kafka MB/s, {label}"),
+            value: bytes as f64 / 1e6 / bridge_secs,
+            unit: "MB/s",
+            baseline_what: "target",
+            baseline: 60.0,
+            target: ">= 60 MB/s",
+        });
+        report(&Figure {
+            stage: "bridge",
+            what: &format!("resident memory, Fluvio -> Kafka, {label}"),
+            value: rss,
+            unit: "MB",
+            baseline_what: "target",
+            baseline: 128.0,
+            target: "<= 128 MB",
+        });
+    }
+}
+
+/// Seconds `fluvio consume -B -d <topic> | kcat -P` takes to copy the topic into Kafka.
+fn pipe_seconds(env: &FluvioEnv, topic: &str, broker: &str, kafka_topic: &str) -> Option<f64> {
+    let kcat = testkit::kcat()?;
+    let kafka = Command::new(kcat)
+        .args(["-P", "-b", broker, "-t", kafka_topic])
+        .args(["-X", "enable.idempotence=true", "-X", "acks=all"])
+        .args(["-X", "linger.ms=20", "-z", "lz4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .stdin(Stdio::piped())
+        .spawn();
+    let started = Instant::now();
+    let mut kafka = kafka.ok()?;
+    let status = env
+        .command()
+        .args(["consume", topic, "-B", "-d", "--maxbytes", KAFKA_FETCH])
+        .stdout(kafka.stdin.take().unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+        && kafka.wait().is_ok_and(|s| s.success());
+    status.then(|| started.elapsed().as_secs_f64())
+}
+
+/// The p-th percentile (0..=100) of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i] as f64
+}
+
+/// What one end-to-end run measured.
+struct EndToEnd {
+    sent: usize,
+    arrived: usize,
+    /// Emulator send -> Kafka append, per tweet (ms, sorted).
+    latency: Vec<i64>,
+    /// Fluvio record time -> Kafka append, per tweet (ms, sorted).
+    bridge_latency: Vec<i64>,
+    /// First send to last Kafka append (s).
+    span_secs: f64,
+    rss_source: f64,
+    rss_bridge: f64,
+}
+
+/// The emulator's sample stream at `rate` tweets/s (0: unpaced) for `limit` tweets through
+/// the source (tweet-filter, tweet-shape), Fluvio, the bridge, into a `LogAppendTime` topic.
+fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd {
+    let (filter, shape) = testkit::tweet_smartmodules_or_skip("end-to-end bench")
+        .expect("./bench.sh builds the SmartModules");
+    let mut cfg = EmulatorConfig::new(Corpus::generated(connector_runtime::now_ms()));
+    cfg.limit = Some(limit);
+    cfg.rate = rate;
+    let emu = Emulator::start_background(cfg).unwrap();
+    let run = Run::new();
+    let topic = env.unique_topic("bench-e2e");
+    let source_cfg = format!(
+        "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bench-source\n  type: twitter-source\n  topic: {topic}\n  producer:\n    linger: 5ms\ntransforms:\n  - uses: {}\n    with:\n      exclude_retweets: \"true\"\n  - uses: {}\ntwitter:\n  mode: sample\n  base_url: {}\n  auth:\n    bearer_token: emulator-bearer-token\n",
+        filter.display(),
+        shape.display(),
+        emu.base_url()
+    );
+    let kafka_topic = topic.clone();
+    let started = Instant::now();
+    let source = run.spawn(env, "twitter-source", &source_cfg);
+    let bridge = run.spawn(
+        env,
+        "kafka-bridge-sink",
+        &bridge_config(
+            &topic,
+            broker,
+            &kafka_topic,
+            "  topic_config:\n    message.timestamp.type: LogAppendTime\n",
+        ),
+    );
+    let (mut rss_source, mut rss_bridge) = (0.0f64, 0.0f64);
+    let (mut last, mut still_since) = (u64::MAX, Instant::now());
+    loop {
+        rss_source = rss_source.max(rss_mb(source.id()).unwrap_or(0.0));
+        rss_bridge = rss_bridge.max(rss_mb(bridge.id()).unwrap_or(0.0));
+        let mirrored = run.metric("kafka-bridge-sink", "records_mirrored_total");
+        if mirrored != last {
+            (last, still_since) = (mirrored, Instant::now());
+        }
+        if emu.exhausted(Dialect::V2)
+            && mirrored > 0
+            && still_since.elapsed() > Duration::from_secs(3)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "end-to-end bench stalled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop(source);
+    stop(bridge);
+
+    let sent: HashMap<String, i64> = emu.sent_times().into_iter().collect();
+    let fluvio_times: HashMap<i64, i64> = env
+        .run(&[
+            "consume",
+            &topic,
+            "-B",
+            "-d",
+            "--maxbytes",
+            KAFKA_FETCH,
+            "--format",
+            "{{offset}} {{time}}",
+        ])
+        .lines()
+        .filter_map(|l| {
+            let (offset, time) = l.split_once(' ')?;
+            let t = humantime::parse_rfc3339(time.trim()).ok()?;
+            let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+            Some((offset.parse().ok()?, ms))
+        })
+        .collect();
+    env.run(&["topic", "delete", &topic]);
+    let records = read_topic(broker, &kafka_topic).expect("the test Python venv (./test.sh)");
+    let (mut latency, mut bridge_latency) = (Vec::new(), Vec::new());
+    let mut last_append = 0;
+    for r in &records {
+        assert_eq!(r.ts_type, 2, "the Kafka topic keeps LogAppendTime");
+        last_append = last_append.max(r.ts);
+        let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        if let Some(at) = v["id"].as_str().and_then(|id| sent.get(id)) {
+            latency.push(r.ts - at);
+        }
+        if let Some(t) = fluvio_times.get(&r.fluvio_offset()) {
+            bridge_latency.push(r.ts - t);
+        }
+    }
+    latency.sort_unstable();
+    bridge_latency.sort_unstable();
+    let first_send = sent.values().copied().min().unwrap_or(0);
+    EndToEnd {
+        sent: sent.len(),
+        arrived: records.len(),
+        latency,
+        bridge_latency,
+        span_secs: (last_append - first_send) as f64 / 1000.0,
+        rss_source,
+        rss_bridge,
+    }
+}
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let Some(env) = FluvioEnv::find_or_skip("end-to-end benchmarks") else {
+        return;
+    };
+    let Some(broker) = KafkaBroker::start_or_skip("end-to-end benchmarks") else {
+        return;
+    };
+    let broker = broker.bootstrap();
+    println!("== bridge through Fluvio ({n} records per run) ==");
+    bridge_vs_pipe(&env, &broker, n);
+
+    let secs = 20;
+    println!("== whole pipeline at 6000 tweets/s for {secs} s ==");
+    let paced = end_to_end(&env, &broker, 6000.0, 6000 * secs);
+    println!(
+        "sent {} tweets, {} arrived in Kafka (the rest are retweets, dropped by tweet-filter)",
+        paced.sent, paced.arrived
+    );
+    let p = |v: &[i64], q: f64| percentile(v, q);
+    for (q, target) in [(50.0, "-"), (99.0, "-")] {
+        report(&Figure {
+            stage: "pipeline",
+            what: &format!("latency p{q} emulator send -> Kafka append, 6000 tweets/s"),
+            value: p(&paced.latency, q),
+            unit: "ms",
+            baseline_what: "the bridge's share (Fluvio record time -> Kafka append)",
+            baseline: p(&paced.bridge_latency, q),
+            target,
+        });
+    }
+    report(&Figure {
+        stage: "bridge",
+        what: "added latency p99 (Fluvio record time -> Kafka append), 6000 rec/s",
+        value: p(&paced.bridge_latency, 99.0),
+        unit: "ms",
+        baseline_what: "target",
+        baseline: 50.0,
+        target: "< 50 ms",
+    });
+    for (what, rss) in [
+        ("twitter-source", paced.rss_source),
+        ("kafka-bridge-sink", paced.rss_bridge),
+    ] {
+        report(&Figure {
+            stage: "pipeline",
+            what: &format!("resident memory of {what} at 6000 tweets/s"),
+            value: rss,
+            unit: "MB",
+            baseline_what: "target",
+            baseline: if what == "twitter-source" {
+                64.0
+            } else {
+                128.0
+            },
+            target: if what == "twitter-source" {
+                "<= 64 MB"
+            } else {
+                "<= 128 MB"
+            },
+        });
+    }
+
+    println!("== whole pipeline unpaced ({n} tweets) ==");
+    let fast = end_to_end(&env, &broker, 0.0, n);
+    report(&Figure {
+        stage: "pipeline",
+        what: "highest sustained end-to-end rate (tweets in, first send -> last Kafka append)",
+        value: fast.sent as f64 / fast.span_secs,
+        unit: "tweets/s",
+        baseline_what: "the paced run's rate",
+        baseline: 6000.0,
+        target: "-",
+    });
+}
