@@ -15,7 +15,7 @@ fi
 trap '[ -n "$started" ] && ./scripts/fluvio-test-cluster.sh stop; true' EXIT
 results=$(mktemp)
 export BENCH_RESULTS="$results"
-cargo bench --locked -p twitter-source -p smartmodule-engine-tests -p kafka-bridge-sink 2>&1 | grep -v '^BENCH' || true
+cargo bench --locked -p twitter-source -p smartmodule-engine-tests -p kafka-bridge-sink -p e2e 2>&1 | grep -v '^BENCH' || true
 
 out=docs/BENCHMARKS.md
 mkdir -p docs

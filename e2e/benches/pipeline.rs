@@ -35,12 +35,13 @@ impl Run {
         let cfg = self.dir.path().join(format!("{bin}.yaml"));
         std::fs::write(&cfg, config).unwrap();
         let mut cmd = Command::new(testkit::workspace_bin(bin));
+        let log = std::fs::File::create(self.log(bin)).unwrap();
         cmd.arg("--config")
             .arg(&cfg)
             .env("RUST_LOG", "warn")
             .env("FLUVIO_METRIC_CONNECTOR", self.socket(bin))
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         for (k, v) in env.profile_env() {
             cmd.env(k, v);
         }
@@ -49,6 +50,20 @@ impl Run {
 
     fn socket(&self, bin: &str) -> std::path::PathBuf {
         self.dir.path().join(format!("{bin}.sock"))
+    }
+
+    fn log(&self, bin: &str) -> std::path::PathBuf {
+        self.dir.path().join(format!("{bin}.log"))
+    }
+
+    /// Panic with the connector's log if it exited.
+    fn alive(&self, bin: &str, child: &mut Child) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{bin} exited ({status}): {}",
+                std::fs::read_to_string(self.log(bin)).unwrap_or_default()
+            );
+        }
     }
 
     fn metric(&self, bin: &str, name: &str) -> u64 {
@@ -100,13 +115,14 @@ fn bridge_vs_pipe(env: &FluvioEnv, broker: &str, n: u64) {
         let kafka_topic = topic.clone();
 
         let started = Instant::now();
-        let bridge = run.spawn(
+        let mut bridge = run.spawn(
             env,
             "kafka-bridge-sink",
             &bridge_config(&topic, broker, &kafka_topic, ""),
         );
         let mut rss: f64 = 0.0;
         while run.metric("kafka-bridge-sink", "records_mirrored_total") < n {
+            run.alive("kafka-bridge-sink", &mut bridge);
             rss = rss.max(rss_mb(bridge.id()).unwrap_or(0.0));
             assert!(
                 started.elapsed() < Duration::from_secs(600),
@@ -222,8 +238,8 @@ fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd 
     );
     let kafka_topic = topic.clone();
     let started = Instant::now();
-    let source = run.spawn(env, "twitter-source", &source_cfg);
-    let bridge = run.spawn(
+    let mut source = run.spawn(env, "twitter-source", &source_cfg);
+    let mut bridge = run.spawn(
         env,
         "kafka-bridge-sink",
         &bridge_config(
@@ -236,6 +252,8 @@ fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd 
     let (mut rss_source, mut rss_bridge) = (0.0f64, 0.0f64);
     let (mut last, mut still_since) = (u64::MAX, Instant::now());
     loop {
+        run.alive("twitter-source", &mut source);
+        run.alive("kafka-bridge-sink", &mut bridge);
         rss_source = rss_source.max(rss_mb(source.id()).unwrap_or(0.0));
         rss_bridge = rss_bridge.max(rss_mb(bridge.id()).unwrap_or(0.0));
         let mirrored = run.metric("kafka-bridge-sink", "records_mirrored_total");
@@ -291,6 +309,19 @@ fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd 
         if let Some(t) = fluvio_times.get(&r.fluvio_offset()) {
             bridge_latency.push(r.ts - t);
         }
+    }
+    if let Some(path) = std::env::var_os("BENCH_LATENCY_DUMP") {
+        // Kafka append time and both latencies per record, in Kafka order, to look into.
+        let lines: String = records
+            .iter()
+            .filter_map(|r| {
+                let v: serde_json::Value = serde_json::from_slice(&r.value).ok()?;
+                let at = sent.get(v["id"].as_str()?)?;
+                let t = fluvio_times.get(&r.fluvio_offset())?;
+                Some(format!("{}\t{}\t{}\n", r.ts, r.ts - at, r.ts - t))
+            })
+            .collect();
+        std::fs::write(path, lines).unwrap();
     }
     latency.sort_unstable();
     bridge_latency.sort_unstable();

@@ -1,8 +1,8 @@
 //! Bridge benchmarks (`cargo bench -p kafka-bridge-sink`): records/s and MB/s mirrored into a
 //! real Kafka broker for ~1 KB shaped records and ~3.7 KB raw tweets, with resident memory;
 //! records fed from a capture file (the Kafka side alone, no Fluvio), against `kcat -P` writing
-//! the same values in the same run; and, with a Fluvio cluster, the bridge reading a topic
-//! against `fluvio consume -B -d | kcat -P`.
+//! the same values in the same run. The bridge reading a Fluvio topic (against
+//! `fluvio consume -B -d | kcat -P`) is measured by the end-to-end bench (`e2e/benches`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

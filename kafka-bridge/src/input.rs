@@ -8,24 +8,35 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use crate::mirror::SourceRecord;
 
-type FluvioStream = Box<
+/// A consumer stream of one Fluvio partition.
+pub type FluvioStream = Box<
     dyn fluvio::consumer::ConsumerStream<
             Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
         > + Send
         + Unpin,
 >;
 
+/// Opens a stream of the same partition at an offset, for reading skipped records again.
+pub type Reopen = Box<dyn Fn(i64) -> BoxFuture<'static, Result<FluvioStream>> + Send + Sync>;
+
 pub enum PartitionInput {
     Fluvio {
         partition: u32,
         stream: FluvioStream,
-        /// The offset the next record must have: a jump means the consumer skipped records
-        /// (the 0.18 client does when a fetch exceeds `max-bytes`), which must never pass.
+        /// The offset the next record must have. A jump means the consumer skipped records:
+        /// Fluvio 0.50 drops the batch that straddles the end of a fetch (`max-bytes`) when a
+        /// backlog is read. The missing records are then read again with a second stream
+        /// (the consumer id's stream cannot be repositioned); if they are not there either
+        /// (expired by retention), the bridge stops.
         expected: Option<i64>,
+        reopen: Reopen,
+        /// Records read and not yet handed out (a re-read gap, then the record after it).
+        ready: std::collections::VecDeque<SourceRecord>,
     },
     File(FileInput),
 }
@@ -38,28 +49,36 @@ impl PartitionInput {
                 partition,
                 stream,
                 expected,
-            } => match stream.next().await {
-                None => Ok(None),
-                Some(Err(e)) => Err(anyhow::anyhow!("Fluvio partition {partition}: {e:?}")),
-                Some(Ok(r)) => {
-                    if let Some(want) = *expected {
-                        if r.offset() != want {
-                            anyhow::bail!(
-                                "Fluvio partition {partition}: expected offset {want}, got {} (records skipped by the consumer; raise meta.consumer.max-bytes); stopping without committing past {}",
-                                r.offset(),
-                                want - 1
-                            );
-                        }
-                    }
-                    *expected = Some(r.offset() + 1);
-                    Ok(Some(SourceRecord {
-                        partition: *partition,
-                        offset: r.offset(),
-                        key: r.key().map(|k| k.to_vec()),
-                        value: r.value().to_vec(),
-                        timestamp_ms: Some(r.timestamp()).filter(|t| *t > 0),
-                    }))
+                reopen,
+                ready,
+            } => loop {
+                if let Some(rec) = ready.pop_front() {
+                    return Ok(Some(rec));
                 }
+                let r = match stream.next().await {
+                    None => return Ok(None),
+                    Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: {e:?}"),
+                    Some(Ok(r)) => source_record(*partition, &r),
+                };
+                if let Some(want) = *expected {
+                    if r.offset < want {
+                        anyhow::bail!(
+                            "Fluvio partition {partition}: expected offset {want}, got {} (the consumer went back)",
+                            r.offset
+                        );
+                    }
+                    if r.offset > want {
+                        tracing::warn!(
+                            partition,
+                            expected = want,
+                            got = r.offset,
+                            "the Fluvio consumer skipped records; reading them again"
+                        );
+                        ready.extend(read_again(reopen, *partition, want, r.offset).await?);
+                    }
+                }
+                *expected = Some(r.offset + 1);
+                ready.push_back(r);
             },
             PartitionInput::File(f) => f.next().await.map(Some),
         }
@@ -97,6 +116,46 @@ impl PartitionInput {
             PartitionInput::File(f) => f.commit(offset),
         }
     }
+}
+
+fn source_record(partition: u32, r: &fluvio::consumer::Record) -> SourceRecord {
+    SourceRecord {
+        partition,
+        offset: r.offset(),
+        key: r.key().map(|k| k.to_vec()),
+        value: r.value().to_vec(),
+        timestamp_ms: Some(r.timestamp()).filter(|t| *t > 0),
+    }
+}
+
+/// Offsets `from..to` of a partition, read with a stream of their own: every one of them, in
+/// order, or an error naming the first missing.
+async fn read_again(
+    reopen: &Reopen,
+    partition: u32,
+    from: i64,
+    to: i64,
+) -> Result<Vec<SourceRecord>> {
+    let missing = |at: i64| {
+        anyhow::anyhow!(
+            "Fluvio partition {partition}: offsets {at}..{to} are missing from the topic (expired by retention?); stopping without committing past {}",
+            from - 1
+        )
+    };
+    let mut stream = reopen(from).await?;
+    let mut records = Vec::with_capacity((to - from) as usize);
+    while from + (records.len() as i64) < to {
+        let want = from + records.len() as i64;
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .map_err(|_| missing(want))?;
+        match next {
+            Some(Ok(r)) if r.offset() == want => records.push(source_record(partition, &r)),
+            Some(Ok(_)) | None => return Err(missing(want)),
+            Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: reading again: {e:?}"),
+        }
+    }
+    Ok(records)
 }
 
 /// A capture file read as partition 0, tailed like a live partition.

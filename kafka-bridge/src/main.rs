@@ -73,7 +73,8 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         let start = start_offset(resumed.get(&0).copied(), committed).unwrap_or(0);
         tracing::info!(file = %path.display(), start, "mirroring a capture file");
         let input = PartitionInput::File(FileInput::open(path, start)?);
-        return mirror_partition(Arc::new(mirror), 0, input, shutdown).await;
+        let in_kafka = start.checked_sub(1).filter(|o| *o >= 0);
+        return mirror_partition(Arc::new(mirror), 0, input, in_kafka, shutdown).await;
     }
 
     let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
@@ -82,7 +83,7 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
             "meta.consumer.id: required (without it, records produced while the bridge is down would be skipped); e.g. `consumer: {{id: kafka-bridge, offset: {{start: beginning, strategy: manual}}}}`"
         ));
     }
-    let ctx = sink::connect(&launched).await?;
+    let ctx = Arc::new(sink::connect(&launched).await?);
     let partitions = ctx.partitions().await?;
     let Some(mirror) = Mirror::connect(
         cfg.clone(),
@@ -116,12 +117,29 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
             StartAt::Absolute(o) => Some(o),
             StartAt::Config => None,
         };
+        let reopen_ctx = ctx.clone();
+        let reopen: input::Reopen = Box::new(move |offset| {
+            let ctx = reopen_ctx.clone();
+            Box::pin(async move {
+                let stream = ctx.plain_stream(p, offset).await?;
+                Ok(Box::new(stream) as input::FluvioStream)
+            })
+        });
         let input = PartitionInput::Fluvio {
             partition: p,
             stream: Box::new(stream),
             expected,
+            reopen,
+            ready: Default::default(),
         };
-        tasks.spawn(mirror_partition(mirror.clone(), p, input, shutdown.clone()));
+        let in_kafka = resumed.get(&p).copied();
+        tasks.spawn(mirror_partition(
+            mirror.clone(),
+            p,
+            input,
+            in_kafka,
+            shutdown.clone(),
+        ));
     }
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
@@ -186,9 +204,10 @@ async fn mirror_partition(
     mirror: Arc<Mirror>,
     partition: u32,
     mut input: PartitionInput,
+    in_kafka: Option<i64>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let mut pipe = PartitionPipe::new(partition, mirror.metrics());
+    let mut pipe = PartitionPipe::new(partition, mirror.metrics(), in_kafka);
     let committed_gauge = mirror.metrics().gauge_with(
         "committed_offset",
         &[("partition", &partition.to_string())],
@@ -208,6 +227,9 @@ async fn mirror_partition(
             tokio::select! {
                 _ = tick.tick(), if timer_commits => {
                     commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?;
+                }
+                _ = pipe.front_arrived(), if pipe.in_flight() > 0 => {
+                    pipe.collect_ready(&mirror).await?;
                 }
                 record = input.next() => match record? {
                     Some(rec) => {

@@ -189,6 +189,9 @@ impl Mirror {
             .map_err(|e| anyhow!("kafka: cannot create the admin client: {e}"))?;
         let started = Instant::now();
         let partitions = loop {
+            // A topic just created is ready within moments; an unreachable cluster is asked
+            // again every second.
+            let mut pause = Duration::from_secs(1);
             let fetched = {
                 let p = producer.clone();
                 let topic = cfg.topic.clone();
@@ -216,6 +219,7 @@ impl Mirror {
                     for (k, v) in &cfg.topic_config {
                         topic = topic.set(k, v);
                     }
+                    pause = Duration::from_millis(100);
                     let results = admin
                         .create_topics(
                             &[topic],
@@ -264,7 +268,7 @@ impl Mirror {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.cancelled() => return Ok(None),
             }
         };
@@ -395,6 +399,8 @@ impl Mirror {
 /// A record handed to Kafka: its acknowledgement to come, or already known to be there.
 enum Sent {
     Pending(DeliveryFuture),
+    /// The outcome arrived while the pipe was waiting for it, not yet taken.
+    Arrived(Outcome),
     /// Found in Kafka after a delivery whose outcome was unknown: not sent again.
     InKafka,
 }
@@ -406,6 +412,7 @@ impl Sent {
     fn now_or_never(&mut self) -> Option<Outcome> {
         match self {
             Sent::Pending(fut) => fut.now_or_never().map(outcome),
+            Sent::Arrived(_) => Some(self.take_arrived()),
             Sent::InKafka => Some(Ok(())),
         }
     }
@@ -413,7 +420,15 @@ impl Sent {
     async fn wait(&mut self) -> Outcome {
         match self {
             Sent::Pending(fut) => outcome(fut.await),
+            Sent::Arrived(_) => self.take_arrived(),
             Sent::InKafka => Ok(()),
+        }
+    }
+
+    fn take_arrived(&mut self) -> Outcome {
+        match std::mem::replace(self, Sent::InKafka) {
+            Sent::Arrived(o) => o,
+            _ => unreachable!("only called on Arrived"),
         }
     }
 }
@@ -438,11 +453,12 @@ pub struct PartitionPipe {
 }
 
 impl PartitionPipe {
-    pub fn new(partition: u32, metrics: &Metrics) -> Self {
+    /// `acked`: what is known to be in Kafka already (where the partition resumes), if anything.
+    pub fn new(partition: u32, metrics: &Metrics, acked: Option<i64>) -> Self {
         let p = partition.to_string();
-        Self {
+        let pipe = Self {
             in_flight: VecDeque::new(),
-            acked: None,
+            acked,
             failures: 0,
             in_flight_gauge: metrics.gauge_with(
                 "in_flight",
@@ -454,7 +470,11 @@ impl PartitionPipe {
                 &[("partition", &p)],
                 "highest Fluvio offset acknowledged by Kafka with all earlier ones",
             ),
+        };
+        if let Some(a) = acked {
+            pipe.acked_gauge.set(a.max(0) as u64);
         }
+        pipe
     }
 
     pub fn acked(&self) -> Option<i64> {
@@ -502,6 +522,24 @@ impl PartitionPipe {
             }
         }
         Ok(())
+    }
+
+    /// Records sent and not yet settled.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Wait until the oldest delivery has an outcome, keeping it in the pipe for
+    /// [`PartitionPipe::collect_ready`]: cancel-safe, so it can race a read of the input (an idle
+    /// input must not keep acknowledgements unseen).
+    pub async fn front_arrived(&mut self) {
+        let Some((_, sent, _)) = self.in_flight.front_mut() else {
+            return std::future::pending().await;
+        };
+        if let Sent::Pending(fut) = sent {
+            let o = outcome(fut.await);
+            *sent = Sent::Arrived(o);
+        }
     }
 
     /// Wait for the oldest record's acknowledgement.

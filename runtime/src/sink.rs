@@ -57,6 +57,35 @@ impl SinkContext {
     }
 }
 
+impl SinkContext {
+    /// A stream of one partition from an absolute offset without offset management (the
+    /// consumer id's stream cannot be repositioned): for reading records again.
+    pub async fn plain_stream(
+        &self,
+        partition: u32,
+        offset: i64,
+    ) -> Result<
+        impl fluvio::consumer::ConsumerStream<
+            Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
+        >,
+    > {
+        let mut meta = self.meta.clone();
+        if let Some(consumer) = meta.consumer.as_mut() {
+            consumer.id = None;
+        }
+        cluster::partition_stream(
+            &self.fluvio,
+            &meta,
+            PartitionStreamOptions {
+                partition,
+                start: StartAt::Absolute(offset),
+                smartmodules: self.smartmodules.clone(),
+            },
+        )
+        .await
+    }
+}
+
 /// Run a sink connector process around `sink`; returns the exit code.
 pub fn main<C, F, Fut>(info: ConnectorInfo, sink: F) -> ExitCode
 where
