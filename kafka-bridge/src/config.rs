@@ -51,6 +51,10 @@ pub struct KafkaConfig {
     /// Records sent but not yet acknowledged, per partition, before reading waits (default 20000).
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// Value bytes sent but not yet acknowledged, per partition, before reading waits
+    /// (default 16 MiB: bounds memory whatever the record size).
+    #[serde(default = "default_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
     /// How often to commit the Fluvio offset (default 2s; also on shutdown).
     #[serde(default = "d_2s", deserialize_with = "de_duration")]
     pub commit_interval: Duration,
@@ -300,6 +304,9 @@ fn default_batch() -> u64 {
 }
 fn default_in_flight() -> usize {
     20_000
+}
+fn default_in_flight_bytes() -> usize {
+    16 << 20
 }
 fn default_retries() -> u32 {
     10

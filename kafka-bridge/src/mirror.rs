@@ -445,6 +445,8 @@ fn outcome(result: <DeliveryFuture as std::future::Future>::Output) -> Outcome {
 /// In-order deliveries of one Fluvio partition.
 pub struct PartitionPipe {
     in_flight: VecDeque<(SourceRecord, Sent, Instant)>,
+    /// Value bytes of `in_flight`.
+    in_flight_bytes: usize,
     /// The highest offset acknowledged, every earlier one too.
     acked: Option<i64>,
     failures: u32,
@@ -458,6 +460,7 @@ impl PartitionPipe {
         let p = partition.to_string();
         let pipe = Self {
             in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             acked,
             failures: 0,
             in_flight_gauge: metrics.gauge_with(
@@ -483,11 +486,15 @@ impl PartitionPipe {
 
     /// Send a record; waits for the oldest acknowledgements when too many are in flight.
     pub async fn push(&mut self, mirror: &Mirror, rec: SourceRecord) -> Result<()> {
-        while self.in_flight.len() >= mirror.cfg.max_in_flight {
+        while self.in_flight.len() >= mirror.cfg.max_in_flight
+            || (self.in_flight_bytes >= mirror.cfg.max_in_flight_bytes
+                && !self.in_flight.is_empty())
+        {
             self.complete_front(mirror).await?;
         }
         self.collect_ready(mirror).await?;
         let fut = self.send_with_retry(mirror, &rec).await?;
+        self.in_flight_bytes += rec.value.len();
         self.in_flight
             .push_back((rec, Sent::Pending(fut), Instant::now()));
         self.in_flight_gauge.set(self.in_flight.len() as u64);
@@ -563,6 +570,7 @@ impl PartitionPipe {
         match outcome {
             Ok(()) => {
                 let (rec, _, sent_at) = self.in_flight.pop_front().expect("front exists");
+                self.in_flight_bytes -= rec.value.len();
                 let ms = sent_at.elapsed().as_millis() as u64;
                 mirror.m.latency_ms_total.add(ms);
                 if ms > mirror.m.latency_ms_max.get() {
@@ -606,6 +614,7 @@ impl PartitionPipe {
         }
         tracing::warn!(partition, offset, error = %e, pending = self.in_flight.len(), unavailable, "delivery failed; sending again in order what Kafka lacks");
         let (failed, _, _) = self.in_flight.pop_front().expect("front exists");
+        self.in_flight_bytes = 0;
         let mut unsettled = vec![(failed, kafka_partition)];
         while let Some((rec, mut sent, _)) = self.in_flight.pop_front() {
             match tokio::time::timeout(
@@ -636,6 +645,7 @@ impl PartitionPipe {
                 mirror.m.retries.inc();
                 Sent::Pending(self.send_with_retry(mirror, &rec).await?)
             };
+            self.in_flight_bytes += rec.value.len();
             self.in_flight.push_back((rec, sent, Instant::now()));
         }
         Ok(())
