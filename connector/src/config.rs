@@ -293,6 +293,41 @@ impl TwitterConfig {
                 "twitter.track: mode `v1-filter` needs `track`, `follow` or `locations`".into(),
             );
         }
+        if self.track.len() > 400 {
+            return Err(format!(
+                "twitter.track: X allows 400 terms, got {}",
+                self.track.len()
+            ));
+        }
+        if self.follow.len() > 5000 {
+            return Err(format!(
+                "twitter.follow: X allows 5000 user ids, got {}",
+                self.follow.len()
+            ));
+        }
+        if self.locations.len() > 25 {
+            return Err(format!(
+                "twitter.locations: X allows 25 bounding boxes, got {}",
+                self.locations.len()
+            ));
+        }
+        for (i, b) in self.locations.iter().enumerate() {
+            let nums: Vec<Option<f64>> = b.split(',').map(|x| x.trim().parse().ok()).collect();
+            let ok = match nums[..] {
+                [Some(w), Some(s), Some(e), Some(n)] => {
+                    (-180.0..=180.0).contains(&w)
+                        && (-180.0..=180.0).contains(&e)
+                        && (-90.0..=90.0).contains(&s)
+                        && (-90.0..=90.0).contains(&n)
+                        && w < e
+                        && s < n
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("twitter.locations[{i}]: expected `sw_lon,sw_lat,ne_lon,ne_lat` (south-west corner first), got `{b}`"));
+            }
+        }
         if self.backfill_minutes.is_some_and(|m| m > 5) {
             return Err("twitter.backfill_minutes: expected 0 to 5".into());
         }
@@ -430,6 +465,19 @@ mod tests {
         assert!(parse("mode: replay\n")
             .unwrap_err()
             .starts_with("twitter.replay"));
+        let v1 = "mode: v1-filter\nauth: {consumer_key: a, consumer_secret: b, access_token: c, access_token_secret: d}\n";
+        assert!(parse(&format!("{v1}locations: ['-122.75,36.8,-121.75,37.8']\n")).is_ok());
+        assert!(
+            parse(&format!("{v1}locations: ['36.8,-122.75,37.8,-121.75', '1,2']\n"))
+                .unwrap_err()
+                .starts_with("twitter.locations[0]: expected")
+        );
+        let boxes: Vec<String> = (0..26).map(|i| format!("'{i},0,{},1'", i + 1)).collect();
+        assert!(
+            parse(&format!("{v1}locations: [{}]\n", boxes.join(",")))
+                .unwrap_err()
+                .contains("25 bounding boxes, got 26")
+        );
         assert!(
             parse("mode: sample\nauth: {bearer_token: t}\nbackfill_minutes: 9\n")
                 .unwrap_err()

@@ -119,11 +119,32 @@ pub async fn producer(fluvio: &Fluvio, meta: &MetaConfig) -> Result<TopicProduce
         });
     }
     let config = builder.build().map_err(|e| anyhow!("meta.producer: {e}"))?;
-    fluvio
-        .topic_producer_with_config(meta.topic.name.clone(), config)
-        .await
-        .with_context(|| format!("cannot create a producer for topic `{}`", meta.topic.name))
+    // A topic created a moment ago may not be known to the client's metadata yet.
+    let started = std::time::Instant::now();
+    loop {
+        match fluvio
+            .topic_producer_with_config(meta.topic.name.clone(), config.clone())
+            .await
+        {
+            Ok(p) => return Ok(p),
+            Err(e)
+                if e.to_string().contains("not found")
+                    && started.elapsed() < TOPIC_PROVISIONING =>
+            {
+                tracing::debug!(topic = %meta.topic.name, error = %e, "topic not ready yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create a producer for topic `{}`", meta.topic.name)
+                })
+            }
+        }
+    }
 }
+
+/// How long a topic just created may take to appear to producers.
+const TOPIC_PROVISIONING: Duration = Duration::from_secs(15);
 
 /// The partitions a sink reads: `meta.consumer.partition`, or all the topic has.
 pub async fn consumer_partitions(fluvio: &Fluvio, meta: &MetaConfig) -> Result<Vec<u32>> {

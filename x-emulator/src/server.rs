@@ -705,7 +705,17 @@ async fn v1_stream(
             );
             return logged(&s, &method, &uri, r);
         }
-        if track.len() > 400 || follow.len() > 5000 {
+        let coordinates: Vec<Option<f64>> = get("locations")
+            .map(|l| l.split(',').map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        if !coordinates.len().is_multiple_of(4) || coordinates.iter().any(Option::is_none) {
+            let r = json_response(
+                406,
+                serde_json::from_str(&error_body(406, false, false)).unwrap_or(Value::Null),
+            );
+            return logged(&s, &method, &uri, r);
+        }
+        if track.len() > 400 || follow.len() > 5000 || coordinates.len() / 4 > 25 {
             let r = json_response(
                 413,
                 serde_json::from_str(&error_body(413, false, false)).unwrap_or(Value::Null),
