@@ -467,17 +467,15 @@ mod tests {
             .starts_with("twitter.replay"));
         let v1 = "mode: v1-filter\nauth: {consumer_key: a, consumer_secret: b, access_token: c, access_token_secret: d}\n";
         assert!(parse(&format!("{v1}locations: ['-122.75,36.8,-121.75,37.8']\n")).is_ok());
-        assert!(
-            parse(&format!("{v1}locations: ['36.8,-122.75,37.8,-121.75', '1,2']\n"))
-                .unwrap_err()
-                .starts_with("twitter.locations[0]: expected")
-        );
+        assert!(parse(&format!(
+            "{v1}locations: ['36.8,-122.75,37.8,-121.75', '1,2']\n"
+        ))
+        .unwrap_err()
+        .starts_with("twitter.locations[0]: expected"));
         let boxes: Vec<String> = (0..26).map(|i| format!("'{i},0,{},1'", i + 1)).collect();
-        assert!(
-            parse(&format!("{v1}locations: [{}]\n", boxes.join(",")))
-                .unwrap_err()
-                .contains("25 bounding boxes, got 26")
-        );
+        assert!(parse(&format!("{v1}locations: [{}]\n", boxes.join(",")))
+            .unwrap_err()
+            .contains("25 bounding boxes, got 26"));
         assert!(
             parse("mode: sample\nauth: {bearer_token: t}\nbackfill_minutes: 9\n")
                 .unwrap_err()
