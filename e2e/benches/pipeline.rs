@@ -173,13 +173,7 @@ fn bridge_vs_pipe(env: &FluvioEnv, broker: &str, n: u64) {
 
 /// Seconds `fluvio consume -B -d <topic> | kcat -P` takes to copy the topic into Kafka.
 fn pipe_seconds(env: &FluvioEnv, topic: &str, broker: &str, kafka_topic: &str) -> Option<f64> {
-    let kcat = testkit::kcat()?;
-    let kafka = Command::new(kcat)
-        .args(["-P", "-b", broker, "-t", kafka_topic])
-        .args(["-X", "enable.idempotence=true", "-X", "acks=all"])
-        .args(["-X", "linger.ms=20", "-z", "lz4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let kafka = testkit::kcat_producer(broker, kafka_topic)?
         .stdin(Stdio::piped())
         .spawn();
     let started = Instant::now();
@@ -298,30 +292,29 @@ fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd 
     env.run(&["topic", "delete", &topic]);
     let records = read_topic(broker, &kafka_topic).expect("the test Python venv (./test.sh)");
     let (mut latency, mut bridge_latency) = (Vec::new(), Vec::new());
+    // Kafka append time and both latencies per record, in Kafka order, for a closer look:
+    // `BENCH_LATENCY_DUMP=<prefix>` writes `<prefix>-<rate>.tsv` per run.
+    let dump_prefix = std::env::var_os("BENCH_LATENCY_DUMP");
+    let mut dump = String::new();
     let mut last_append = 0;
     for r in &records {
         assert_eq!(r.ts_type, 2, "the Kafka topic keeps LogAppendTime");
         last_append = last_append.max(r.ts);
         let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
-        if let Some(at) = v["id"].as_str().and_then(|id| sent.get(id)) {
-            latency.push(r.ts - at);
-        }
-        if let Some(t) = fluvio_times.get(&r.fluvio_offset()) {
-            bridge_latency.push(r.ts - t);
+        let e2e = v["id"]
+            .as_str()
+            .and_then(|id| sent.get(id))
+            .map(|at| r.ts - at);
+        let bridge = fluvio_times.get(&r.fluvio_offset()).map(|t| r.ts - t);
+        latency.extend(e2e);
+        bridge_latency.extend(bridge);
+        if let (Some(e), Some(b), true) = (e2e, bridge, dump_prefix.is_some()) {
+            dump.push_str(&format!("{}\t{e}\t{b}\n", r.ts));
         }
     }
-    if let Some(path) = std::env::var_os("BENCH_LATENCY_DUMP") {
-        // Kafka append time and both latencies per record, in Kafka order, to look into.
-        let lines: String = records
-            .iter()
-            .filter_map(|r| {
-                let v: serde_json::Value = serde_json::from_slice(&r.value).ok()?;
-                let at = sent.get(v["id"].as_str()?)?;
-                let t = fluvio_times.get(&r.fluvio_offset())?;
-                Some(format!("{}\t{}\t{}\n", r.ts, r.ts - at, r.ts - t))
-            })
-            .collect();
-        std::fs::write(path, lines).unwrap();
+    if let Some(prefix) = dump_prefix {
+        let path = format!("{}-{rate}.tsv", prefix.to_string_lossy());
+        std::fs::write(path, dump).unwrap();
     }
     latency.sort_unstable();
     bridge_latency.sort_unstable();

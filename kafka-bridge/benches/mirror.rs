@@ -89,33 +89,12 @@ fn bridge_file(broker: &str, topic: &str, vals: &[String]) -> (f64, f64, f64) {
 }
 
 fn kcat_rate(broker: &str, topic: &str, vals: &[String]) -> Option<f64> {
-    let kcat = testkit::kcat()?;
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("v.txt");
     std::fs::write(&f, vals.join("\n") + "\n").unwrap();
+    let mut kcat = testkit::kcat_producer(broker, topic)?;
     let start = Instant::now();
-    let status = Command::new(kcat)
-        .args([
-            "-P",
-            "-b",
-            broker,
-            "-t",
-            topic,
-            "-X",
-            "enable.idempotence=true",
-            "-X",
-            "acks=all",
-            "-X",
-            "linger.ms=20",
-            "-z",
-            "lz4",
-            "-l",
-        ])
-        .arg(&f)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
+    let status = kcat.arg("-l").arg(&f).status().ok()?;
     status
         .success()
         .then(|| vals.len() as f64 / start.elapsed().as_secs_f64())

@@ -172,21 +172,15 @@ async fn resume_points(
         tracing::info!("key partitioning: resuming from the committed Fluvio offsets (after a crash, a few records may be written twice; use the fluvio.* headers to deduplicate)");
         return Ok(HashMap::new());
     }
-    let (cfg, topic, partitions) = (cfg.clone(), fluvio_topic.to_string(), partitions.to_vec());
-    tokio::task::spawn_blocking(move || {
-        let tail = resume::KafkaTail::open(&cfg, &topic)?;
-        let mut found = HashMap::new();
-        for p in partitions {
-            let Some(k) = cfg.partitioning.kafka_partition(p) else {
-                continue;
-            };
-            if let Some(offset) = tail.newest(k, p)? {
-                found.insert(p, offset);
-            }
-        }
-        Ok(found)
-    })
-    .await?
+    let pairs = partitions
+        .iter()
+        .filter_map(|&p| Some((cfg.partitioning.kafka_partition(p)?, p)))
+        .collect();
+    let found = resume::newest_offsets(cfg, fluvio_topic, pairs).await?;
+    Ok(found
+        .into_iter()
+        .map(|((_, p), offset)| (p, offset))
+        .collect())
 }
 
 /// The first offset to read: after what Kafka holds, or after the committed one.

@@ -20,7 +20,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, Partitioning};
-use crate::resume::KafkaTail;
+use crate::resume::newest_offsets;
 
 /// One record read from Fluvio (or the input file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,43 +341,34 @@ impl Mirror {
         }
     }
 
-    /// For each Kafka partition the unsettled records were meant for, the newest offset of
-    /// `fluvio_partition` Kafka holds there. Asks until Kafka answers (a record it holds must
-    /// not be sent twice); the answer is empty only when resuming from Kafka is turned off.
+    /// The Kafka partition a record goes to: fixed by the partitioning, or (with `key`) the one
+    /// the producer reported for it.
+    fn kafka_partition(&self, rec: &SourceRecord, reported: Option<i32>) -> Option<i32> {
+        self.cfg
+            .partitioning
+            .kafka_partition(rec.partition)
+            .or(reported)
+    }
+
+    /// For each of `kafka_partitions`, the newest offset of `fluvio_partition` Kafka holds
+    /// there. Asks until Kafka answers (a record it holds must not be sent twice); the answer
+    /// is empty only when resuming from Kafka is turned off.
     async fn newest_in_kafka(
         &self,
         fluvio_partition: u32,
-        unsettled: &[(SourceRecord, Option<i32>)],
+        kafka_partitions: &BTreeSet<i32>,
     ) -> HashMap<i32, i64> {
         if !self.cfg.resume_from_kafka {
             return HashMap::new();
         }
-        let kafka_partitions: BTreeSet<i32> = unsettled
-            .iter()
-            .filter_map(|(rec, k)| self.cfg.partitioning.kafka_partition(rec.partition).or(*k))
-            .collect();
         let started = Instant::now();
         loop {
-            let (cfg, topic, partitions) = (
-                self.cfg.clone(),
-                self.fluvio_topic.clone(),
-                kafka_partitions.clone(),
-            );
-            let asked = tokio::task::spawn_blocking(move || -> Result<HashMap<i32, i64>> {
-                let tail = KafkaTail::open(&cfg, &topic)?;
-                let mut found = HashMap::new();
-                for k in partitions {
-                    if let Some(offset) = tail.newest(k, fluvio_partition)? {
-                        found.insert(k, offset);
-                    }
-                }
-                Ok(found)
-            })
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r);
-            match asked {
-                Ok(found) => return found,
+            let pairs = kafka_partitions
+                .iter()
+                .map(|&k| (k, fluvio_partition))
+                .collect();
+            match newest_offsets(&self.cfg, &self.fluvio_topic, pairs).await {
+                Ok(found) => return found.into_iter().map(|((k, _), o)| (k, o)).collect(),
                 Err(e) => {
                     tracing::warn!(partition = fluvio_partition, error = %format!("{e:#}"), waited = ?started.elapsed(), "cannot read what Kafka holds yet; asking again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -615,9 +606,10 @@ impl PartitionPipe {
         tracing::warn!(partition, offset, error = %e, pending = self.in_flight.len(), unavailable, "delivery failed; sending again in order what Kafka lacks");
         let (failed, _, _) = self.in_flight.pop_front().expect("front exists");
         self.in_flight_bytes = 0;
-        let mut unsettled = vec![(failed, kafka_partition)];
+        let k = mirror.kafka_partition(&failed, kafka_partition);
+        let mut unsettled = vec![(failed, k)];
         while let Some((rec, mut sent, _)) = self.in_flight.pop_front() {
-            match tokio::time::timeout(
+            let reported = match tokio::time::timeout(
                 mirror.cfg.delivery_timeout + Duration::from_secs(5),
                 sent.wait(),
             )
@@ -626,16 +618,19 @@ impl PartitionPipe {
                 Ok(Ok(())) => {
                     tracing::error!(partition, offset = rec.offset, "a later record was acknowledged after an earlier one failed: order may be broken");
                     mirror.m.records.inc();
+                    continue;
                 }
-                Ok(Err((_, k))) => unsettled.push((rec, k)),
-                Err(_) => unsettled.push((rec, None)),
-            }
+                Ok(Err((_, reported))) => reported,
+                Err(_) => None,
+            };
+            let k = mirror.kafka_partition(&rec, reported);
+            unsettled.push((rec, k));
         }
         tokio::time::sleep(Duration::from_millis(if unavailable { 1000 } else { 500 })).await;
-        let in_kafka = mirror.newest_in_kafka(partition, &unsettled).await;
+        let kafka_partitions = unsettled.iter().filter_map(|(_, k)| *k).collect();
+        let in_kafka = mirror.newest_in_kafka(partition, &kafka_partitions).await;
         for (rec, k) in unsettled {
-            let kafka_partition = mirror.cfg.partitioning.kafka_partition(rec.partition).or(k);
-            let there = kafka_partition
+            let there = k
                 .and_then(|k| in_kafka.get(&k))
                 .is_some_and(|newest| rec.offset <= *newest);
             let sent = if there {

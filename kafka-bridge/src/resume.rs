@@ -5,6 +5,7 @@
 //! partitioning) and after a delivery whose outcome is unknown (to send again only what Kafka
 //! lacks): neither a gap nor a duplicate, whatever the crash.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -20,15 +21,36 @@ use crate::mirror::client_config;
 /// (records of other Fluvio partitions or other writers may sit after it).
 const SCAN_LIMIT: i64 = 1_000_000;
 
-/// A reader of the end of the Kafka topic (blocking: call it from `spawn_blocking`).
-pub struct KafkaTail {
+/// The newest Fluvio offset of each `(Kafka partition, Fluvio partition)` pair that Kafka
+/// holds, read on the blocking pool.
+pub async fn newest_offsets(
+    cfg: &KafkaConfig,
+    fluvio_topic: &str,
+    pairs: Vec<(i32, u32)>,
+) -> Result<HashMap<(i32, u32), i64>> {
+    let (cfg, fluvio_topic) = (cfg.clone(), fluvio_topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let tail = KafkaTail::open(&cfg, &fluvio_topic)?;
+        let mut found = HashMap::new();
+        for (k, p) in pairs {
+            if let Some(offset) = tail.newest(k, p)? {
+                found.insert((k, p), offset);
+            }
+        }
+        Ok(found)
+    })
+    .await?
+}
+
+/// A reader of the end of the Kafka topic (blocking).
+struct KafkaTail {
     consumer: BaseConsumer,
     topic: String,
     fluvio_topic: String,
 }
 
 impl KafkaTail {
-    pub fn open(cfg: &KafkaConfig, fluvio_topic: &str) -> Result<Self> {
+    fn open(cfg: &KafkaConfig, fluvio_topic: &str) -> Result<Self> {
         let mut settings = vec![
             ("bootstrap.servers".to_string(), cfg.brokers.clone()),
             (
@@ -51,7 +73,7 @@ impl KafkaTail {
 
     /// The newest Fluvio offset of `fluvio_partition` in Kafka partition `kafka_partition`, or
     /// `None` when none is in its last [`SCAN_LIMIT`] records.
-    pub fn newest(&self, kafka_partition: i32, fluvio_partition: u32) -> Result<Option<i64>> {
+    fn newest(&self, kafka_partition: i32, fluvio_partition: u32) -> Result<Option<i64>> {
         let (low, high) = self
             .consumer
             .fetch_watermarks(&self.topic, kafka_partition, Duration::from_secs(10))

@@ -90,6 +90,18 @@ pub fn kcat() -> Option<PathBuf> {
     ["kcat", "kafkacat"].iter().find_map(|name| which(name))
 }
 
+/// `kcat -P` into `topic` set up like the bridge's producer (idempotent, `acks=all`, 20 ms
+/// linger, lz4): the baseline of the bridge benchmarks. Output is discarded.
+pub fn kcat_producer(broker: &str, topic: &str) -> Option<std::process::Command> {
+    let mut cmd = std::process::Command::new(kcat()?);
+    cmd.args(["-P", "-b", broker, "-t", topic])
+        .args(["-X", "enable.idempotence=true", "-X", "acks=all"])
+        .args(["-X", "linger.ms=20", "-z", "lz4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    Some(cmd)
+}
+
 /// Find an executable on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
