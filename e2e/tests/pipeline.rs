@@ -82,7 +82,7 @@ fn emulator_to_ml_consumer_exactly_once_under_faults() {
     std::fs::write(
         &bridge_cfg,
         format!(
-            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: e2e-bridge\n  type: kafka-bridge-sink\n  topic: {topic}\n  consumer:\n    id: {topic}-bridge\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {}\n  topic: tweets-e2e\n  commit_interval: 300ms\n  delivery_timeout: 10s\n",
+            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: e2e-bridge\n  type: kafka-bridge-sink\n  topic: {topic}\n  consumer:\n    id: {topic}-bridge\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {}\n  topic: tweets-e2e\n  commit_interval: 300ms\n",
             broker.bootstrap()
         ),
     )

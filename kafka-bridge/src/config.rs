@@ -58,13 +58,11 @@ pub struct KafkaConfig {
     /// How often to commit the Fluvio offset (default 2s; also on shutdown).
     #[serde(default = "d_2s", deserialize_with = "de_duration")]
     pub commit_interval: Duration,
-    /// Give one send this long before retrying it (default 2m).
-    #[serde(default = "d_120s", deserialize_with = "de_duration")]
-    pub delivery_timeout: Duration,
-    /// Retries of a failed delivery before exiting non-zero (default 10; a down broker is
-    /// waited for without counting).
-    #[serde(default = "default_retries")]
-    pub max_retries: u32,
+    /// Stop (exit 1) when Kafka has not acknowledged a record this long after it was read.
+    /// Default: never; librdkafka sends it again, in order and without duplicates, until a
+    /// broker takes it. Either way nothing is skipped: the next start resumes from Kafka.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub delivery_timeout: Option<Duration>,
     /// Resume each Fluvio partition after the `fluvio.offset` header of the last record in
     /// Kafka (default true with `same` or `fixed` partitioning).
     #[serde(default = "yes")]
@@ -231,10 +229,19 @@ impl KafkaConfig {
             ),
             (
                 "message.timeout.ms".into(),
-                self.delivery_timeout.as_millis().to_string(),
+                self.delivery_timeout
+                    .map_or(0, |t| t.as_millis().max(1))
+                    .to_string(),
             ),
             ("queue.buffering.max.messages".into(), "1000000".into()),
+            // For the `kafka_request_failures` metric.
+            ("statistics.interval.ms".into(), "1000".into()),
         ];
+        if self.delivery_timeout.is_some() {
+            // A record that timed out must stop the producer: later ones written after it
+            // would leave a gap, or break the order when it is sent again.
+            s.push(("enable.gapless.guarantee".into(), "true".into()));
+        }
         s.extend(self.security_settings());
         for (k, v) in &self.options {
             s.retain(|(name, _)| name != k);
@@ -308,9 +315,6 @@ fn default_in_flight() -> usize {
 fn default_in_flight_bytes() -> usize {
     16 << 20
 }
-fn default_retries() -> u32 {
-    10
-}
 fn yes() -> bool {
     true
 }
@@ -323,8 +327,8 @@ fn d_20ms() -> Duration {
 fn d_2s() -> Duration {
     Duration::from_secs(2)
 }
-fn d_120s() -> Duration {
-    Duration::from_secs(120)
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -270,8 +270,8 @@ async fn mirror_partition(
     result.and(drained)
 }
 
-/// Wait for every acknowledgement, then commit: the committed offset never passes a record
-/// Kafka has not taken.
+/// Commit what Kafka acknowledged so far (without waiting for the records in flight): the
+/// committed offset never passes a record Kafka has not taken.
 async fn commit_acked(
     mirror: &Mirror,
     pipe: &mut PartitionPipe,
@@ -279,7 +279,7 @@ async fn commit_acked(
     committed: &mut Option<i64>,
     gauge: &connector_runtime::metrics::Gauge,
 ) -> Result<()> {
-    pipe.drain(mirror).await?;
+    pipe.collect_ready(mirror).await?;
     if let Some(acked) = pipe.acked().filter(|a| Some(*a) != *committed) {
         input.commit(acked).await?;
         *committed = Some(acked);

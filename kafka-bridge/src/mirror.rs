@@ -1,10 +1,12 @@
 //! The Kafka side: an idempotent producer writing each Fluvio record with its key, value,
 //! timestamp and `fluvio.*` headers, and per-partition pipes that keep deliveries in order and
 //! know the highest offset acknowledged with every earlier one (what may be committed).
-//! A failed delivery is retried in order; a broker that is away is waited for; a record Kafka
-//! can never take (too large, not authorised) stops the bridge with its offset, never skipped.
+//! librdkafka retries every delivery in order, without duplicates (idempotence), for as long as
+//! a broker is away (waited for, with progress in the log); a record Kafka can never take (too
+//! large, not authorised) or an unacknowledged one past `delivery_timeout` stops the bridge
+//! with its offset, never skipped: the next start resumes from what Kafka holds.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,6 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, Partitioning};
-use crate::resume::newest_offsets;
 
 /// One record read from Fluvio (or the input file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +47,9 @@ struct MirrorMetrics {
     metrics: Metrics,
     records: Counter,
     bytes: Counter,
-    retries: Counter,
     latency_ms_total: Counter,
     latency_ms_max: Gauge,
     timestamps_dropped: Counter,
-    found_in_kafka: Counter,
 }
 
 impl MirrorMetrics {
@@ -59,10 +58,6 @@ impl MirrorMetrics {
             metrics: m.clone(),
             records: m.counter("records_mirrored_total", "records acknowledged by Kafka"),
             bytes: m.counter("bytes_mirrored_total", "value bytes acknowledged by Kafka"),
-            retries: m.counter(
-                "delivery_retries_total",
-                "records sent again after a failed delivery",
-            ),
             latency_ms_total: m.counter(
                 "delivery_latency_ms_total",
                 "sum of send-to-acknowledgement times (ms)",
@@ -75,19 +70,18 @@ impl MirrorMetrics {
                 "timestamps_dropped_total",
                 "records whose time was more than 55 min ahead (sent without one)",
             ),
-            found_in_kafka: m.counter(
-                "found_in_kafka_total",
-                "records whose delivery failed but which Kafka held anyway (not sent again)",
-            ),
         }
     }
 }
 
 /// The producer's client context: remembers an authentication failure, which librdkafka only
-/// reports as a global error while every request just waits for a broker.
-#[derive(Clone, Default)]
+/// reports as a global error while every request just waits for a broker, and publishes
+/// librdkafka's count of failed requests (its statistics, every second): after each, the
+/// records concerned are sent again.
+#[derive(Clone)]
 pub struct AuthWatch {
     failure: Arc<Mutex<Option<String>>>,
+    request_failures: Gauge,
 }
 
 impl AuthWatch {
@@ -116,6 +110,16 @@ impl ClientContext for AuthWatch {
         }
         tracing::error!(error = %error, reason, "kafka client error");
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.request_failures.set(
+            statistics
+                .brokers
+                .values()
+                .map(|b| b.txretries + b.txerrs + b.rxerrs + b.req_timeouts)
+                .sum(),
+        );
+    }
 }
 
 /// Kafka errors that no retry can fix: the bridge stops (the record is not committed).
@@ -139,26 +143,6 @@ fn is_permanent(e: &KafkaError) -> bool {
     )
 }
 
-/// Errors of an unreachable cluster: waited out without counting as retries.
-fn is_unavailable(e: &KafkaError) -> bool {
-    use RDKafkaErrorCode::*;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            MessageTimedOut
-                | AllBrokersDown
-                | BrokerTransportFailure
-                | NetworkException
-                | RequestTimedOut
-                | NotEnoughReplicas
-                | NotEnoughReplicasAfterAppend
-                | LeaderNotAvailable
-                | NotLeaderForPartition
-                | QueueFull
-        )
-    )
-}
-
 pub fn client_config(settings: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (k, v) in settings {
@@ -178,7 +162,13 @@ impl Mirror {
         metrics: &Metrics,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>> {
-        let auth = AuthWatch::default();
+        let auth = AuthWatch {
+            failure: Arc::default(),
+            request_failures: metrics.gauge(
+                "kafka_request_failures",
+                "requests to Kafka that failed, timed out or were retried (their records are sent again, in order, without duplicates)",
+            ),
+        };
         let producer: FutureProducer<AuthWatch> = client_config(&cfg.producer_settings(client_id))
             .create_with_context(auth.clone())
             .map_err(|e| anyhow!("kafka: cannot create the producer: {e}"))?;
@@ -341,42 +331,6 @@ impl Mirror {
         }
     }
 
-    /// The Kafka partition a record goes to: fixed by the partitioning, or (with `key`) the one
-    /// the producer reported for it.
-    fn kafka_partition(&self, rec: &SourceRecord, reported: Option<i32>) -> Option<i32> {
-        self.cfg
-            .partitioning
-            .kafka_partition(rec.partition)
-            .or(reported)
-    }
-
-    /// For each of `kafka_partitions`, the newest offset of `fluvio_partition` Kafka holds
-    /// there. Asks until Kafka answers (a record it holds must not be sent twice); the answer
-    /// is empty only when resuming from Kafka is turned off.
-    async fn newest_in_kafka(
-        &self,
-        fluvio_partition: u32,
-        kafka_partitions: &BTreeSet<i32>,
-    ) -> HashMap<i32, i64> {
-        if !self.cfg.resume_from_kafka {
-            return HashMap::new();
-        }
-        let started = Instant::now();
-        loop {
-            let pairs = kafka_partitions
-                .iter()
-                .map(|&k| (k, fluvio_partition))
-                .collect();
-            match newest_offsets(&self.cfg, &self.fluvio_topic, pairs).await {
-                Ok(found) => return found.into_iter().map(|((k, _), o)| (k, o)).collect(),
-                Err(e) => {
-                    tracing::warn!(partition = fluvio_partition, error = %format!("{e:#}"), waited = ?started.elapsed(), "cannot read what Kafka holds yet; asking again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-
     /// Wait for everything sent to be acknowledged (or to fail).
     pub fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);
@@ -387,49 +341,59 @@ impl Mirror {
     }
 }
 
-/// A record handed to Kafka: its acknowledgement to come, or already known to be there.
+/// A record handed to Kafka: its acknowledgement to come, or arrived and not yet taken.
 enum Sent {
     Pending(DeliveryFuture),
-    /// The outcome arrived while the pipe was waiting for it, not yet taken.
+    /// The outcome arrived while the pipe was waiting for it (see [`PartitionPipe::front_arrived`]).
     Arrived(Outcome),
-    /// Found in Kafka after a delivery whose outcome was unknown: not sent again.
-    InKafka,
 }
 
-/// The outcome of one delivery; on failure, the Kafka partition the record was meant for.
-type Outcome = Result<(), (KafkaError, Option<i32>)>;
+/// The outcome of one delivery.
+type Outcome = Result<(), KafkaError>;
+
+/// How often a wait for Kafka's acknowledgement says so in the log.
+const WAIT_REPORT: Duration = Duration::from_secs(10);
 
 impl Sent {
     fn now_or_never(&mut self) -> Option<Outcome> {
         match self {
             Sent::Pending(fut) => fut.now_or_never().map(outcome),
-            Sent::Arrived(_) => Some(self.take_arrived()),
-            Sent::InKafka => Some(Ok(())),
+            Sent::Arrived(o) => Some(o.clone()),
         }
     }
 
-    async fn wait(&mut self) -> Outcome {
-        match self {
-            Sent::Pending(fut) => outcome(fut.await),
-            Sent::Arrived(_) => self.take_arrived(),
-            Sent::InKafka => Ok(()),
-        }
-    }
-
-    fn take_arrived(&mut self) -> Outcome {
-        match std::mem::replace(self, Sent::InKafka) {
-            Sent::Arrived(o) => o,
-            _ => unreachable!("only called on Arrived"),
+    /// The outcome, once Kafka gave it; a long wait (a broker away) is reported every
+    /// [`WAIT_REPORT`]. Cancel-safe.
+    async fn wait(&mut self, rec: &SourceRecord, sent_at: Instant) -> Outcome {
+        let Sent::Pending(fut) = self else {
+            let Sent::Arrived(o) = self else {
+                unreachable!()
+            };
+            return o.clone();
+        };
+        loop {
+            match tokio::time::timeout(WAIT_REPORT, &mut *fut).await {
+                Ok(result) => {
+                    let o = outcome(result);
+                    *self = Sent::Arrived(o.clone());
+                    return o;
+                }
+                Err(_) => tracing::warn!(
+                    partition = rec.partition,
+                    offset = rec.offset,
+                    waited = ?sent_at.elapsed(),
+                    "Kafka has not acknowledged this record yet (a broker away?); librdkafka keeps sending it, in order"
+                ),
+            }
         }
     }
 }
 
 fn outcome(result: <DeliveryFuture as std::future::Future>::Output) -> Outcome {
-    use rdkafka::message::Message;
     match result {
         Ok(Ok(_delivery)) => Ok(()),
-        Ok(Err((e, msg))) => Err((e, Some(msg.partition()).filter(|p| *p >= 0))),
-        Err(_) => Err((KafkaError::Canceled, None)),
+        Ok(Err((e, _msg))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
     }
 }
 
@@ -440,7 +404,6 @@ pub struct PartitionPipe {
     in_flight_bytes: usize,
     /// The highest offset acknowledged, every earlier one too.
     acked: Option<i64>,
-    failures: u32,
     in_flight_gauge: Gauge,
     acked_gauge: Gauge,
 }
@@ -453,7 +416,6 @@ impl PartitionPipe {
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
             acked,
-            failures: 0,
             in_flight_gauge: metrics.gauge_with(
                 "in_flight",
                 &[("partition", &p)],
@@ -531,21 +493,19 @@ impl PartitionPipe {
     /// [`PartitionPipe::collect_ready`]: cancel-safe, so it can race a read of the input (an idle
     /// input must not keep acknowledgements unseen).
     pub async fn front_arrived(&mut self) {
-        let Some((_, sent, _)) = self.in_flight.front_mut() else {
+        let Some((rec, sent, sent_at)) = self.in_flight.front_mut() else {
             return std::future::pending().await;
         };
-        if let Sent::Pending(fut) = sent {
-            let o = outcome(fut.await);
-            *sent = Sent::Arrived(o);
-        }
+        // The outcome stays in the pipe (`Sent::Arrived`) for `collect_ready` to settle.
+        let _ = sent.wait(rec, *sent_at).await;
     }
 
     /// Wait for the oldest record's acknowledgement.
     pub async fn complete_front(&mut self, mirror: &Mirror) -> Result<()> {
-        let Some((_, sent, _)) = self.in_flight.front_mut() else {
+        let Some((rec, sent, sent_at)) = self.in_flight.front_mut() else {
             return Ok(());
         };
-        let result = sent.wait().await;
+        let result = sent.wait(rec, *sent_at).await;
         self.settle_front(mirror, result).await
     }
 
@@ -571,78 +531,18 @@ impl PartitionPipe {
                 mirror.m.bytes.add(rec.value.len() as u64);
                 self.acked = Some(rec.offset);
                 self.acked_gauge.set(rec.offset.max(0) as u64);
-                self.failures = 0;
                 self.in_flight_gauge.set(self.in_flight.len() as u64);
                 Ok(())
             }
-            Err(e) => self.retry_from_front(mirror, e).await,
-        }
-    }
-
-    /// The oldest delivery failed: let the later ones settle, ask Kafka which of the unsettled
-    /// records it holds anyway (a delivery that timed out may have been written), and send the
-    /// others again, in order. Permanent errors and too many retries stop the bridge.
-    async fn retry_from_front(
-        &mut self,
-        mirror: &Mirror,
-        (e, kafka_partition): (KafkaError, Option<i32>),
-    ) -> Result<()> {
-        let (first, _, _) = self.in_flight.front().expect("front exists");
-        let (partition, offset) = (first.partition, first.offset);
-        if is_permanent(&e) {
-            bail!("kafka refused Fluvio partition {partition} offset {offset}: {e} (the record is not committed; fix and restart)");
-        }
-        mirror.auth.check()?;
-        let unavailable = is_unavailable(&e);
-        if !unavailable {
-            self.failures += 1;
-            if self.failures > mirror.cfg.max_retries {
-                bail!(
-                    "delivery of Fluvio partition {partition} offset {offset} failed {} times: {e}",
-                    self.failures
-                );
+            Err(e) => {
+                let (first, _, _) = self.in_flight.front().expect("front exists");
+                let (partition, offset) = (first.partition, first.offset);
+                mirror.auth.check()?;
+                if is_permanent(&e) {
+                    bail!("kafka refused Fluvio partition {partition} offset {offset}: {e} (the record is not committed; fix and restart)");
+                }
+                bail!("kafka did not take Fluvio partition {partition} offset {offset}: {e} (the record is not committed; the next start resumes after what Kafka holds, so nothing is lost or written twice)")
             }
         }
-        tracing::warn!(partition, offset, error = %e, pending = self.in_flight.len(), unavailable, "delivery failed; sending again in order what Kafka lacks");
-        let (failed, _, _) = self.in_flight.pop_front().expect("front exists");
-        self.in_flight_bytes = 0;
-        let k = mirror.kafka_partition(&failed, kafka_partition);
-        let mut unsettled = vec![(failed, k)];
-        while let Some((rec, mut sent, _)) = self.in_flight.pop_front() {
-            let reported = match tokio::time::timeout(
-                mirror.cfg.delivery_timeout + Duration::from_secs(5),
-                sent.wait(),
-            )
-            .await
-            {
-                Ok(Ok(())) => {
-                    tracing::error!(partition, offset = rec.offset, "a later record was acknowledged after an earlier one failed: order may be broken");
-                    mirror.m.records.inc();
-                    continue;
-                }
-                Ok(Err((_, reported))) => reported,
-                Err(_) => None,
-            };
-            let k = mirror.kafka_partition(&rec, reported);
-            unsettled.push((rec, k));
-        }
-        tokio::time::sleep(Duration::from_millis(if unavailable { 1000 } else { 500 })).await;
-        let kafka_partitions = unsettled.iter().filter_map(|(_, k)| *k).collect();
-        let in_kafka = mirror.newest_in_kafka(partition, &kafka_partitions).await;
-        for (rec, k) in unsettled {
-            let there = k
-                .and_then(|k| in_kafka.get(&k))
-                .is_some_and(|newest| rec.offset <= *newest);
-            let sent = if there {
-                mirror.m.found_in_kafka.inc();
-                Sent::InKafka
-            } else {
-                mirror.m.retries.inc();
-                Sent::Pending(self.send_with_retry(mirror, &rec).await?)
-            };
-            self.in_flight_bytes += rec.value.len();
-            self.in_flight.push_back((rec, sent, Instant::now()));
-        }
-        Ok(())
     }
 }

@@ -103,9 +103,11 @@ pub async fn producer(fluvio: &Fluvio, meta: &MetaConfig) -> Result<TopicProduce
     if let Some(linger) = p.linger {
         builder.linger(linger);
     }
-    if let Some(size) = p.batch_size {
-        builder.batch_size(size as usize);
-    }
+    let max_request = p.max_request_size.unwrap_or(DEFAULT_MAX_REQUEST_SIZE);
+    let batch_size = p
+        .batch_size
+        .unwrap_or(DEFAULT_PRODUCER_BATCH_SIZE.min(max_request));
+    builder.batch_size(batch_size as usize);
     if let Some(size) = p.max_request_size {
         builder.max_request_size(size as usize);
     }
@@ -239,6 +241,14 @@ pub async fn partition_stream(
         )
     })
 }
+
+/// `meta.producer.batch-size` when not set: 512 KB. With Fluvio's own default (16 KB), records
+/// of ~1 KB at 6,000/s queue up behind many small batches: measured p50 30 ms and p99 100 ms
+/// from send to a consumer, against 9 ms and 40 ms with large batches (5 ms linger).
+pub const DEFAULT_PRODUCER_BATCH_SIZE: u64 = 512 * 1024;
+
+/// `meta.producer.max-request-size` when not set (Fluvio's default): 1 MB.
+pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 1024 * 1024;
 
 /// A bounded wait used between retries of cluster operations.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);

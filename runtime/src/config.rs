@@ -460,7 +460,9 @@ impl<C: DeserializeOwned> ConnectorConfig<C> {
             return Err(err("meta.name", "the connector name is empty".into()));
         }
         let producer = raw_meta.producer.unwrap_or_default();
-        let max_request = producer.max_request_size.unwrap_or(1024 * 1024);
+        let max_request = producer
+            .max_request_size
+            .unwrap_or(crate::cluster::DEFAULT_MAX_REQUEST_SIZE);
         if producer.batch_size.is_some_and(|b| b > max_request) {
             return Err(err(
                 "meta.producer.batch-size",

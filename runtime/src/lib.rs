@@ -20,6 +20,8 @@
 //!   registered names); failures counted and logged with the record key;
 //! - [`shutdown`]: SIGINT/SIGTERM stop reading, then flush (source) or commit (sink), exit 0;
 //!   a second signal exits at once;
+//! - [`quick_ack`]: sinks acknowledge the SPU's writes at once (Fluvio 0.50 delays records to a
+//!   reading-only client by up to 40 ms otherwise);
 //! - [`metrics`]: upstream's JSON counters on a Unix socket (per connector name), and optional
 //!   Prometheus `/metrics` and `/health` over HTTP; progress lines in the log.
 //!
@@ -35,6 +37,7 @@ pub mod launch;
 pub mod logging;
 pub mod metrics;
 pub mod output;
+pub mod quick_ack;
 pub mod secrets;
 pub mod shutdown;
 pub mod sink;

@@ -111,6 +111,7 @@ pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
     let smartmodules = spu_invocations(&config.transforms, &config_dir)?;
     let fluvio = cluster::connect(&config.meta.name).await?;
     cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
+    crate::quick_ack::spawn();
     Ok(SinkContext {
         fluvio,
         meta: config.meta.clone(),
