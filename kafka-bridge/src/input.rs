@@ -35,6 +35,12 @@ pub enum PartitionInput {
         /// (expired by retention), the bridge stops.
         expected: Option<i64>,
         reopen: Reopen,
+        /// A re-read under way (its own task, so that [`PartitionInput::next`] stays
+        /// cancel-safe), and the record read after the gap.
+        rereading: Option<(
+            tokio::task::JoinHandle<Result<Vec<SourceRecord>>>,
+            SourceRecord,
+        )>,
         /// Records read and not yet handed out (a re-read gap, then the record after it).
         ready: std::collections::VecDeque<SourceRecord>,
     },
@@ -42,7 +48,24 @@ pub enum PartitionInput {
 }
 
 impl PartitionInput {
-    /// The next record (waits for one to arrive).
+    pub fn fluvio(
+        partition: u32,
+        stream: FluvioStream,
+        expected: Option<i64>,
+        reopen: Reopen,
+    ) -> Self {
+        PartitionInput::Fluvio {
+            partition,
+            stream,
+            expected,
+            reopen,
+            rereading: None,
+            ready: Default::default(),
+        }
+    }
+
+    /// The next record (waits for one to arrive). Cancel-safe: `mirror_partition` races it
+    /// with acknowledgements.
     pub async fn next(&mut self) -> Result<Option<SourceRecord>> {
         match self {
             PartitionInput::Fluvio {
@@ -50,8 +73,18 @@ impl PartitionInput {
                 stream,
                 expected,
                 reopen,
+                rereading,
                 ready,
             } => loop {
+                if let Some((task, _)) = rereading.as_mut() {
+                    let again = task
+                        .await
+                        .map_err(|e| anyhow::anyhow!("reading again: {e}"))??;
+                    let (_, after) = rereading.take().expect("a re-read under way");
+                    ready.extend(again);
+                    *expected = Some(after.offset + 1);
+                    ready.push_back(after);
+                }
                 if let Some(rec) = ready.pop_front() {
                     return Ok(Some(rec));
                 }
@@ -60,25 +93,31 @@ impl PartitionInput {
                     Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: {e:?}"),
                     Some(Ok(r)) => source_record(*partition, &r),
                 };
-                if let Some(want) = *expected {
-                    if r.offset < want {
-                        anyhow::bail!(
-                            "Fluvio partition {partition}: expected offset {want}, got {} (the consumer went back)",
-                            r.offset
-                        );
-                    }
-                    if r.offset > want {
+                match *expected {
+                    Some(want) if r.offset < want => anyhow::bail!(
+                        "Fluvio partition {partition}: expected offset {want}, got {} (the consumer went back)",
+                        r.offset
+                    ),
+                    Some(want) if r.offset > want => {
                         tracing::warn!(
                             partition,
                             expected = want,
                             got = r.offset,
                             "the Fluvio consumer skipped records; reading them again"
                         );
-                        ready.extend(read_again(reopen, *partition, want, r.offset).await?);
+                        let task = tokio::spawn(read_again(
+                            reopen(want),
+                            *partition,
+                            want,
+                            r.offset,
+                        ));
+                        *rereading = Some((task, r));
+                    }
+                    _ => {
+                        *expected = Some(r.offset + 1);
+                        return Ok(Some(r));
                     }
                 }
-                *expected = Some(r.offset + 1);
-                ready.push_back(r);
             },
             PartitionInput::File(f) => f.next().await.map(Some),
         }
@@ -89,12 +128,45 @@ impl PartitionInput {
         matches!(self, PartitionInput::File(_))
     }
 
-    /// Commit everything read so far (all of it acknowledged by Kafka: the caller drained).
-    pub async fn commit(&mut self, offset: i64) -> Result<()> {
+    /// Whether records read are still to be handed out (read again after a skipped fetch).
+    pub fn holds_records(&self) -> bool {
         match self {
             PartitionInput::Fluvio {
-                partition, stream, ..
+                rereading, ready, ..
+            } => rereading.is_some() || !ready.is_empty(),
+            PartitionInput::File(_) => false,
+        }
+    }
+
+    /// Whether [`PartitionInput::commit`] commits the last record read rather than the offset
+    /// it is given (the Fluvio consumer stream does): then everything read must be
+    /// acknowledged first.
+    pub fn commits_last_read(&self) -> bool {
+        matches!(self, PartitionInput::Fluvio { .. })
+    }
+
+    /// Commit `offset`, acknowledged by Kafka with every earlier one. A Fluvio stream commits
+    /// the last record it handed out, so it commits only when that is `offset` (nothing read
+    /// again or read after it is pending); otherwise a later commit will. Returns whether it
+    /// committed.
+    pub async fn commit(&mut self, offset: i64) -> Result<bool> {
+        match self {
+            PartitionInput::Fluvio {
+                partition,
+                stream,
+                expected,
+                rereading,
+                ready,
+                ..
             } => {
+                if *expected != Some(offset + 1) || rereading.is_some() || !ready.is_empty() {
+                    tracing::debug!(
+                        partition,
+                        offset,
+                        "not committing: records read after it are not acknowledged yet"
+                    );
+                    return Ok(false);
+                }
                 tracing::debug!(partition, offset, "offset commit");
                 stream.offset_commit().await.map_err(|e| {
                     anyhow::anyhow!("Fluvio partition {partition}: offset commit: {e:?}")
@@ -111,9 +183,9 @@ impl PartitionInput {
                     }
                 }
                 tracing::debug!(partition, offset, "offset flushed");
-                Ok(())
+                Ok(true)
             }
-            PartitionInput::File(f) => f.commit(offset),
+            PartitionInput::File(f) => f.commit(offset).map(|()| true),
         }
     }
 }
@@ -131,7 +203,7 @@ fn source_record(partition: u32, r: &fluvio::consumer::Record) -> SourceRecord {
 /// Offsets `from..to` of a partition, read with a stream of their own: every one of them, in
 /// order, or an error naming the first missing.
 async fn read_again(
-    reopen: &Reopen,
+    opening: BoxFuture<'static, Result<FluvioStream>>,
     partition: u32,
     from: i64,
     to: i64,
@@ -142,7 +214,7 @@ async fn read_again(
             from - 1
         )
     };
-    let mut stream = reopen(from).await?;
+    let mut stream = opening.await?;
     let mut records = Vec::with_capacity((to - from) as usize);
     while from + (records.len() as i64) < to {
         let want = from + records.len() as i64;

@@ -125,13 +125,7 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
                 Ok(Box::new(stream) as input::FluvioStream)
             })
         });
-        let input = PartitionInput::Fluvio {
-            partition: p,
-            stream: Box::new(stream),
-            expected,
-            reopen,
-            ready: Default::default(),
-        };
+        let input = PartitionInput::fluvio(p, Box::new(stream), expected, reopen);
         let in_kafka = resumed.get(&p).copied();
         tasks.spawn(mirror_partition(
             mirror.clone(),
@@ -228,8 +222,10 @@ async fn mirror_partition(
                 record = input.next() => match record? {
                     Some(rec) => {
                         pipe.push(&mirror, rec).await?;
-                        if !timer_commits && last_commit.elapsed() >= interval {
-                            commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?;
+                        if !timer_commits
+                            && last_commit.elapsed() >= interval
+                            && commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?
+                        {
                             last_commit = std::time::Instant::now();
                         }
                     }
@@ -257,8 +253,9 @@ async fn mirror_partition(
     if let Some(acked) = pipe.acked().filter(|a| Some(*a) != committed) {
         match tokio::time::timeout(std::time::Duration::from_secs(3), input.commit(acked)).await {
             Ok(r) => {
-                r?;
-                tracing::info!(partition, offset = acked, "committed on the way out");
+                if r? {
+                    tracing::info!(partition, offset = acked, "committed on the way out");
+                }
             }
             Err(_) => tracing::warn!(
                 partition,
@@ -270,22 +267,33 @@ async fn mirror_partition(
     result.and(drained)
 }
 
-/// Commit what Kafka acknowledged so far (without waiting for the records in flight): the
-/// committed offset never passes a record Kafka has not taken.
+/// Commit what Kafka acknowledged: the committed offset never passes a record Kafka has not
+/// taken. A Fluvio stream commits the last record read, so it waits for everything in flight,
+/// and does not try while records read again are still to be sent. Returns whether it tried
+/// (else it should try again soon).
 async fn commit_acked(
     mirror: &Mirror,
     pipe: &mut PartitionPipe,
     input: &mut PartitionInput,
     committed: &mut Option<i64>,
     gauge: &connector_runtime::metrics::Gauge,
-) -> Result<()> {
-    pipe.collect_ready(mirror).await?;
+) -> Result<bool> {
+    if input.commits_last_read() {
+        if input.holds_records() {
+            return Ok(false);
+        }
+        pipe.drain(mirror).await?;
+    } else {
+        pipe.collect_ready(mirror).await?;
+    }
     if let Some(acked) = pipe.acked().filter(|a| Some(*a) != *committed) {
-        input.commit(acked).await?;
+        if !input.commit(acked).await? {
+            return Ok(false);
+        }
         *committed = Some(acked);
         gauge.set(acked.max(0) as u64);
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
