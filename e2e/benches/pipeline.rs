@@ -85,6 +85,17 @@ fn bridge_config(
     )
 }
 
+/// A bridge from `topic` into the Kafka topic of the same name, created with `LogAppendTime`
+/// (the latency benches compare Kafka's append time with the Fluvio record time).
+fn log_append_bridge_config(topic: &str, broker: &str, kafka_extra: &str) -> String {
+    bridge_config(
+        topic,
+        broker,
+        topic,
+        &format!("  topic_config:\n    message.timestamp.type: LogAppendTime\n{kafka_extra}"),
+    )
+}
+
 fn stop(mut child: Child) {
     testkit::signal(&child, 15);
     let _ = child.wait();
@@ -163,18 +174,7 @@ fn bridge_vs_pipe(env: &FluvioEnv, broker: &str, n: u64) {
 
 /// `n` generated tweets: raw v1.1 statuses (~3 KB) or shaped by `tweet-shape` (~1 KB).
 fn values(n: u64, shaped: bool) -> Vec<String> {
-    let g = x_emulator::generator::Generator::new(1_700_000_000_000);
-    (0..n)
-        .map(|s| {
-            let raw = g.v1(s % 4096);
-            if shaped {
-                serde_json::to_string(&tweet_model::shape(raw.as_bytes()).unwrap().unwrap())
-                    .unwrap()
-            } else {
-                raw
-            }
-        })
-        .collect()
+    x_emulator::generator::Generator::new(1_700_000_000_000).v1_values(n, shaped)
 }
 
 /// The bridge alone at `rate` records/s for `secs`: shaped records produced into Fluvio with
@@ -190,12 +190,7 @@ fn bridge_latency(env: &FluvioEnv, broker: &str, rate: u64, secs: u64, kafka: &s
     let mut bridge = run.spawn(
         env,
         "kafka-bridge-sink",
-        &bridge_config(
-            &topic,
-            broker,
-            &topic,
-            &format!("  topic_config:\n    message.timestamp.type: LogAppendTime\n{kafka}"),
-        ),
+        &log_append_bridge_config(&topic, broker, kafka),
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -324,18 +319,12 @@ fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd 
         shape.display(),
         emu.base_url()
     );
-    let kafka_topic = topic.clone();
     let started = Instant::now();
     let mut source = run.spawn(env, "twitter-source", &source_cfg);
     let mut bridge = run.spawn(
         env,
         "kafka-bridge-sink",
-        &bridge_config(
-            &topic,
-            broker,
-            &kafka_topic,
-            "  topic_config:\n    message.timestamp.type: LogAppendTime\n",
-        ),
+        &log_append_bridge_config(&topic, broker, ""),
     );
     let (mut rss_source, mut rss_bridge) = (0.0f64, 0.0f64);
     let (mut last, mut still_since) = (u64::MAX, Instant::now());
@@ -365,7 +354,7 @@ fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd 
 
     let sent: HashMap<String, i64> = emu.sent_times().into_iter().collect();
     env.run(&["topic", "delete", &topic]);
-    let records = read_topic(broker, &kafka_topic).expect("the test Python venv (./test.sh)");
+    let records = read_topic(broker, &topic).expect("the test Python venv (./test.sh)");
     let mut latency = Vec::new();
     // Kafka append time and latency per record, in Kafka order, for a closer look:
     // `BENCH_LATENCY_DUMP=<prefix>` writes `<prefix>-<rate>.tsv` per run.

@@ -14,19 +14,9 @@ use testkit::kafka::KafkaBroker;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
 
+/// `n` generated tweets: raw v1.1 statuses (~3 KB) or shaped by `tweet-shape` (~1 KB).
 fn values(n: u64, shaped: bool) -> Vec<String> {
-    let g = x_emulator::generator::Generator::new(1_700_000_000_000);
-    (0..n)
-        .map(|s| {
-            let raw = g.v1(s % 4096);
-            if shaped {
-                let t = tweet_model::shape(raw.as_bytes()).unwrap().unwrap();
-                serde_json::to_string(&t).unwrap()
-            } else {
-                raw
-            }
-        })
-        .collect()
+    x_emulator::generator::Generator::new(1_700_000_000_000).v1_values(n, shaped)
 }
 
 /// Mirror a capture file of `vals` into `topic`: (records/s, MB/s, max RSS MB).

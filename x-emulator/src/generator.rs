@@ -211,6 +211,24 @@ impl Generator {
         }
     }
 
+    /// Tweets `0..n` as v1.1 statuses (~3 KB), or shaped by `tweet_model::shape` (~1 KB): the
+    /// records the benchmarks mirror. 4,096 distinct tweets, repeated.
+    pub fn v1_values(&self, n: u64, shaped: bool) -> Vec<String> {
+        (0..n)
+            .map(|seq| {
+                let raw = self.v1(seq % 4096);
+                if shaped {
+                    let t = tweet_model::shape(raw.as_bytes())
+                        .expect("a generated tweet shapes")
+                        .expect("a generated tweet is a tweet");
+                    serde_json::to_string(&t).expect("a shaped tweet serialises")
+                } else {
+                    raw
+                }
+            })
+            .collect()
+    }
+
     /// Tweet `seq` as a v1.1 status (compact JSON, one line).
     pub fn v1(&self, seq: u64) -> String {
         v1_status(&self.facts(seq), seq).to_string()
