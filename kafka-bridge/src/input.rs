@@ -123,11 +123,6 @@ impl PartitionInput {
         }
     }
 
-    /// Whether a commit may happen while a read is pending (see `mirror_partition`).
-    pub fn can_commit_while_reading(&self) -> bool {
-        matches!(self, PartitionInput::File(_))
-    }
-
     /// Whether records read are still to be handed out (read again after a skipped fetch).
     pub fn holds_records(&self) -> bool {
         match self {
@@ -140,7 +135,8 @@ impl PartitionInput {
 
     /// Whether [`PartitionInput::commit`] commits the last record read rather than the offset
     /// it is given (the Fluvio consumer stream does): then everything read must be
-    /// acknowledged first.
+    /// acknowledged first, and a commit cannot happen while a read is pending (see
+    /// `mirror_partition`); a file commits any offset, at any time.
     pub fn commits_last_read(&self) -> bool {
         matches!(self, PartitionInput::Fluvio { .. })
     }
@@ -150,16 +146,15 @@ impl PartitionInput {
     /// again or read after it is pending); otherwise a later commit will. Returns whether it
     /// committed.
     pub async fn commit(&mut self, offset: i64) -> Result<bool> {
+        let holds_records = self.holds_records();
         match self {
             PartitionInput::Fluvio {
                 partition,
                 stream,
                 expected,
-                rereading,
-                ready,
                 ..
             } => {
-                if *expected != Some(offset + 1) || rereading.is_some() || !ready.is_empty() {
+                if *expected != Some(offset + 1) || holds_records {
                     tracing::debug!(
                         partition,
                         offset,

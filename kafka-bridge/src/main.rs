@@ -166,15 +166,7 @@ async fn resume_points(
         tracing::info!("key partitioning: resuming from the committed Fluvio offsets (after a crash, a few records may be written twice; use the fluvio.* headers to deduplicate)");
         return Ok(HashMap::new());
     }
-    let pairs = partitions
-        .iter()
-        .filter_map(|&p| Some((cfg.partitioning.kafka_partition(p)?, p)))
-        .collect();
-    let found = resume::newest_offsets(cfg, fluvio_topic, pairs).await?;
-    Ok(found
-        .into_iter()
-        .map(|((_, p), offset)| (p, offset))
-        .collect())
+    resume::newest_offsets(cfg, fluvio_topic, partitions).await
 }
 
 /// The first offset to read: after what Kafka holds, or after the committed one.
@@ -208,7 +200,7 @@ async fn mirror_partition(
     // The Fluvio 0.50 consumer stream holds a lock inside a pending read, and its commit waits
     // for that lock: committing while a read is pending never returns. So a Fluvio partition
     // commits right after a read completed; a file can commit on a timer, even when idle.
-    let timer_commits = input.can_commit_while_reading();
+    let timer_commits = !input.commits_last_read();
     let mut last_commit = std::time::Instant::now();
     let work = async {
         loop {

@@ -365,11 +365,9 @@ impl Sent {
     /// The outcome, once Kafka gave it; a long wait (a broker away) is reported every
     /// [`WAIT_REPORT`]. Cancel-safe.
     async fn wait(&mut self, rec: &SourceRecord, sent_at: Instant) -> Outcome {
-        let Sent::Pending(fut) = self else {
-            let Sent::Arrived(o) = self else {
-                unreachable!()
-            };
-            return o.clone();
+        let fut = match self {
+            Sent::Arrived(o) => return o.clone(),
+            Sent::Pending(fut) => fut,
         };
         loop {
             match tokio::time::timeout(WAIT_REPORT, &mut *fut).await {

@@ -2,8 +2,7 @@
 //! has in a Kafka partition. The records of one Fluvio partition reach one Kafka partition in
 //! order (idempotent producer), so everything of it up to that offset is there and nothing
 //! after. The bridge asks at start (to resume right after it, with `same` or `fixed`
-//! partitioning) and after a delivery whose outcome is unknown (to send again only what Kafka
-//! lacks): neither a gap nor a duplicate, whatever the crash.
+//! partitioning): neither a gap nor a duplicate, whatever the crash.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,20 +20,25 @@ use crate::mirror::client_config;
 /// (records of other Fluvio partitions or other writers may sit after it).
 const SCAN_LIMIT: i64 = 1_000_000;
 
-/// The newest Fluvio offset of each `(Kafka partition, Fluvio partition)` pair that Kafka
-/// holds, read on the blocking pool.
+/// The newest offset of each Fluvio partition that Kafka holds, in the Kafka partition the
+/// partitioning sends it to (partitions it spreads over several are left out), read on the
+/// blocking pool.
 pub async fn newest_offsets(
     cfg: &KafkaConfig,
     fluvio_topic: &str,
-    pairs: Vec<(i32, u32)>,
-) -> Result<HashMap<(i32, u32), i64>> {
-    let (cfg, fluvio_topic) = (cfg.clone(), fluvio_topic.to_string());
+    partitions: &[u32],
+) -> Result<HashMap<u32, i64>> {
+    let (cfg, fluvio_topic, partitions) =
+        (cfg.clone(), fluvio_topic.to_string(), partitions.to_vec());
     tokio::task::spawn_blocking(move || {
         let tail = KafkaTail::open(&cfg, &fluvio_topic)?;
         let mut found = HashMap::new();
-        for (k, p) in pairs {
+        for p in partitions {
+            let Some(k) = cfg.partitioning.kafka_partition(p) else {
+                continue;
+            };
             if let Some(offset) = tail.newest(k, p)? {
-                found.insert((k, p), offset);
+                found.insert(p, offset);
             }
         }
         Ok(found)

@@ -103,11 +103,7 @@ pub async fn producer(fluvio: &Fluvio, meta: &MetaConfig) -> Result<TopicProduce
     if let Some(linger) = p.linger {
         builder.linger(linger);
     }
-    let max_request = p.max_request_size.unwrap_or(DEFAULT_MAX_REQUEST_SIZE);
-    let batch_size = p
-        .batch_size
-        .unwrap_or(DEFAULT_PRODUCER_BATCH_SIZE.min(max_request));
-    builder.batch_size(batch_size as usize);
+    builder.batch_size(p.effective_batch_size() as usize);
     if let Some(size) = p.max_request_size {
         builder.max_request_size(size as usize);
     }

@@ -124,6 +124,21 @@ pub struct ProducerParams {
     pub max_request_size: Option<u64>,
 }
 
+impl ProducerParams {
+    /// `max-request-size`, or Fluvio's default.
+    pub fn effective_max_request_size(&self) -> u64 {
+        self.max_request_size
+            .unwrap_or(crate::cluster::DEFAULT_MAX_REQUEST_SIZE)
+    }
+
+    /// `batch-size`, or ours (within the request size).
+    pub fn effective_batch_size(&self) -> u64 {
+        self.batch_size.unwrap_or(
+            crate::cluster::DEFAULT_PRODUCER_BATCH_SIZE.min(self.effective_max_request_size()),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
@@ -460,9 +475,7 @@ impl<C: DeserializeOwned> ConnectorConfig<C> {
             return Err(err("meta.name", "the connector name is empty".into()));
         }
         let producer = raw_meta.producer.unwrap_or_default();
-        let max_request = producer
-            .max_request_size
-            .unwrap_or(crate::cluster::DEFAULT_MAX_REQUEST_SIZE);
+        let max_request = producer.effective_max_request_size();
         if producer.batch_size.is_some_and(|b| b > max_request) {
             return Err(err(
                 "meta.producer.batch-size",

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use fluvio::consumer::ConsumerStream;
 use fluvio::{
     Fluvio, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm,
     SmartModuleKind,
@@ -39,14 +40,34 @@ impl SinkContext {
         &self,
         partition: u32,
         start: StartAt,
-    ) -> Result<
-        impl fluvio::consumer::ConsumerStream<
-            Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
-        >,
-    > {
+    ) -> Result<impl ConsumerStream<Item = StreamItem>> {
+        self.stream(&self.meta, partition, start).await
+    }
+
+    /// A stream of one partition from an absolute offset without offset management (the
+    /// consumer id's stream cannot be repositioned): for reading records again.
+    pub async fn plain_stream(
+        &self,
+        partition: u32,
+        offset: i64,
+    ) -> Result<impl ConsumerStream<Item = StreamItem>> {
+        let mut meta = self.meta.clone();
+        if let Some(consumer) = meta.consumer.as_mut() {
+            consumer.id = None;
+        }
+        self.stream(&meta, partition, StartAt::Absolute(offset))
+            .await
+    }
+
+    async fn stream(
+        &self,
+        meta: &MetaConfig,
+        partition: u32,
+        start: StartAt,
+    ) -> Result<impl ConsumerStream<Item = StreamItem>> {
         cluster::partition_stream(
             &self.fluvio,
-            &self.meta,
+            meta,
             PartitionStreamOptions {
                 partition,
                 start,
@@ -57,34 +78,8 @@ impl SinkContext {
     }
 }
 
-impl SinkContext {
-    /// A stream of one partition from an absolute offset without offset management (the
-    /// consumer id's stream cannot be repositioned): for reading records again.
-    pub async fn plain_stream(
-        &self,
-        partition: u32,
-        offset: i64,
-    ) -> Result<
-        impl fluvio::consumer::ConsumerStream<
-            Item = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>,
-        >,
-    > {
-        let mut meta = self.meta.clone();
-        if let Some(consumer) = meta.consumer.as_mut() {
-            consumer.id = None;
-        }
-        cluster::partition_stream(
-            &self.fluvio,
-            &meta,
-            PartitionStreamOptions {
-                partition,
-                start: StartAt::Absolute(offset),
-                smartmodules: self.smartmodules.clone(),
-            },
-        )
-        .await
-    }
-}
+/// What a partition stream yields.
+type StreamItem = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>;
 
 /// Run a sink connector process around `sink`; returns the exit code.
 pub fn main<C, F, Fut>(info: ConnectorInfo, sink: F) -> ExitCode
