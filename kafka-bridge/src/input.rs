@@ -210,7 +210,8 @@ async fn read_again(
         )
     };
     let mut stream = opening.await?;
-    let mut records = Vec::with_capacity((to - from) as usize);
+    // A jump over records gone by retention can be huge: reserve no more than a batch holds.
+    let mut records = Vec::with_capacity((to - from).min(4096) as usize);
     while from + (records.len() as i64) < to {
         let want = from + records.len() as i64;
         let next = tokio::time::timeout(Duration::from_secs(30), stream.next())
