@@ -7,13 +7,23 @@
 #                          tweets) unless TWITTER_BEARER_TOKEN is set, then the live X API.
 #   ./pipeline.sh --stop   stop everything it started, and nothing else.
 # Run state (pids, configs, logs) lives in $TWEET_PIPELINE_CACHE/run (default ~/.cache/tweet-pipeline/run).
+# Settings (environment):
+#   PIPELINE_KAFKA_PORT=9092  PIPELINE_EMULATOR_PORT=8089  PIPELINE_METRICS_PORT=9101 (source; bridge +1)
+#   PIPELINE_WATCH_SECS=20    how long the live line runs
+#   PIPELINE_RUN_DIR          where run state goes
+#   PIPELINE_BIN_DIR          use connector binaries built already (skips the release build)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
 cache=${TWEET_PIPELINE_CACHE:-$HOME/.cache/tweet-pipeline}
-run="$cache/run"
+run=${PIPELINE_RUN_DIR:-$cache/run}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
-bin="$CARGO_TARGET_DIR/release"
+bin=${PIPELINE_BIN_DIR:-$CARGO_TARGET_DIR/release}
+kafka_port=${PIPELINE_KAFKA_PORT:-9092}
+emulator_port=${PIPELINE_EMULATOR_PORT:-8089}
+source_metrics=${PIPELINE_METRICS_PORT:-9101}
+bridge_metrics=$((source_metrics + 1))
+watch_secs=${PIPELINE_WATCH_SECS:-20}
 fluvio=${FLUVIO_BIN_DIR:+$FLUVIO_BIN_DIR/}fluvio
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -29,6 +39,11 @@ stop_all() {
       fi
       rm -f "$run/$name.pid"
     fi
+    if [ -f "$run/$name.cdk" ]; then
+      say "stopping $name (cdk)"
+      cdk deploy shutdown --name "$(cat "$run/$name.cdk")" >/dev/null 2>&1 || true
+      rm -f "$run/$name.cdk"
+    fi
   done
   if [ -f "$run/fluvio.started" ]; then
     say "stopping the local Fluvio cluster this script started"
@@ -38,7 +53,7 @@ stop_all() {
 }
 
 if [ "${1:-}" = "--stop" ]; then stop_all; exit 0; fi
-if [ -f "$run/twitter-source.pid" ] && kill -0 "$(cat "$run/twitter-source.pid")" 2>/dev/null; then
+if [ -f "$run/twitter-source.cdk" ] || { [ -f "$run/twitter-source.pid" ] && kill -0 "$(cat "$run/twitter-source.pid")" 2>/dev/null; }; then
   echo "the pipeline is already running (./pipeline.sh --stop to stop it)"; exit 1
 fi
 
@@ -56,7 +71,7 @@ command -v "$fluvio" >/dev/null 2>&1 && command -v "${FLUVIO_BIN_DIR:+$FLUVIO_BI
 mkdir -p "$run"
 say "installing what is missing (Kafka jars, Python client) and building"
 ./scripts/provision.sh
-cargo build --release --locked -p twitter-source -p kafka-bridge-sink -p x-emulator -p testkit >&2
+[ -n "${PIPELINE_BIN_DIR:-}" ] || cargo build --release --locked -p twitter-source -p kafka-bridge-sink -p x-emulator -p testkit >&2
 
 # Fluvio: reuse a running cluster, or start a local one (and remember we did).
 if "$fluvio" topic list >/dev/null 2>&1; then
@@ -71,12 +86,13 @@ trap 'echo "start-up failed; stopping what started (./pipeline.sh --stop)" >&2; 
 say "registering the SmartModules tweet-filter and tweet-shape"
 ./scripts/register-smartmodules.sh >/dev/null
 
-# Kafka on 127.0.0.1:9092, unless one already answers there.
-if (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; then
-  say "using the Kafka broker on 127.0.0.1:9092"
+# Kafka on 127.0.0.1:$kafka_port, unless one already answers there.
+brokers="127.0.0.1:$kafka_port"
+if (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null; then
+  say "using the Kafka broker on $brokers"
 else
-  say "starting a Kafka broker on 127.0.0.1:9092"
-  nohup "$CARGO_TARGET_DIR/release/test-kafka-broker" --port 9092 --stay >"$run/kafka.log" 2>&1 &
+  say "starting a Kafka broker on $brokers"
+  nohup "$bin/test-kafka-broker" --port "$kafka_port" --stay >"$run/kafka.log" 2>&1 &
   echo $! >"$run/kafka.pid"
   for _ in $(seq 1 600); do grep -q '^bootstrap=' "$run/kafka.log" 2>/dev/null && break; sleep 0.1; done
   grep -q '^bootstrap=' "$run/kafka.log" || { cat "$run/kafka.log" >&2; exit 1; }
@@ -92,10 +108,10 @@ else
   data="$root/../shared/data/tweets"
   if [ -d "$data" ]; then emu_src=(--files "$data"); what="real recorded tweets (one pass, then keep-alives)"; else emu_src=(); what="generated tweets"; fi
   say "offline mode: the X API emulator streams $what (set TWITTER_BEARER_TOKEN for the live API)"
-  nohup "$bin/x-emulator" --addr 127.0.0.1:8089 --rate 40 --keepalive-secs 5 "${emu_src[@]}" >"$run/emulator.log" 2>&1 &
+  nohup "$bin/x-emulator" --addr "127.0.0.1:$emulator_port" --rate 40 --keepalive-secs 5 "${emu_src[@]}" >"$run/emulator.log" 2>&1 &
   echo $! >"$run/emulator.pid"
   printf 'TWITTER_BEARER_TOKEN=emulator-bearer-token\n' >"$secrets"
-  sed 's|^  mode: filtered|  mode: filtered\n  base_url: http://127.0.0.1:8089|' Connector.yaml >"$run/source.yaml"
+  sed 's|^  mode: filtered|  mode: filtered\n  base_url: http://127.0.0.1:'"$emulator_port"'|' Connector.yaml >"$run/source.yaml"
   # The recorded tweets are about many things: offline rules that match them.
   python3 - "$run/source.yaml" <<'PY'
 import re, sys
@@ -104,11 +120,12 @@ s = re.sub(r"  rules:\n(    .*\n)+", "  rules:\n    - value: \"the OR a OR de OR
 open(p, "w").write(s)
 PY
 fi
-sed 's|brokers: 127.0.0.1:9092|brokers: 127.0.0.1:9092|' kafka-bridge/config.yaml >"$run/bridge.yaml"
+sed "s|brokers: 127.0.0.1:9092|brokers: $brokers|" kafka-bridge/config.yaml >"$run/bridge.yaml"
 
 deploy() { # name config metrics-port binary
   if command -v cdk >/dev/null 2>&1; then
-    (cd "$root" && cdk deploy start --config "$2" --secrets "$secrets")
+    (cd "$root" && CONNECTOR_METRICS_ADDR="127.0.0.1:$3" cdk deploy start --config "$2" --secrets "$secrets")
+    sed -n 's/^  name: //p' "$2" | head -1 >"$run/$1.cdk"
   else
     # What `cdk deploy start` does: the release binary with --config, logs to ./<name>.log.
     nohup "$bin/$4" --config "$2" --secrets "$secrets" --metrics-addr "127.0.0.1:$3" >"$run/$1.log" 2>&1 &
@@ -116,8 +133,8 @@ deploy() { # name config metrics-port binary
   fi
 }
 say "deploying twitter-source and kafka-bridge (logs in $run)"
-deploy twitter-source "$run/source.yaml" 9101 twitter-source
-deploy kafka-bridge "$run/bridge.yaml" 9102 kafka-bridge-sink
+deploy twitter-source "$run/source.yaml" "$source_metrics" twitter-source
+deploy kafka-bridge "$run/bridge.yaml" "$bridge_metrics" kafka-bridge-sink
 trap - ERR
 
 metric() { # port name
@@ -131,17 +148,17 @@ for line in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2
 print(int(total))
 PY
 }
-say "the pipeline is running; live counts for 20 s (Ctrl-C to skip):"
+say "the pipeline is running; live counts for $watch_secs s (Ctrl-C to skip):"
 prev_src=0; prev_br=0
-for _ in $(seq 1 10); do
+for _ in $(seq 1 $(( (watch_secs + 1) / 2 ))); do
   sleep 2
-  src=$(metric 9101 twitter_source_tweets_total); prod=$(metric 9101 twitter_source_records_produced_total)
-  filt=$(metric 9101 twitter_source_records_filtered_total); br=$(metric 9102 kafka_bridge_sink_records_mirrored_total)
-  lag=$(metric 9102 kafka_bridge_sink_in_flight)
+  src=$(metric "$source_metrics" twitter_source_tweets_total); prod=$(metric "$source_metrics" twitter_source_records_produced_total)
+  filt=$(metric "$source_metrics" twitter_source_records_filtered_total); br=$(metric "$bridge_metrics" kafka_bridge_sink_records_mirrored_total)
+  lag=$(metric "$bridge_metrics" kafka_bridge_sink_in_flight)
   printf '  X stream %6s tweets (%4s/s) | SmartModules: %6s kept, %6s filtered | Kafka: %6s mirrored (%4s/s), %s in flight\n' \
     "$src" $(( (src - prev_src) / 2 )) "$prod" "$filt" "$br" $(( (br - prev_br) / 2 )) "$lag"
   prev_src=$src; prev_br=$br
 done
 say "what the ML consumer receives from Kafka topic tweets (5 records):"
-"$cache/venv/bin/python" consumer/ml_consumer.py --brokers 127.0.0.1:9092 --group pipeline-demo --max 5
+"$cache/venv/bin/python" consumer/ml_consumer.py --brokers "$brokers" --group pipeline-demo --max 5
 say "still running: fluvio consume tweets | python consumer/ml_consumer.py | ./pipeline.sh --stop"

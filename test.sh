@@ -29,4 +29,6 @@ cleanup() { [ -n "$started_fluvio" ] && ./scripts/fluvio-test-cluster.sh stop; t
 trap cleanup EXIT
 
 cargo test --workspace --locked --lib --bins --tests
-"$PIPELINE_PYTHON" -m pytest -q -rs -p no:cacheprovider consumer/tests compose/tests
+# The Python tests run the debug binaries (the Kafka harness, and pipeline.sh's connectors).
+cargo build --workspace --locked --bins
+"$PIPELINE_PYTHON" -m pytest -q -rs -p no:cacheprovider consumer/tests compose/tests e2e/tests

@@ -110,21 +110,26 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The workspace root (the folder with the top `Cargo.toml`), found at run time from the
-/// package `cargo test` runs: a `target/` shared between clones may hold a testkit compiled in
-/// another clone, whose compile-time path is gone.
+/// The workspace root (the folder with the top `Cargo.toml`), found at run time: above the
+/// package `cargo test` runs, else above the current directory (a harness binary run by
+/// `pipeline.sh`), else above this crate's compile-time path. A `target/` shared between clones
+/// may hold a testkit compiled in another clone, whose compile-time path is gone.
 pub fn workspace_root() -> PathBuf {
-    let start = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    start
-        .ancestors()
-        .find(|dir| {
-            std::fs::read_to_string(dir.join("Cargo.toml"))
-                .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
-        })
-        .unwrap_or_else(|| panic!("no workspace Cargo.toml above {}", start.display()))
-        .to_path_buf()
+    let is_root = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|toml| toml.lines().any(|l| l.trim() == "[workspace]"))
+    };
+    let starts = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    starts
+        .iter()
+        .flatten()
+        .find_map(|start| start.ancestors().find(|dir| is_root(dir)))
+        .map(|dir| dir.to_path_buf())
+        .unwrap_or_else(|| panic!("no workspace Cargo.toml above {starts:?}"))
 }
 
 /// Where the built SmartModules are: `$SMARTMODULE_WASM_DIR`, else the release-lto wasm folder
