@@ -47,7 +47,7 @@ stop_all() {
   done
   if [ -f "$run/fluvio.started" ]; then
     say "stopping the local Fluvio cluster this script started"
-    "$fluvio" cluster shutdown --local >/dev/null 2>&1 || true
+    "$fluvio" cluster shutdown >/dev/null 2>&1 || true
     rm -f "$run/fluvio.started"
   fi
 }
@@ -69,6 +69,10 @@ command -v "$fluvio" >/dev/null 2>&1 && command -v "${FLUVIO_BIN_DIR:+$FLUVIO_BI
 [ "$missing" = 0 ] || exit 1
 
 mkdir -p "$run"
+# A start-up that fails at any step stops what it had started.
+started_ok=""
+on_exit() { [ -n "$started_ok" ] || { echo "start-up failed; stopping what started" >&2; stop_all; }; }
+trap on_exit EXIT
 say "installing what is missing (Kafka jars, Python client) and building"
 ./scripts/provision.sh
 [ -n "${PIPELINE_BIN_DIR:-}" ] || cargo build --release --locked -p twitter-source -p kafka-bridge-sink -p x-emulator -p testkit >&2
@@ -81,7 +85,6 @@ else
   "$fluvio" cluster start --local >"$run/fluvio-start.log" 2>&1 || { cat "$run/fluvio-start.log" >&2; exit 1; }
   touch "$run/fluvio.started"
 fi
-trap 'echo "start-up failed; stopping what started (./pipeline.sh --stop)" >&2; stop_all' ERR
 
 say "registering the SmartModules tweet-filter and tweet-shape"
 ./scripts/register-smartmodules.sh >/dev/null
@@ -94,7 +97,11 @@ else
   say "starting a Kafka broker on $brokers"
   nohup "$bin/test-kafka-broker" --port "$kafka_port" --stay >"$run/kafka.log" 2>&1 &
   echo $! >"$run/kafka.pid"
-  for _ in $(seq 1 600); do grep -q '^bootstrap=' "$run/kafka.log" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 1 600); do
+    grep -q '^bootstrap=' "$run/kafka.log" 2>/dev/null && break
+    kill -0 "$(cat "$run/kafka.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
   grep -q '^bootstrap=' "$run/kafka.log" || { cat "$run/kafka.log" >&2; exit 1; }
 fi
 
@@ -135,7 +142,7 @@ deploy() { # name config metrics-port binary
 say "deploying twitter-source and kafka-bridge (logs in $run)"
 deploy twitter-source "$run/source.yaml" "$source_metrics" twitter-source
 deploy kafka-bridge "$run/bridge.yaml" "$bridge_metrics" kafka-bridge-sink
-trap - ERR
+started_ok=1
 
 metric() { # port name
   python3 - "$1" "$2" <<'PY' 2>/dev/null || echo 0
@@ -155,10 +162,11 @@ for _ in $(seq 1 $(( (watch_secs + 1) / 2 ))); do
   src=$(metric "$source_metrics" twitter_source_tweets_total); prod=$(metric "$source_metrics" twitter_source_records_produced_total)
   filt=$(metric "$source_metrics" twitter_source_records_filtered_total); br=$(metric "$bridge_metrics" kafka_bridge_sink_records_mirrored_total)
   lag=$(metric "$bridge_metrics" kafka_bridge_sink_in_flight)
-  printf '  X stream %6s tweets (%4s/s) | SmartModules: %6s kept, %6s filtered | Kafka: %6s mirrored (%4s/s), %s in flight\n' \
+  printf '  X stream %6s tweets (%4s/s) | SmartModules: %6s kept, %6s filtered out | Kafka: %6s mirrored (%4s/s), %s in flight\n' \
     "$src" $(( (src - prev_src) / 2 )) "$prod" "$filt" "$br" $(( (br - prev_br) / 2 )) "$lag"
   prev_src=$src; prev_br=$br
 done
 say "what the ML consumer receives from Kafka topic tweets (5 records):"
-"$cache/venv/bin/python" consumer/ml_consumer.py --brokers "$brokers" --group pipeline-demo --max 5
+timeout 120 "$cache/venv/bin/python" consumer/ml_consumer.py --brokers "$brokers" --group pipeline-demo --max 5 \
+  || { echo "no 5 records reached Kafka in 120 s: see the logs in $run" >&2; exit 1; }
 say "still running: fluvio consume tweets | python consumer/ml_consumer.py | ./pipeline.sh --stop"

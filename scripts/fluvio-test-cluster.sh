@@ -36,7 +36,7 @@ case "${1:-}" in
   stop)
     # Test data is not kept: the next run starts from an empty cluster.
     "$fluvio" cluster delete --force >/dev/null 2>&1 \
-      || "$fluvio" cluster shutdown --local >/dev/null 2>&1 || true
+      || "$fluvio" cluster shutdown >/dev/null 2>&1 || true
     ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

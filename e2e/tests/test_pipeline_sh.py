@@ -32,9 +32,13 @@ def alive(pid: int) -> bool:
     return True
 
 
+def fluvio(env: dict, *args: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("fluvio", path=env.get("FLUVIO_BIN_DIR") or env["PATH"])
+    return subprocess.run([binary, *args], env=env, capture_output=True, text=True)
+
+
 def fluvio_answers(env: dict) -> bool:
-    fluvio = shutil.which("fluvio", path=env.get("FLUVIO_BIN_DIR") or env["PATH"])
-    return subprocess.run([fluvio, "topic", "list"], env=env, capture_output=True).returncode == 0
+    return fluvio(env, "topic", "list").returncode == 0
 
 
 @pytest.fixture
@@ -51,9 +55,10 @@ def pipeline_env(tmp_path):
         "PIPELINE_EMULATOR_PORT": str(free_port()),
         "PIPELINE_METRICS_PORT": str(free_port()),
         "PIPELINE_WATCH_SECS": "6",
-        "RUST_LOG": "info",
     })
     env.pop("TWITTER_BEARER_TOKEN", None)
+    # As on a first run: the source and the bridge start together on a topic not there yet.
+    fluvio(env, "topic", "delete", "tweets")
     yield env
     # Whatever the outcome, nothing this test started outlives it.
     subprocess.run(["bash", str(SCRIPT), "--stop"], env=env, capture_output=True, timeout=120)
@@ -66,7 +71,7 @@ def pids(run: pathlib.Path) -> dict:
 def test_pipeline_runs_shows_records_and_stops_what_it_started(pipeline_env):
     env = pipeline_env
     run = pathlib.Path(env["PIPELINE_RUN_DIR"])
-    out = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(run.glob("*.log")))
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}\n{logs}"
 
@@ -113,3 +118,21 @@ def test_missing_prerequisites_are_named_with_how_to_get_them(tmp_path):
     assert "missing: java" in out.stderr and "JDK 17" in out.stderr, out.stderr
     assert "missing: fluvio and fluvio-run" in out.stderr and "installer" in out.stderr, out.stderr
     assert not (tmp_path / "run").exists(), "nothing is started or written before the check passes"
+
+
+def test_a_failed_start_stops_what_it_started_and_leaves_the_reused_cluster(pipeline_env, tmp_path):
+    env = pipeline_env
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real = pathlib.Path(env["PIPELINE_BIN_DIR"])
+    for name in ("twitter-source", "kafka-bridge-sink", "x-emulator"):
+        (bin_dir / name).symlink_to(real / name)
+    broken = bin_dir / "test-kafka-broker"
+    broken.write_text("#!/bin/sh\necho 'broker: cannot bind its port' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    env["PIPELINE_BIN_DIR"] = str(bin_dir)
+    out = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out
+    assert "broker: cannot bind its port" in out.stderr and "start-up failed" in out.stderr, out.stderr
+    assert pids(pathlib.Path(env["PIPELINE_RUN_DIR"])) == {}
+    assert fluvio_answers(env)

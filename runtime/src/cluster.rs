@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use fluvio::consumer::{ConsumerConfigExtBuilder, OffsetManagementStrategy};
+use fluvio::consumer::{ConsumerConfigExtBuilder, OffsetManagementStrategy, RetryMode};
+use fluvio::metadata::partition::{PartitionResolution, PartitionSpec};
 use fluvio::metadata::topic::{
     CleanupPolicy, CompressionAlgorithm, SegmentBasedPolicy, TopicSpec, TopicStorageConfig,
 };
@@ -47,6 +48,49 @@ pub async fn ensure_topic(fluvio: &Fluvio, topic: &TopicConfig) -> Result<()> {
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("cannot create topic `{}`", topic.name)),
+    }
+}
+
+/// Wait until every partition of `topic` has a leader online. A consumer opened on a topic just
+/// created gets "not the leader for the partition", and Fluvio 0.50's own reconnect then opens a
+/// stream that never yields (seen with a source and a sink started together): sinks wait here
+/// first, and their streams do not reconnect by themselves (see [`partition_stream`]).
+pub async fn wait_until_online(fluvio: &Fluvio, topic: &str, timeout: Duration) -> Result<()> {
+    let admin = fluvio.admin().await;
+    let started = std::time::Instant::now();
+    let mut reported = started;
+    loop {
+        let partitions = admin
+            .all::<PartitionSpec>()
+            .await
+            .context("cannot list partitions")?;
+        let ours: Vec<_> = partitions
+            .iter()
+            .filter(|p| p.name.rsplit_once('-').is_some_and(|(t, _)| t == topic))
+            .collect();
+        let offline: Vec<&str> = ours
+            .iter()
+            .filter(|p| p.status.resolution != PartitionResolution::Online)
+            .map(|p| p.name.as_str())
+            .collect();
+        if !ours.is_empty() && offline.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            anyhow::bail!(
+                "topic `{topic}`: partitions not online after {timeout:?}: {}",
+                if ours.is_empty() {
+                    "none listed".to_string()
+                } else {
+                    offline.join(", ")
+                }
+            );
+        }
+        if reported.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(topic, offline = ?offline, "waiting for the topic's partitions to have a leader");
+            reported = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -229,6 +273,9 @@ pub async fn partition_stream(
     let max_bytes = params.max_bytes.unwrap_or(DEFAULT_CONSUMER_MAX_BYTES);
     builder.max_bytes(i32::try_from(max_bytes).unwrap_or(i32::MAX));
     builder.smartmodule(options.smartmodules);
+    // Errors reach the sink, which stops loudly (a restart resumes from its commits, and the
+    // bridge from Kafka) instead of Fluvio 0.50's reconnect, whose new stream can hang.
+    builder.retry_mode(RetryMode::Disabled);
     let config = builder.build().map_err(|e| anyhow!("meta.consumer: {e}"))?;
     fluvio.consumer_with_config(config).await.with_context(|| {
         format!(

@@ -20,6 +20,9 @@ use crate::launch::{self, ConnectorInfo, Launched};
 use crate::metrics::Metrics;
 use crate::transforms::{module_source, ModuleSource};
 
+/// How long a sink waits at start for the topic's partitions to have a leader.
+const PARTITIONS_ONLINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What a sink connector gets to work with.
 pub struct SinkContext {
     pub fluvio: Fluvio,
@@ -106,6 +109,7 @@ pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
     let smartmodules = spu_invocations(&config.transforms, &config_dir)?;
     let fluvio = cluster::connect(&config.meta.name).await?;
     cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
+    cluster::wait_until_online(&fluvio, &config.meta.topic.name, PARTITIONS_ONLINE_TIMEOUT).await?;
     crate::quick_ack::spawn();
     Ok(SinkContext {
         fluvio,
