@@ -1,6 +1,7 @@
 //! The connector producing to a real Fluvio topic (skipped, visibly, without a cluster):
-//! clean shutdown under load loses nothing it accepted, and transforms run by local path and by
-//! registered name.
+//! clean shutdown under load loses nothing it accepted, the fault scenarios of `faults.rs`
+//! (all in one run per API) leave every tweet in the topic once and in order, and transforms run
+//! by local path and by registered name.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use testkit::fluvio::FluvioEnv;
 use testkit::process::TestProcess;
-use x_emulator::Emulator;
+use x_emulator::{ConnectionPlan, Emulator, Inject, Injection};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -88,6 +89,125 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
         sent[..keys.len()],
         "in order, none missing, none doubled"
     );
+}
+
+/// The faults of `faults.rs`, one after the other on successive connections of one run.
+fn every_fault(dialect: x_emulator::Dialect) -> Vec<ConnectionPlan> {
+    let plan = |json: &str| -> ConnectionPlan { serde_json::from_str(json).expect("plan JSON") };
+    let mut bad = plan(r#"{"after": 40, "end": "close_mid_message"}"#);
+    let injections: &[(u64, Inject)] = match dialect {
+        x_emulator::Dialect::V2 => &[
+            (3, Inject::Malformed),
+            (5, Inject::InvalidUtf8),
+            (7, Inject::Duplicate),
+            (9, Inject::UnknownType),
+            (11, Inject::V2Errors),
+            (12, Inject::OutOfOrder),
+        ],
+        x_emulator::Dialect::V1 => &[
+            (2, Inject::Delete),
+            (4, Inject::Malformed),
+            (6, Inject::StatusWithheld),
+            (8, Inject::InvalidUtf8),
+            (10, Inject::Duplicate),
+            (12, Inject::OutOfOrder),
+        ],
+    };
+    for &(after, what) in injections {
+        bad.inject.push(Injection {
+            after,
+            what,
+            bytes: None,
+        });
+    }
+    bad.inject.push(Injection {
+        after: 14,
+        what: Inject::Huge,
+        bytes: Some(1_500_000),
+    });
+    let in_band = match dialect {
+        x_emulator::Dialect::V2 => r#"{"after": 20, "end": "operational_disconnect"}"#,
+        x_emulator::Dialect::V1 => r#"{"after": 20, "end": "disconnect", "code": 12}"#,
+    };
+    vec![
+        bad,
+        plan(r#"{"status": 503}"#),
+        plan(r#"{"status": 429, "reset_in_secs": 0}"#),
+        plan(r#"{"after": 20, "end": "stall"}"#),
+        plan(in_band),
+        plan(r#"{"after": 20, "end": "close", "phantom_secs": 0.5}"#),
+        plan(r#"{"drip_bytes_per_sec": 200000, "after": 20, "end": "close"}"#),
+    ]
+}
+
+#[test]
+fn every_fault_leaves_each_tweet_in_the_topic_once_and_in_order() {
+    let Some(env) = FluvioEnv::find_or_skip("fault scenarios through a Fluvio topic") else {
+        return;
+    };
+    for (dialect, mode, auth) in [
+        (x_emulator::Dialect::V2, "sample", BEARER),
+        (x_emulator::Dialect::V1, "v1-sample", OAUTH1),
+    ] {
+        let mut cfg = generated(300);
+        cfg.plans = every_fault(dialect);
+        let emu = Emulator::start_background(cfg).unwrap();
+        let topic = env.unique_topic("faults");
+        let events = env.unique_topic("fault-events");
+        let config = with_topic(
+            &config_yaml(
+                &emu.base_url(),
+                &format!(
+                    "  mode: {mode}
+{auth}{FAST_RECONNECT}  stall_timeout: 1s
+  events_topic: {events}
+"
+                ),
+                "",
+            ),
+            &topic,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut proc = start_into_fluvio(&env, &config, &dir);
+        testkit::wait_for("the emulator to send everything", T, || {
+            if let Some(s) = proc.try_status() {
+                panic!("connector exited with {s}: {}", proc.output());
+            }
+            emu.exhausted(dialect).then_some(())
+        });
+        let expected = unique_in_order(&emu.sent_ids());
+        testkit::wait_for("every tweet handed over", T, || {
+            let m = testkit::metrics_socket(&dir.path().join("m.sock"));
+            (m["tweets_total"].as_u64() == Some(expected.len() as u64)).then_some(m)
+        });
+        proc.signal(15);
+        assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+        assert!(
+            emu.log().len() > every_fault(dialect).len(),
+            "{mode}: a connection per fault, then a clean one: {:?}",
+            emu.log()
+        );
+        let keys: Vec<String> = env
+            .consume_keyed(&topic, 0)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys.len(), expected.len(), "{mode}: count");
+        assert_eq!(keys, expected, "{mode}: every tweet sent, once, in order");
+        if dialect == x_emulator::Dialect::V1 {
+            let events = env.consume_keyed(&events, 0);
+            assert_eq!(
+                events.len(),
+                2,
+                "{mode}: the delete and the withholding: {events:?}"
+            );
+            assert!(events[0].1.starts_with(r#"{"delete""#), "{events:?}");
+            assert!(
+                events[1].1.starts_with(r#"{"status_withheld""#),
+                "{events:?}"
+            );
+        }
+    }
 }
 
 #[test]
