@@ -11,7 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::bench::{report, rss_mb, Figure};
+use testkit::bench::{cpu_secs, report, rss_mb, Figure};
 use x_emulator::{Corpus, Dialect, Emulator, EmulatorConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_twitter-source");
@@ -64,7 +64,14 @@ fn metric(dir: &std::path::Path, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Run the connector until it handed over `n` tweets; tweets per second.
+/// How fast the connector went: tweets per second of wall time and of its own CPU time.
+struct Rate {
+    tweets_per_sec: f64,
+    mb_per_sec: f64,
+    tweets_per_cpu_sec: f64,
+}
+
+/// Run the connector until it handed over `n` tweets.
 fn connector_rate(
     emu: &Emulator,
     mode: &str,
@@ -72,7 +79,7 @@ fn connector_rate(
     capture: &str,
     extra_env: &[(String, String)],
     topic: &str,
-) -> (f64, f64) {
+) -> Rate {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &emu.base_url(), mode, topic);
     let mut cmd = pinned(1, BIN);
@@ -92,11 +99,11 @@ fn connector_rate(
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let mut first: Option<(Instant, u64)> = None;
+    let mut first: Option<(Instant, u64, f64)> = None;
     loop {
         let done = metric(dir.path(), "tweets_total");
         if first.is_none() && done > 0 {
-            first = Some((Instant::now(), done));
+            first = Some((Instant::now(), done, cpu_secs(child.id()).unwrap_or(0.0)));
         }
         if done >= n {
             break;
@@ -107,35 +114,37 @@ fn connector_rate(
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (t0, n0) = first.unwrap();
+    let (t0, n0, cpu0) = first.unwrap();
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(child.id()).unwrap_or(f64::NAN) - cpu0;
     let bytes = metric(dir.path(), "tweet_bytes_total") as f64;
     testkit::signal(&child, 15);
     let _ = child.wait();
     let rate = (n - n0) as f64 / secs;
-    (rate, rate * bytes / n as f64 / 1e6)
+    Rate {
+        tweets_per_sec: rate,
+        mb_per_sec: rate * bytes / n as f64 / 1e6,
+        tweets_per_cpu_sec: (n - n0) as f64 / cpu,
+    }
 }
 
 /// `curl -N` reading `n` messages' worth of the stream to /dev/null: messages per second.
 fn curl_rate(emu: &Emulator, path: &str, n: u64, auth: &str) -> f64 {
     let start = Instant::now();
-    let status = pinned(1, "curl")
+    let mut child = pinned(1, "curl")
         .args(["-sN", "-o", "/dev/null", "-H", auth, "--max-time", "300"])
         .arg(format!("{}{path}", emu.base_url()))
         .stdin(Stdio::null())
         .spawn()
-        .map(|mut c| {
-            // The emulator ends the stream with keep-alives only once the limit is reached.
-            while !emu.exhausted(Dialect::V2) && !emu.exhausted(Dialect::V1) {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            let secs = start.elapsed().as_secs_f64();
-            let _ = c.kill();
-            let _ = c.wait();
-            secs
-        })
         .expect("curl");
-    n as f64 / status
+    // The emulator ends the stream with keep-alives only once the limit is reached.
+    while !emu.exhausted(Dialect::V2) && !emu.exhausted(Dialect::V1) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    n as f64 / secs
 }
 
 fn main() {
@@ -150,7 +159,7 @@ fn main() {
         ("sample", "v2", "/2/tweets/sample/stream"),
     ] {
         let emu = emulator(n, 0.0);
-        let (rate, mbs) = connector_rate(&emu, mode, n, "/dev/null", &[], "tweets");
+        let rate = connector_rate(&emu, mode, n, "/dev/null", &[], "tweets");
         let base_emu = emulator(n, 0.0);
         let curl = if dialect == "v2" {
             curl_rate(
@@ -160,8 +169,8 @@ fn main() {
                 "Authorization: Bearer emulator-bearer-token",
             )
         } else {
-            // v1.1 needs a fresh OAuth signature per request: compare with the v2 read of the
-            // same emulator (the bytes are similar in size).
+            // v1.1 needs a fresh OAuth signature per request: curl reads the v2 stream of the
+            // same emulator instead (smaller messages: a baseline per message, not per byte).
             curl_rate(
                 &base_emu,
                 "/2/tweets/sample/stream",
@@ -169,22 +178,34 @@ fn main() {
                 "Authorization: Bearer emulator-bearer-token",
             )
         };
+        // The emulator, on the other core, can be the limit of the wall-clock rate (v1.1: it
+        // sends ~3 KB tweets at ~250 MB/s); the target is per core, so the connector's own CPU
+        // time is what counts.
         report(&Figure {
             stage: "source",
-            what: &format!("decode {dialect} tweets/s (emulator -> producer)"),
-            value: rate,
+            what: &format!("decode {dialect} tweets per CPU-second of the connector"),
+            value: rate.tweets_per_cpu_sec,
             unit: "tweets/s",
-            baseline_what: "curl -N to /dev/null (msgs/s)",
-            baseline: curl,
+            baseline_what: "target (one core)",
+            baseline: 100_000.0,
             target: ">= 100000 tweets/s on one core",
         });
         report(&Figure {
             stage: "source",
+            what: &format!("decode {dialect} tweets/s (emulator -> producer, wall clock)"),
+            value: rate.tweets_per_sec,
+            unit: "tweets/s",
+            baseline_what: "curl -N to /dev/null (msgs/s)",
+            baseline: curl,
+            target: "-",
+        });
+        report(&Figure {
+            stage: "source",
             what: &format!("decode {dialect} MB/s"),
-            value: mbs,
+            value: rate.mb_per_sec,
             unit: "MB/s",
             baseline_what: "(same run)",
-            baseline: mbs,
+            baseline: rate.mb_per_sec,
             target: "-",
         });
     }
@@ -232,7 +253,7 @@ fn main() {
     let m = (n / 3).max(50_000);
     let topic = env.unique_topic("bench-src");
     let emu = emulator(m, 0.0);
-    let (rate, _) = connector_rate(&emu, "sample", m, "", &env.profile_env(), &topic);
+    let rate = connector_rate(&emu, "sample", m, "", &env.profile_env(), &topic).tweets_per_sec;
     let dir = tempfile::tempdir().unwrap();
     let corpus = Corpus::generated(1_700_000_000_000);
     let file = dir.path().join("tweets.jsonl");
