@@ -57,6 +57,15 @@ fn main() {
         &records,
         engine(vec![module("tweet-shape", shape.clone(), &[])]),
     );
+    // Any chain of two modules pays the engine's per-call cost twice: two pass-throughs are
+    // the most a two-module chain can do.
+    let floor2 = per_second(
+        &records,
+        engine(vec![
+            module("passthrough", pass.clone(), &[]),
+            module("passthrough-2", pass.clone(), &[]),
+        ]),
+    );
     let rss_mid = rss_mb(std::process::id()).unwrap_or(0.0);
     let chain = per_second(
         &records,
@@ -121,6 +130,24 @@ fn main() {
         baseline_what: "engine floor",
         baseline: floor,
         target: ">= 0.7x floor",
+    });
+    report(&Figure {
+        stage: "smartmod",
+        what: "passthrough -> passthrough (two-module floor)",
+        value: floor2,
+        unit: "rec/s",
+        baseline_what: "engine floor",
+        baseline: floor,
+        target: "-",
+    });
+    report(&Figure {
+        stage: "smartmod",
+        what: "chain tweet-filter -> tweet-shape",
+        value: chain,
+        unit: "rec/s",
+        baseline_what: "two-module floor",
+        baseline: floor2,
+        target: "-",
     });
     report(&Figure {
         stage: "smartmod",
