@@ -74,10 +74,10 @@ impl MirrorMetrics {
     }
 }
 
-/// The producer's client context: remembers an authentication failure, which librdkafka only
-/// reports as a global error while every request just waits for a broker, and publishes
-/// librdkafka's count of failed requests (its statistics, every second): after each, the
-/// records concerned are sent again.
+/// The producer's client context: remembers an authentication or TLS handshake failure,
+/// which librdkafka only reports as a global error while every request just waits for a
+/// broker, and publishes librdkafka's count of failed requests (its statistics, every second):
+/// after each, the records concerned are sent again.
 #[derive(Clone)]
 pub struct AuthWatch {
     failure: Arc<Mutex<Option<String>>>,
@@ -85,28 +85,44 @@ pub struct AuthWatch {
 }
 
 impl AuthWatch {
-    /// Why Kafka refused the credentials, if it did.
+    /// Why Kafka refused the credentials or the TLS session, if it did.
     fn failure(&self) -> Option<String> {
         self.failure.lock().expect("auth watch").clone()
     }
 
-    /// Stop on an authentication failure: waiting cannot fix it.
+    /// Stop on an authentication or TLS failure: waiting cannot fix it.
     fn check(&self) -> Result<()> {
         match self.failure() {
-            Some(reason) => bail!("kafka: authentication failed (check kafka.security): {reason}"),
+            Some(reason) => bail!("kafka: {reason} (check kafka.security)"),
             None => Ok(()),
         }
     }
 }
 
+/// What a client error says about the credentials or the TLS set-up, if anything.
+fn security_failure(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
+    use RDKafkaErrorCode::*;
+    let lower = reason.to_ascii_lowercase();
+    match code {
+        Some(Authentication | SaslAuthenticationFailed) => {
+            Some(format!("authentication failed: {reason}"))
+        }
+        // A refused certificate or a failed handshake comes as a transport failure whose
+        // reason names SSL; a broker that is merely down does not.
+        Some(SSL | BrokerTransportFailure)
+            if lower.contains("ssl")
+                && (lower.contains("certificate") || lower.contains("handshake")) =>
+        {
+            Some(format!("TLS handshake failed: {reason}"))
+        }
+        _ => None,
+    }
+}
+
 impl ClientContext for AuthWatch {
     fn error(&self, error: KafkaError, reason: &str) {
-        use RDKafkaErrorCode::*;
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(Authentication | SaslAuthenticationFailed)
-        ) {
-            *self.failure.lock().expect("auth watch") = Some(reason.to_string());
+        if let Some(failure) = security_failure(error.rdkafka_error_code(), reason) {
+            *self.failure.lock().expect("auth watch") = Some(failure);
         }
         tracing::error!(error = %error, reason, "kafka client error");
     }
@@ -542,5 +558,33 @@ impl PartitionPipe {
                 bail!("kafka did not take Fluvio partition {partition} offset {offset}: {e} (the record is not committed; the next start resumes after what Kafka holds, so nothing is lost or written twice)")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_failures_are_told_from_a_broker_that_is_down() {
+        use RDKafkaErrorCode::*;
+        let tls = "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42";
+        assert!(security_failure(Some(BrokerTransportFailure), tls)
+            .unwrap()
+            .starts_with("TLS handshake failed"));
+        let verify = "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed";
+        assert!(security_failure(Some(SSL), verify).is_some());
+        let down =
+            "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused";
+        assert_eq!(security_failure(Some(BrokerTransportFailure), down), None);
+        assert_eq!(
+            security_failure(Some(AllBrokersDown), "1/1 brokers are down"),
+            None
+        );
+        assert!(
+            security_failure(Some(SaslAuthenticationFailed), "bad password")
+                .unwrap()
+                .starts_with("authentication failed")
+        );
     }
 }

@@ -630,6 +630,103 @@ fn sasl_plain_and_scram_mirror_and_bad_credentials_fail_clearly_without_the_secr
     assert_exactly_once(&got, 300);
 }
 
+/// `text` as a YAML block scalar at `indent` spaces (inline PEM in a config).
+fn yaml_block(text: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let lines: String = text.lines().map(|l| format!("{pad}{l}\n")).collect();
+    format!("|\n{lines}")
+}
+
+#[test]
+fn ssl_and_sasl_ssl_mirror_with_pem_files_and_inline_pem() {
+    let Some((broker, tls)) = KafkaBroker::start_with_tls_or_skip("bridge TLS") else {
+        return;
+    };
+    let (user, password) = testkit::kafka::SASL_USER;
+    let (ca, cert, key) = (tls.ca(), tls.client_cert(), tls.client_key());
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let cases = [
+        (
+            "SSL with PEM files",
+            tls.ssl.clone(),
+            format!(
+                "  security:\n    protocol: SSL\n    ssl:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ),
+        ),
+        (
+            "SSL with inline PEM",
+            tls.ssl.clone(),
+            format!(
+                "  security:\n    protocol: SSL\n    ssl:\n      ca_pem: {}      cert_pem: {}      key_pem: {}",
+                yaml_block(&read(&ca), 8),
+                yaml_block(&read(&cert), 8),
+                yaml_block(&read(&key), 8)
+            ),
+        ),
+        (
+            "SASL_SSL with SCRAM-SHA-512",
+            tls.sasl_ssl.clone(),
+            format!(
+                "  security:\n    protocol: SASL_SSL\n    sasl: {{mechanism: SCRAM-SHA-512, username: {user}, password: {password}}}\n    ssl:\n      ca_file: {}\n",
+                ca.display()
+            ),
+        ),
+    ];
+    let all = records(300);
+    let bridge = Bridge::new(&cases[0].1, &cases[0].2);
+    for (i, (what, brokers, security)) in cases.iter().enumerate() {
+        bridge.configure(brokers, security);
+        bridge.append(&all[i * 100..(i + 1) * 100]);
+        let mut proc = bridge.start();
+        bridge.wait_committed(&mut proc, (i as i64 + 1) * 100 - 1);
+        proc.signal(15);
+        assert_eq!(
+            proc.wait_timeout(T).code(),
+            Some(0),
+            "{what}: {}",
+            proc.output()
+        );
+        let out = proc.output();
+        assert!(
+            !out.contains("PRIVATE KEY"),
+            "{what}: the client key leaked into the log: {out}"
+        );
+    }
+    // The SSL listener requires a client certificate: without one, nothing gets through.
+    bridge.configure(
+        &tls.ssl,
+        &format!(
+            "  security:\n    protocol: SSL\n    ssl:\n      ca_file: {}\n",
+            ca.display()
+        ),
+    );
+    bridge.append(&records(310)[300..]);
+    let mut proc = bridge.start();
+    let code = proc.wait_timeout(T).code();
+    let out = proc.output();
+    assert_eq!(
+        code,
+        Some(1),
+        "a refused TLS session stops the bridge: {out}"
+    );
+    assert!(
+        out.contains("TLS handshake failed") && out.contains("kafka.security"),
+        "the error names the cause and the config section: {out}"
+    );
+    assert_eq!(
+        bridge.committed(),
+        Some(299),
+        "nothing committed past what Kafka took"
+    );
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, 300);
+}
+
 #[test]
 fn sigterm_with_kafka_gone_exits_in_bounded_time_without_committing_unacknowledged_records() {
     let Some(mut broker) = KafkaBroker::start_or_skip("bridge SIGTERM with Kafka gone") else {

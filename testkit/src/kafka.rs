@@ -47,6 +47,119 @@ pub fn libs_dir() -> Option<PathBuf> {
     has_jars.then_some(dir)
 }
 
+/// `kafka-storage format` arguments that create [`SASL_USER`] for both SCRAM mechanisms.
+fn scram_users() -> Vec<String> {
+    let (user, password) = SASL_USER;
+    ["SCRAM-SHA-256", "SCRAM-SHA-512"]
+        .iter()
+        .flat_map(|m| {
+            [
+                "--add-scram".to_string(),
+                format!("{m}=[name={user},password={password}]"),
+            ]
+        })
+        .collect()
+}
+
+/// The TLS listeners of [`KafkaBroker::start_with_tls_or_skip`] and the PEM files clients use.
+pub struct TlsListeners {
+    /// `host:port` of the SSL listener (a client certificate is required).
+    pub ssl: String,
+    /// `host:port` of the SASL_SSL listener.
+    pub sasl_ssl: String,
+    certs: tempfile::TempDir,
+}
+
+impl TlsListeners {
+    /// The test CA (it signed the broker's and the client's certificates).
+    pub fn ca(&self) -> PathBuf {
+        self.certs.path().join("ca.pem")
+    }
+    pub fn client_cert(&self) -> PathBuf {
+        self.certs.path().join("client.pem")
+    }
+    pub fn client_key(&self) -> PathBuf {
+        self.certs.path().join("client.key")
+    }
+}
+
+/// A CA, a broker certificate for 127.0.0.1 and a client certificate, signed by the CA, as
+/// PEM files in `dir` (the broker's key and chain also as one PEM keystore).
+fn make_test_certificates(dir: &std::path::Path) -> Result<()> {
+    let openssl = |args: &[&str]| -> Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tweet-pipeline test CA",
+    ])?;
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )?;
+    for (name, cn) in [("broker", "127.0.0.1"), ("client", "kafka-bridge")] {
+        let subject = format!("/CN={cn}");
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &subject,
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ])?;
+    }
+    // Kafka's PEM keystore: the (PKCS#8, unencrypted) key, then the certificate.
+    let keystore = [
+        std::fs::read_to_string(dir.join("broker.key"))?,
+        std::fs::read_to_string(dir.join("broker.pem"))?,
+    ]
+    .concat();
+    std::fs::write(dir.join("broker-keystore.pem"), keystore)?;
+    Ok(())
+}
+
 /// The broker jars, or `None` after printing SKIPPED (a panic when `REQUIRE_KAFKA=1`).
 fn libs_or_skip(test: &str) -> Option<PathBuf> {
     let libs = libs_dir();
@@ -150,18 +263,60 @@ impl KafkaBroker {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let scram = ["SCRAM-SHA-256", "SCRAM-SHA-512"]
-            .iter()
-            .flat_map(|m| {
-                [
-                    "--add-scram".to_string(),
-                    format!("{m}=[name={user},password={password}]"),
-                ]
-            })
-            .collect();
-        let broker = Self::start_formatted(libs, port, controller_port, extra, scram)
+        let broker = Self::start_formatted(libs, port, controller_port, extra, scram_users())
             .unwrap_or_else(|e| panic!("{test}: cannot start Kafka with SASL: {e:#}"));
         Some((broker, format!("127.0.0.1:{sasl_port}")))
+    }
+
+    /// A broker with two TLS listeners: SSL requiring a client certificate, and SASL_SSL
+    /// accepting [`SASL_USER`] with PLAIN and SCRAM. The certificates (a test CA, the broker's
+    /// for 127.0.0.1, a client's) are made with `openssl`; without it the test is SKIPPED.
+    pub fn start_with_tls_or_skip(test: &str) -> Option<(Self, TlsListeners)> {
+        let libs = libs_or_skip(test)?;
+        if crate::which("openssl").is_none() {
+            skip(
+                test,
+                "openssl is not installed (it makes the test certificates)",
+            );
+            return None;
+        }
+        let certs = tempfile::Builder::new()
+            .prefix("kafka-tls-")
+            .tempdir()
+            .ok()?;
+        make_test_certificates(certs.path())
+            .unwrap_or_else(|e| panic!("{test}: cannot make test certificates: {e:#}"));
+        let dir = certs.path();
+        let (port, controller_port, ssl_port, sasl_ssl_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let (user, password) = SASL_USER;
+        let extra: Vec<(String, String)> = [
+            ("listeners", format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_ssl_port}")),
+            ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_ssl_port}")),
+            ("ssl.keystore.type", "PEM".into()),
+            ("ssl.keystore.location", dir.join("broker-keystore.pem").display().to_string()),
+            ("ssl.truststore.type", "PEM".into()),
+            ("ssl.truststore.location", dir.join("ca.pem").display().to_string()),
+            ("listener.name.ssl.ssl.client.auth", "required".into()),
+            ("listener.name.sasl_ssl.ssl.client.auth", "none".into()),
+            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into()),
+            ("listener.name.sasl_ssl.plain.sasl.jaas.config", format!("org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";")),
+            ("listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
+            ("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let broker = Self::start_formatted(libs, port, controller_port, extra, scram_users())
+            .unwrap_or_else(|e| panic!("{test}: cannot start Kafka with TLS: {e:#}"));
+        Some((
+            broker,
+            TlsListeners {
+                ssl: format!("127.0.0.1:{ssl_port}"),
+                sasl_ssl: format!("127.0.0.1:{sasl_ssl_port}"),
+                certs,
+            },
+        ))
     }
 
     /// `127.0.0.1:<port>` of the PLAINTEXT listener.
@@ -208,7 +363,7 @@ impl KafkaBroker {
              advertised.listeners=PLAINTEXT://127.0.0.1:{p}\n\
              controller.listener.names=CONTROLLER\n\
              inter.broker.listener.name=PLAINTEXT\n\
-             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL\n\
              log.dirs={}\n\
              num.partitions=1\n\
              offsets.topic.replication.factor=1\n\
