@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use x_emulator::{ConnectionPlan, Emulator, Inject, Injection};
+use x_emulator::{ConnectionPlan, Emulator, Inject};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -26,10 +26,6 @@ fn sample_v1(emu: &Emulator, extra: &str) -> String {
         &format!("  mode: v1-sample\n{OAUTH1}{FAST_RECONNECT}{extra}"),
         "",
     )
-}
-
-fn plan(json: &str) -> ConnectionPlan {
-    serde_json::from_str(json).expect("plan JSON")
 }
 
 /// A finished run and its metrics, read just before it was stopped.
@@ -214,27 +210,18 @@ fn in_band_disconnects_reconnect() {
 #[test]
 fn bad_messages_are_counted_and_skipped_v2() {
     let mut cfg = generated(40);
-    let mut p = ConnectionPlan::default();
-    for (after, what) in [
-        (3, Inject::Malformed),
-        (5, Inject::InvalidUtf8),
-        (7, Inject::Duplicate),
-        (9, Inject::UnknownType),
-        (11, Inject::V2Errors),
-        (12, Inject::OutOfOrder),
-    ] {
-        p.inject.push(Injection {
-            after,
-            what,
-            bytes: None,
-        });
-    }
-    p.inject.push(Injection {
-        after: 13,
-        what: Inject::Huge,
-        bytes: Some(1_500_000),
-    });
-    cfg.plans = vec![p];
+    cfg.plans = vec![with_bad_input(
+        ConnectionPlan::default(),
+        &[
+            (3, Inject::Malformed),
+            (5, Inject::InvalidUtf8),
+            (7, Inject::Duplicate),
+            (9, Inject::UnknownType),
+            (11, Inject::V2Errors),
+            (12, Inject::OutOfOrder),
+        ],
+        (13, 1_500_000),
+    )];
     let emu = Emulator::start_background(cfg).unwrap();
     let done = deliver_all(&emu, &sample_v2(&emu, ""));
     let m = &done.metrics;
@@ -264,29 +251,20 @@ fn bad_messages_are_counted_and_skipped_v2() {
 #[test]
 fn bad_messages_resync_length_framing_v1_and_events_go_to_their_topic() {
     let mut cfg = generated(40);
-    let mut p = ConnectionPlan::default();
-    for (after, what) in [
-        (2, Inject::Delete),
-        (4, Inject::Malformed),
-        (6, Inject::StatusWithheld),
-        (8, Inject::UserWithheld),
-        (10, Inject::ScrubGeo),
-        (12, Inject::Limit),
-        (14, Inject::Warning),
-        (16, Inject::InvalidUtf8),
-    ] {
-        p.inject.push(Injection {
-            after,
-            what,
-            bytes: None,
-        });
-    }
-    p.inject.push(Injection {
-        after: 18,
-        what: Inject::Huge,
-        bytes: Some(1_200_000),
-    });
-    cfg.plans = vec![p];
+    cfg.plans = vec![with_bad_input(
+        ConnectionPlan::default(),
+        &[
+            (2, Inject::Delete),
+            (4, Inject::Malformed),
+            (6, Inject::StatusWithheld),
+            (8, Inject::UserWithheld),
+            (10, Inject::ScrubGeo),
+            (12, Inject::Limit),
+            (14, Inject::Warning),
+            (16, Inject::InvalidUtf8),
+        ],
+        (18, 1_200_000),
+    )];
     let emu = Emulator::start_background(cfg).unwrap();
     let done = deliver_all(&emu, &sample_v1(&emu, "  events_topic: tweet-events\n"));
     let events = connector_runtime::output::read_capture(&std::path::PathBuf::from(format!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use testkit::fluvio::FluvioEnv;
 use testkit::process::TestProcess;
-use x_emulator::{ConnectionPlan, Emulator, Inject, Injection};
+use x_emulator::{ConnectionPlan, Emulator, Inject};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -93,8 +93,6 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
 
 /// The faults of `faults.rs`, one after the other on successive connections of one run.
 fn every_fault(dialect: x_emulator::Dialect) -> Vec<ConnectionPlan> {
-    let plan = |json: &str| -> ConnectionPlan { serde_json::from_str(json).expect("plan JSON") };
-    let mut bad = plan(r#"{"after": 40, "end": "close_mid_message"}"#);
     let injections: &[(u64, Inject)] = match dialect {
         x_emulator::Dialect::V2 => &[
             (3, Inject::Malformed),
@@ -113,18 +111,11 @@ fn every_fault(dialect: x_emulator::Dialect) -> Vec<ConnectionPlan> {
             (12, Inject::OutOfOrder),
         ],
     };
-    for &(after, what) in injections {
-        bad.inject.push(Injection {
-            after,
-            what,
-            bytes: None,
-        });
-    }
-    bad.inject.push(Injection {
-        after: 14,
-        what: Inject::Huge,
-        bytes: Some(1_500_000),
-    });
+    let bad = with_bad_input(
+        plan(r#"{"after": 40, "end": "close_mid_message"}"#),
+        injections,
+        (14, 1_500_000),
+    );
     let in_band = match dialect {
         x_emulator::Dialect::V2 => r#"{"after": 20, "end": "operational_disconnect"}"#,
         x_emulator::Dialect::V1 => r#"{"after": 20, "end": "disconnect", "code": 12}"#,

@@ -482,6 +482,60 @@ fn a_broker_stopped_with_records_in_flight_loses_nothing() {
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };
+    if got.len() != n {
+        let log: Vec<String> = proc
+            .output()
+            .lines()
+            .filter(|l| !l.contains(" INFO "))
+            .take(60)
+            .map(String::from)
+            .collect();
+        eprintln!("bridge warnings and errors:\n{}", log.join("\n"));
+    }
+    assert_exactly_once(&got, n);
+}
+
+#[test]
+fn a_broker_that_hangs_past_the_request_timeout_gets_nothing_twice() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge hung broker") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), "  linger: 50ms\n");
+    let n = 200_000;
+    bridge.append(&records(n));
+    let mut proc = bridge.start();
+    wait_for_log(&mut proc, "mirroring a capture file");
+    std::thread::sleep(Duration::from_millis(300));
+    broker.freeze();
+    std::thread::sleep(Duration::from_secs(35));
+    broker.unfreeze();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    if got.len() != n {
+        let log: Vec<String> = proc
+            .output()
+            .lines()
+            .filter(|l| !l.contains(" INFO "))
+            .take(60)
+            .map(String::from)
+            .collect();
+        eprintln!("bridge warnings and errors:\n{}", log.join("\n"));
+        let offs: Vec<i64> = got.iter().map(fluvio_offset).collect();
+        let uniq: std::collections::BTreeSet<i64> = offs.iter().copied().collect();
+        eprintln!(
+            "DEBUG first {:?} kafka offsets {:?}..{:?} unique {} min {:?} max {:?}",
+            &offs[..5.min(offs.len())],
+            got.first().map(|r| r.offset),
+            got.last().map(|r| r.offset),
+            uniq.len(),
+            uniq.first(),
+            uniq.last()
+        );
+    }
     assert_exactly_once(&got, n);
 }
 
@@ -578,6 +632,30 @@ fn lose_acknowledgements(kafka_extra: &str, check: fn(&[KafkaRecord], usize)) {
     );
 }
 
+/// Mirror `batch` (the next records of the input) with these brokers and `security:` lines,
+/// wait until all of it is committed, stop with SIGTERM (exit 0); the bridge's log.
+fn mirror_batch(
+    bridge: &Bridge,
+    brokers: &str,
+    security: &str,
+    batch: &[Record],
+    what: &str,
+) -> String {
+    bridge.configure(brokers, security);
+    let before = bridge.committed().unwrap_or(-1);
+    bridge.append(batch);
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, before + batch.len() as i64);
+    proc.signal(15);
+    assert_eq!(
+        proc.wait_timeout(T).code(),
+        Some(0),
+        "{what}: {}",
+        proc.output()
+    );
+    proc.output()
+}
+
 #[test]
 fn sasl_plain_and_scram_mirror_and_bad_credentials_fail_clearly_without_the_secret() {
     let Some((broker, sasl)) = KafkaBroker::start_with_sasl_or_skip("bridge SASL") else {
@@ -593,16 +671,13 @@ fn sasl_plain_and_scram_mirror_and_bad_credentials_fail_clearly_without_the_secr
         .iter()
         .enumerate()
     {
-        bridge.configure(&sasl, &security(mechanism, password));
-        bridge.append(&all[i * 100..(i + 1) * 100]);
-        let mut proc = bridge.start();
-        bridge.wait_committed(&mut proc, (i as i64 + 1) * 100 - 1);
-        proc.signal(15);
-        assert_eq!(
-            proc.wait_timeout(T).code(),
-            Some(0),
-            "{mechanism}: {}",
-            proc.output()
+        let batch = &all[i * 100..(i + 1) * 100];
+        mirror_batch(
+            &bridge,
+            &sasl,
+            &security(mechanism, password),
+            batch,
+            mechanism,
         );
     }
 
@@ -678,18 +753,13 @@ fn ssl_and_sasl_ssl_mirror_with_pem_files_and_inline_pem() {
     let all = records(300);
     let bridge = Bridge::new(&cases[0].1, &cases[0].2);
     for (i, (what, brokers, security)) in cases.iter().enumerate() {
-        bridge.configure(brokers, security);
-        bridge.append(&all[i * 100..(i + 1) * 100]);
-        let mut proc = bridge.start();
-        bridge.wait_committed(&mut proc, (i as i64 + 1) * 100 - 1);
-        proc.signal(15);
-        assert_eq!(
-            proc.wait_timeout(T).code(),
-            Some(0),
-            "{what}: {}",
-            proc.output()
+        let out = mirror_batch(
+            &bridge,
+            brokers,
+            security,
+            &all[i * 100..(i + 1) * 100],
+            what,
         );
-        let out = proc.output();
         assert!(
             !out.contains("PRIVATE KEY"),
             "{what}: the client key leaked into the log: {out}"

@@ -373,6 +373,7 @@ impl KafkaBroker {
              share.coordinator.state.topic.replication.factor=1\n\
              share.coordinator.state.topic.min.isr=1\n\
              group.initial.rebalance.delay.ms=0\n\
+             log.retention.ms=-1\n\
              auto.create.topics.enable=false\n",
             data.display()
         );
@@ -474,6 +475,20 @@ impl KafkaBroker {
     }
 
     /// Start the broker again on the same ports and data.
+    /// Freeze the broker (SIGSTOP): its connections stay open and nothing answers, as with a
+    /// hung broker; [`KafkaBroker::unfreeze`] lets it go on.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
+            crate::signal(child, libc::SIGSTOP);
+        }
+    }
+
+    pub fn unfreeze(&self) {
+        if let Some(child) = &self.child {
+            crate::signal(child, libc::SIGCONT);
+        }
+    }
+
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
         self.spawn()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use connector_runtime::output::read_capture;
 use connector_runtime::Record;
 use testkit::process::TestProcess;
-use x_emulator::{Corpus, EmulatorConfig};
+use x_emulator::{ConnectionPlan, Corpus, EmulatorConfig, Inject, Injection};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_twitter-source");
 
@@ -33,6 +33,32 @@ pub fn generated(limit: u64) -> EmulatorConfig {
     c.keepalive_v2 = Duration::from_millis(200);
     c.keepalive_v1 = Duration::from_millis(200);
     c
+}
+
+/// A connection plan from its JSON form (as the emulator's control endpoint takes it).
+pub fn plan(json: &str) -> ConnectionPlan {
+    serde_json::from_str(json).expect("plan JSON")
+}
+
+/// `p` with `injections` slipped in, then a line of `huge.1` bytes after `huge.0` messages.
+pub fn with_bad_input(
+    mut p: ConnectionPlan,
+    injections: &[(u64, Inject)],
+    huge: (u64, usize),
+) -> ConnectionPlan {
+    for &(after, what) in injections {
+        p.inject.push(Injection {
+            after,
+            what,
+            bytes: None,
+        });
+    }
+    p.inject.push(Injection {
+        after: huge.0,
+        what: Inject::Huge,
+        bytes: Some(huge.1),
+    });
+    p
 }
 
 /// One connector run in a temp folder.
