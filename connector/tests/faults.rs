@@ -212,14 +212,7 @@ fn bad_messages_are_counted_and_skipped_v2() {
     let mut cfg = generated(40);
     cfg.plans = vec![with_bad_input(
         ConnectionPlan::default(),
-        &[
-            (3, Inject::Malformed),
-            (5, Inject::InvalidUtf8),
-            (7, Inject::Duplicate),
-            (9, Inject::UnknownType),
-            (11, Inject::V2Errors),
-            (12, Inject::OutOfOrder),
-        ],
+        BAD_INPUT_V2,
         (13, 1_500_000),
     )];
     let emu = Emulator::start_background(cfg).unwrap();

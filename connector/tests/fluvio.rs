@@ -94,14 +94,7 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
 /// The faults of `faults.rs`, one after the other on successive connections of one run.
 fn every_fault(dialect: x_emulator::Dialect) -> Vec<ConnectionPlan> {
     let injections: &[(u64, Inject)] = match dialect {
-        x_emulator::Dialect::V2 => &[
-            (3, Inject::Malformed),
-            (5, Inject::InvalidUtf8),
-            (7, Inject::Duplicate),
-            (9, Inject::UnknownType),
-            (11, Inject::V2Errors),
-            (12, Inject::OutOfOrder),
-        ],
+        x_emulator::Dialect::V2 => BAD_INPUT_V2,
         x_emulator::Dialect::V1 => &[
             (2, Inject::Delete),
             (4, Inject::Malformed),

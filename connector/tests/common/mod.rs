@@ -40,6 +40,16 @@ pub fn plan(json: &str) -> ConnectionPlan {
     serde_json::from_str(json).expect("plan JSON")
 }
 
+/// Bad and unusual v2 messages, slipped in after so many good ones.
+pub const BAD_INPUT_V2: &[(u64, Inject)] = &[
+    (3, Inject::Malformed),
+    (5, Inject::InvalidUtf8),
+    (7, Inject::Duplicate),
+    (9, Inject::UnknownType),
+    (11, Inject::V2Errors),
+    (12, Inject::OutOfOrder),
+];
+
 /// `p` with `injections` slipped in, then a line of `huge.1` bytes after `huge.0` messages.
 pub fn with_bad_input(
     mut p: ConnectionPlan,
