@@ -103,7 +103,11 @@ fn connector_rate(
     loop {
         let done = metric(dir.path(), "tweets_total");
         if first.is_none() && done > 0 {
-            first = Some((Instant::now(), done, cpu_secs(child.id()).unwrap_or(0.0)));
+            first = Some((
+                Instant::now(),
+                done,
+                cpu_secs(child.id()).unwrap_or(f64::NAN),
+            ));
         }
         if done >= n {
             break;

@@ -61,6 +61,32 @@ fn scram_users() -> Vec<String> {
         .collect()
 }
 
+/// Broker settings that make the SASL listener `listener` (lower case) accept [`SASL_USER`]
+/// with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (the SCRAM credentials come from
+/// [`scram_users`] at format time).
+fn sasl_listener_settings(listener: &str) -> Vec<(String, String)> {
+    let (user, password) = SASL_USER;
+    let scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+    vec![
+        (
+            "sasl.enabled.mechanisms".into(),
+            "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
+        ),
+        (
+            format!("listener.name.{listener}.plain.sasl.jaas.config"),
+            format!("org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";"),
+        ),
+        (
+            format!("listener.name.{listener}.scram-sha-256.sasl.jaas.config"),
+            scram.into(),
+        ),
+        (
+            format!("listener.name.{listener}.scram-sha-512.sasl.jaas.config"),
+            scram.into(),
+        ),
+    ]
+}
+
 /// The TLS listeners of [`KafkaBroker::start_with_tls_or_skip`] and the PEM files clients use.
 pub struct TlsListeners {
     /// `host:port` of the SSL listener (a client certificate is required).
@@ -251,17 +277,13 @@ impl KafkaBroker {
     pub fn start_with_sasl_or_skip(test: &str) -> Option<(Self, String)> {
         let libs = libs_or_skip(test)?;
         let (port, controller_port, sasl_port) = (free_port(), free_port(), free_port());
-        let (user, password) = SASL_USER;
         let extra: Vec<(String, String)> = [
             ("listeners", format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}")),
             ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}")),
-            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into()),
-            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", format!("org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";")),
-            ("listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
-            ("listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(sasl_listener_settings("sasl_plaintext"))
         .collect();
         let broker = Self::start_formatted(libs, port, controller_port, extra, scram_users())
             .unwrap_or_else(|e| panic!("{test}: cannot start Kafka with SASL: {e:#}"));
@@ -289,7 +311,6 @@ impl KafkaBroker {
         let dir = certs.path();
         let (port, controller_port, ssl_port, sasl_ssl_port) =
             (free_port(), free_port(), free_port(), free_port());
-        let (user, password) = SASL_USER;
         let extra: Vec<(String, String)> = [
             ("listeners", format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_ssl_port}")),
             ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_ssl_port}")),
@@ -299,13 +320,10 @@ impl KafkaBroker {
             ("ssl.truststore.location", dir.join("ca.pem").display().to_string()),
             ("listener.name.ssl.ssl.client.auth", "required".into()),
             ("listener.name.sasl_ssl.ssl.client.auth", "none".into()),
-            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into()),
-            ("listener.name.sasl_ssl.plain.sasl.jaas.config", format!("org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";")),
-            ("listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
-            ("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required;".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(sasl_listener_settings("sasl_ssl"))
         .collect();
         let broker = Self::start_formatted(libs, port, controller_port, extra, scram_users())
             .unwrap_or_else(|e| panic!("{test}: cannot start Kafka with TLS: {e:#}"));
@@ -474,7 +492,6 @@ impl KafkaBroker {
         }
     }
 
-    /// Start the broker again on the same ports and data.
     /// Freeze the broker (SIGSTOP): its connections stay open and nothing answers, as with a
     /// hung broker; [`KafkaBroker::unfreeze`] lets it go on.
     pub fn freeze(&self) {
@@ -489,6 +506,7 @@ impl KafkaBroker {
         }
     }
 
+    /// Start the broker again on the same ports and data.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
         self.spawn()
