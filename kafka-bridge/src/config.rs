@@ -36,7 +36,8 @@ pub struct KafkaConfig {
     /// resume without duplicates).
     #[serde(default = "yes")]
     pub headers: bool,
-    /// Fluvio record time to Kafka CreateTime (default true).
+    /// Fluvio record time to Kafka CreateTime (default true); a time Kafka cannot live with
+    /// goes to the `fluvio.timestamp` header instead (see `timestamps.rs`).
     #[serde(default = "yes")]
     pub timestamps: bool,
     /// `none`, `gzip`, `snappy`, `lz4` (default) or `zstd`.

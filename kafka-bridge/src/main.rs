@@ -6,12 +6,14 @@
 //! partition resumes after the `fluvio.offset` header of the last record in Kafka.
 //!
 //! The data path: [`input`] (Fluvio partition streams) -> [`mirror`] (idempotent producer,
-//! in-order delivery pipes) -> commit; [`resume`] decides where each partition starts.
+//! in-order delivery pipes) -> commit; [`resume`] decides where each partition starts and
+//! [`timestamps`] which time each record carries.
 
 mod config;
 mod input;
 mod mirror;
 mod resume;
+mod timestamps;
 
 use std::collections::HashMap;
 use std::process::ExitCode;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use connector_runtime::metrics::{Counter, Gauge, Metrics};
 use futures_util::FutureExt;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -22,6 +22,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, Partitioning};
+use crate::timestamps::{Stamp, TimestampRule, DEFAULT_PRODUCER_EXPIRY_MS};
 
 /// One record read from Fluvio (or the input file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,7 @@ pub struct Mirror {
     auth: AuthWatch,
     cfg: KafkaConfig,
     fluvio_topic: String,
+    timestamps: TimestampRule,
     m: MirrorMetrics,
 }
 
@@ -49,7 +51,7 @@ struct MirrorMetrics {
     bytes: Counter,
     latency_ms_total: Counter,
     latency_ms_max: Gauge,
-    timestamps_dropped: Counter,
+    timestamps_replaced: Counter,
 }
 
 impl MirrorMetrics {
@@ -66,9 +68,9 @@ impl MirrorMetrics {
                 "delivery_latency_ms_max",
                 "the longest send-to-acknowledgement time (ms)",
             ),
-            timestamps_dropped: m.counter(
-                "timestamps_dropped_total",
-                "records whose time was more than 55 min ahead (sent without one)",
+            timestamps_replaced: m.counter(
+                "timestamps_replaced_total",
+                "records written with the current time as CreateTime, their Fluvio time (too old or too far ahead for Kafka) in the fluvio.timestamp header",
             ),
         }
     }
@@ -159,6 +161,37 @@ fn is_permanent(e: &KafkaError) -> bool {
     )
 }
 
+/// The broker's `producer.id.expiration.ms` (Kafka's default when it cannot be read, e.g. not
+/// authorised to describe the broker).
+async fn producer_expiry_ms(admin: &AdminClient<DefaultClientContext>, broker: Option<i32>) -> i64 {
+    const NAME: &str = "producer.id.expiration.ms";
+    let read = async {
+        let id = broker.ok_or_else(|| anyhow!("no broker in the metadata"))?;
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .describe_configs(&[ResourceSpecifier::Broker(id)], &opts)
+            .await?;
+        let resource = results
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("no answer"))?
+            .map_err(|e| anyhow!("{e}"))?;
+        let value = resource
+            .get(NAME)
+            .and_then(|e| e.value.clone())
+            .ok_or_else(|| anyhow!("not in the broker's config"))?;
+        Ok::<i64, anyhow::Error>(value.parse()?)
+    };
+    match read.await {
+        Ok(ms) if ms > 0 => ms,
+        Ok(_) => DEFAULT_PRODUCER_EXPIRY_MS,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the broker's {NAME}; assuming Kafka's default (1 day)");
+            DEFAULT_PRODUCER_EXPIRY_MS
+        }
+    }
+}
+
 pub fn client_config(settings: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (k, v) in settings {
@@ -194,7 +227,7 @@ impl Mirror {
             .create()
             .map_err(|e| anyhow!("kafka: cannot create the admin client: {e}"))?;
         let started = Instant::now();
-        let partitions = loop {
+        let (partitions, broker) = loop {
             // A topic just created is ready within moments; an unreachable cluster is asked
             // again every second.
             let mut pause = Duration::from_secs(1);
@@ -205,16 +238,17 @@ impl Mirror {
                     p.client()
                         .fetch_metadata(Some(&topic), Duration::from_secs(5))
                         .map(|md| {
+                            let broker = md.brokers().first().map(|b| b.id());
                             md.topics()
                                 .first()
-                                .map(|t| (t.error(), t.partitions().len()))
-                                .unwrap_or((None, 0))
+                                .map(|t| (t.error(), t.partitions().len(), broker))
+                                .unwrap_or((None, 0, broker))
                         })
                 })
                 .await?
             };
             match fetched {
-                Ok((None, n)) if n > 0 => break n,
+                Ok((None, n, broker)) if n > 0 => break (n, broker),
                 Ok(_) => {
                     if !cfg.create_topic {
                         bail!("kafka.topic: Kafka topic `{}` does not exist and kafka.create_topic is false", cfg.topic);
@@ -285,11 +319,19 @@ impl Mirror {
             );
         }
         tracing::info!(topic = %cfg.topic, partitions, "Kafka topic ready");
+        let timestamps = TimestampRule::new(producer_expiry_ms(&admin, broker).await);
+        if cfg.timestamps {
+            tracing::info!(
+                max_age = ?Duration::from_millis(timestamps.max_age_ms() as u64),
+                "Fluvio times older than this (half the broker's producer.id.expiration.ms) are kept in the fluvio.timestamp header, not as CreateTime"
+            );
+        }
         Ok(Some(Self {
             producer,
             auth,
             cfg,
             fluvio_topic: fluvio_topic.to_string(),
+            timestamps,
             m: MirrorMetrics::new(metrics),
         }))
     }
@@ -302,6 +344,16 @@ impl Mirror {
     async fn send(&self, rec: &SourceRecord) -> Result<DeliveryFuture, KafkaError> {
         let partition_s = rec.partition.to_string();
         let offset_s = rec.offset.to_string();
+        let stamp = if self.cfg.timestamps {
+            self.timestamps
+                .stamp(rec.timestamp_ms, connector_runtime::now_ms())
+        } else {
+            Stamp::default()
+        };
+        let replaced_s = stamp.replaced.map(|t| t.to_string());
+        if stamp.replaced.is_some() {
+            self.m.timestamps_replaced.inc();
+        }
         loop {
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(&self.cfg.topic).payload(&rec.value[..]);
@@ -311,18 +363,11 @@ impl Mirror {
             if let Some(p) = self.cfg.partitioning.kafka_partition(rec.partition) {
                 record = record.partition(p);
             }
-            if self.cfg.timestamps {
-                if let Some(ts) = rec.timestamp_ms.filter(|t| *t > 0) {
-                    let now = connector_runtime::now_ms();
-                    if ts > now + 55 * 60 * 1000 {
-                        self.m.timestamps_dropped.inc();
-                    } else {
-                        record = record.timestamp(ts);
-                    }
-                }
+            if let Some(ts) = stamp.create_time {
+                record = record.timestamp(ts);
             }
             if self.cfg.headers {
-                let headers = OwnedHeaders::new_with_capacity(3)
+                let mut headers = OwnedHeaders::new_with_capacity(4)
                     .insert(Header {
                         key: "fluvio.topic",
                         value: Some(self.fluvio_topic.as_bytes()),
@@ -335,6 +380,12 @@ impl Mirror {
                         key: "fluvio.offset",
                         value: Some(offset_s.as_bytes()),
                     });
+                if let Some(t) = &replaced_s {
+                    headers = headers.insert(Header {
+                        key: "fluvio.timestamp",
+                        value: Some(t.as_bytes()),
+                    });
+                }
                 record = record.headers(headers);
             }
             match self.producer.send_result(record) {

@@ -54,11 +54,15 @@ impl Bridge {
     }
 
     fn start(&self) -> TestProcess {
+        self.start_with_log("info")
+    }
+
+    fn start_with_log(&self, rust_log: &str) -> TestProcess {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
             .arg(&self.config)
             .env("KAFKA_BRIDGE_INPUT_FILE", &self.input)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .env("FLUVIO_METRIC_CONNECTOR", self.dir.path().join("m.sock"));
         TestProcess::spawn(
             "kafka-bridge-sink",
@@ -163,11 +167,50 @@ fn assert_exactly_once(got: &[KafkaRecord], n: usize) {
     let expected: Vec<i64> = (0..n as i64).collect();
     if offsets != expected {
         panic!(
-            "not exactly once in order: {} records for {n} (first mismatch at index {:?})",
+            "not exactly once in order: {} records for {n} (first mismatch at index {:?}); {}",
             offsets.len(),
-            offsets.iter().zip(&expected).position(|(a, b)| a != b)
+            offsets.iter().zip(&expected).position(|(a, b)| a != b),
+            describe_mismatch(got, n)
         );
     }
+}
+
+/// Where Kafka's copy differs from 0..n: the Fluvio offsets written more than once (as ranges,
+/// with the Kafka offsets of each repeat) and those missing, so a failure shows its shape.
+fn describe_mismatch(got: &[KafkaRecord], n: usize) -> String {
+    let mut seen: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for r in got {
+        seen.entry(fluvio_offset(r)).or_default().push(r.offset);
+    }
+    let ranges = |offsets: Vec<i64>| -> Vec<String> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for o in offsets {
+            match out.last_mut() {
+                Some((_, end)) if *end + 1 == o => *end = o,
+                _ => out.push((o, o)),
+            }
+        }
+        out.iter()
+            .take(10)
+            .map(|(a, b)| format!("{a}..={b}"))
+            .collect()
+    };
+    let repeated: Vec<i64> = seen
+        .iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(o, _)| *o)
+        .collect();
+    let first_repeat = repeated
+        .first()
+        .map(|o| format!("{o} at Kafka offsets {:?}", seen[o]));
+    let missing: Vec<i64> = (0..n as i64).filter(|o| !seen.contains_key(o)).collect();
+    format!(
+        "written more than once: {} ({:?}; first: {first_repeat:?}); missing: {} ({:?})",
+        repeated.len(),
+        ranges(repeated.clone()),
+        missing.len(),
+        ranges(missing)
+    )
 }
 
 #[test]
@@ -217,6 +260,7 @@ fn recorded_payloads_round_trip_with_keys_timestamps_and_headers() {
         return;
     };
     let bridge = Bridge::new(&broker.bootstrap(), "");
+    let started_ms = connector_runtime::now_ms();
     let mut input: Vec<Record> = Vec::new();
     if let Some(dir) = testkit::data::tweets_dir_or_skip("recorded payloads through the bridge") {
         for f in ["v1_statuses.jsonl", "v2_messages.jsonl"] {
@@ -230,11 +274,13 @@ fn recorded_payloads_round_trip_with_keys_timestamps_and_headers() {
                 input.push(Record {
                     key: Some(id.into_bytes().into()),
                     value: line.into_bytes().into(),
-                    timestamp_ms: Some(1_600_000_000_000 + input.len() as i64),
+                    // Recent: kept as CreateTime.
+                    timestamp_ms: Some(started_ms - 3_600_000 + input.len() as i64),
                 });
             }
         }
     }
+    // Times from 2023: too old for Kafka's producer-state expiry, so kept in a header.
     input.extend(records(50));
     input.push(Record {
         key: None,
@@ -258,9 +304,31 @@ fn recorded_payloads_round_trip_with_keys_timestamps_and_headers() {
             want.key.as_ref().map(|k| k.to_vec()),
             "key (a null key stays null)"
         );
+        let replaced = r.headers.get("fluvio.timestamp").cloned().flatten();
         match want.timestamp_ms {
-            Some(ts) => assert_eq!((r.ts_type, r.ts), (1, ts), "Fluvio time as CreateTime"),
-            None => assert!(r.ts > 0),
+            Some(ts) if ts > started_ms - 12 * 3_600_000 => {
+                assert_eq!((r.ts_type, r.ts), (1, ts), "Fluvio time as CreateTime");
+                assert_eq!(
+                    replaced, None,
+                    "no fluvio.timestamp when CreateTime is the Fluvio time"
+                );
+            }
+            Some(ts) => {
+                assert!(
+                    r.ts >= started_ms,
+                    "an old Fluvio time gives the current time: {}",
+                    r.ts
+                );
+                assert_eq!(
+                    replaced,
+                    Some(ts.to_string()),
+                    "the Fluvio time in fluvio.timestamp"
+                );
+            }
+            None => {
+                assert!(r.ts >= started_ms);
+                assert_eq!(replaced, None);
+            }
         }
         assert_eq!(r.headers["fluvio.topic"].as_deref(), Some("tweets"));
         assert_eq!(r.headers["fluvio.partition"].as_deref(), Some("0"));
@@ -468,13 +536,20 @@ fn mirror_through_broker_fault(test: &str, fault: impl FnOnce(&mut KafkaBroker))
     let Some(mut broker) = KafkaBroker::start_or_skip(test) else {
         return;
     };
-    let bridge = Bridge::new(&broker.bootstrap(), "  linger: 50ms\n");
+    // librdkafka's idempotence log (producer id, epoch, sequence errors, retries): what a
+    // failure needs to be understood.
+    let bridge = Bridge::new(
+        &broker.bootstrap(),
+        "  linger: 50ms\n  options:\n    debug: eos\n",
+    );
     let n = 200_000;
     bridge.append(&records(n));
-    let mut proc = bridge.start();
+    let mut proc = bridge.start_with_log("info,librdkafka=debug");
     wait_for_log(&mut proc, "mirroring a capture file");
     std::thread::sleep(Duration::from_millis(300));
+    broker.note("the fault starts");
     fault(&mut broker);
+    broker.note("the fault is over");
     bridge.wait_committed(&mut proc, n as i64 - 1);
     proc.signal(15);
     assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
@@ -482,14 +557,36 @@ fn mirror_through_broker_fault(test: &str, fault: impl FnOnce(&mut KafkaBroker))
         return;
     };
     if got.len() != n {
-        let log: Vec<String> = proc
-            .output()
+        // What the bridge and the broker saw, without the reconnection noise.
+        let noise = [
+            "REBOOTSTRAP",
+            "brokers are down",
+            "Connection refused",
+            "client error",
+        ];
+        let bridge_log = proc.output();
+        let bridge_lines: Vec<&str> = bridge_log
             .lines()
-            .filter(|l| !l.contains(" INFO "))
-            .take(60)
-            .map(String::from)
+            .filter(|l| !l.contains(" INFO ") || l.contains("librdkafka"))
+            .filter(|l| !noise.iter().any(|w| l.contains(w)))
+            .take(200)
             .collect();
-        eprintln!("bridge warnings and errors:\n{}", log.join("\n"));
+        eprintln!(
+            "bridge warnings, errors and librdkafka EOS log:\n{}",
+            bridge_lines.join("\n")
+        );
+        let broker_log = std::fs::read_to_string(broker.log_path()).unwrap_or_default();
+        let broker_lines: Vec<&str> = broker_log
+            .lines()
+            .skip_while(|l| !l.contains("the fault starts"))
+            .filter(|l| {
+                ["=== test", "tweets-0", " WARN ", " ERROR "]
+                    .iter()
+                    .any(|w| l.contains(w))
+            })
+            .take(80)
+            .collect();
+        eprintln!("broker log from the fault on:\n{}", broker_lines.join("\n"));
     }
     assert_exactly_once(&got, n);
 }
@@ -559,6 +656,37 @@ fn with_key_partitioning_records_kafka_wrote_but_never_acknowledged_are_not_sent
         "  partitioning: key\n  partitions: 3\n",
         assert_exactly_once_by_key,
     );
+}
+
+#[test]
+fn a_broker_restarted_while_its_acknowledgements_are_lost_writes_nothing_twice() {
+    // Kafka writes what the bridge sends, its answers are lost, and it restarts: librdkafka
+    // sends the unanswered requests again to a broker that reloaded its producer state.
+    let Some((mut broker, proxy)) =
+        KafkaBroker::start_behind_proxy_or_skip("bridge restart with lost acknowledgements")
+    else {
+        return;
+    };
+    let bridge = Bridge::new(&format!("127.0.0.1:{}", proxy.port()), "  linger: 20ms\n");
+    let n = 100_000;
+    bridge.append(&records(n / 2));
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 / 2 - 1);
+    std::thread::scope(|s| {
+        let hold = s.spawn(|| proxy.lose_answers_for(Duration::from_secs(6)));
+        std::thread::sleep(Duration::from_millis(200));
+        bridge.append(&records(n)[n / 2..]);
+        std::thread::sleep(Duration::from_millis(1500));
+        broker.restart().unwrap();
+        hold.join().unwrap();
+    });
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    assert_exactly_once(&got, n);
 }
 
 /// Mirror records while Kafka writes them but its acknowledgements are lost, then the
