@@ -11,6 +11,7 @@
 
 mod config;
 mod input;
+mod lag;
 mod mirror;
 mod resume;
 mod timestamps;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, Partitioning};
 use crate::input::{FileInput, PartitionInput};
+use crate::lag::Progress;
 use crate::mirror::{Mirror, PartitionPipe};
 
 const INFO: ConnectorInfo = ConnectorInfo {
@@ -76,17 +78,49 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         tracing::info!(file = %path.display(), start, "mirroring a capture file");
         let input = PartitionInput::File(FileInput::open(path, start)?);
         let in_kafka = start.checked_sub(1).filter(|o| *o >= 0);
-        return mirror_partition(Arc::new(mirror), 0, input, in_kafka, shutdown).await;
+        return mirror_partition(
+            Arc::new(mirror),
+            0,
+            input,
+            in_kafka,
+            Progress::default(),
+            shutdown,
+        )
+        .await;
     }
 
-    let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
-    if consumer_id.is_none() {
+    let Some(consumer_id) = meta.consumer.as_ref().and_then(|c| c.id.clone()) else {
         return Err(anyhow!(
             "meta.consumer.id: required (without it, records produced while the bridge is down would be skipped); e.g. `consumer: {{id: kafka-bridge, offset: {{start: beginning, strategy: manual}}}}`"
         ));
-    }
+    };
     let ctx = Arc::new(sink::connect(&launched).await?);
     let partitions = ctx.partitions().await?;
+    // The lag is reported from now on, also while Kafka is still awaited.
+    let progress: HashMap<u32, Progress> = partitions
+        .iter()
+        .map(|p| (*p, Progress::default()))
+        .collect();
+    {
+        let (ctx, topic, metrics, shutdown) = (
+            ctx.clone(),
+            fluvio_topic.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let progress = progress.iter().map(|(p, g)| (*p, g.clone())).collect();
+        tokio::spawn(async move {
+            lag::report(
+                &ctx.fluvio,
+                &topic,
+                &consumer_id,
+                progress,
+                &metrics,
+                &shutdown,
+            )
+            .await
+        });
+    }
     let Some(mirror) = Mirror::connect(
         cfg.clone(),
         &client_id,
@@ -129,11 +163,16 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         });
         let input = PartitionInput::fluvio(p, Box::new(stream), expected, reopen);
         let in_kafka = resumed.get(&p).copied();
+        let progress = progress[&p].clone();
+        if let Some(off) = in_kafka {
+            progress.raise_to(off);
+        }
         tasks.spawn(mirror_partition(
             mirror.clone(),
             p,
             input,
             in_kafka,
+            progress,
             shutdown.clone(),
         ));
     }
@@ -181,12 +220,14 @@ fn start_offset(in_kafka: Option<i64>, committed: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Read one partition, send each record in order, commit what Kafka acknowledged.
+/// Read one partition, send each record in order, commit what Kafka acknowledged; `progress`
+/// follows what Kafka holds (for the lag).
 async fn mirror_partition(
     mirror: Arc<Mirror>,
     partition: u32,
     mut input: PartitionInput,
     in_kafka: Option<i64>,
+    progress: Progress,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let mut pipe = PartitionPipe::new(partition, mirror.metrics(), in_kafka);
@@ -215,6 +256,11 @@ async fn mirror_partition(
                 }
                 record = input.next() => match record? {
                     Some(rec) => {
+                        // Whatever came before the first record read is in Kafka or skipped
+                        // by the start position.
+                        if pipe.acked().is_none() {
+                            progress.raise_to(rec.offset - 1);
+                        }
                         pipe.push(&mirror, rec).await?;
                         if !timer_commits
                             && last_commit.elapsed() >= interval
@@ -225,6 +271,9 @@ async fn mirror_partition(
                     }
                     None => break,
                 },
+            }
+            if let Some(acked) = pipe.acked() {
+                progress.raise_to(acked);
             }
         }
         Ok(())

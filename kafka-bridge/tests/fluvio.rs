@@ -13,6 +13,79 @@ use testkit::process::TestProcess;
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
 const T: Duration = Duration::from_secs(90);
 
+/// A bridge from a Fluvio topic into a Kafka topic, its files in `dir` (named after the Kafka
+/// topic), consumer id `<topic>-<kafka topic>`.
+struct BridgeRun<'a> {
+    env: &'a FluvioEnv,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    socket: std::path::PathBuf,
+}
+
+impl<'a> BridgeRun<'a> {
+    fn new(
+        env: &'a FluvioEnv,
+        broker: &KafkaBroker,
+        topic: &str,
+        dir: &std::path::Path,
+        kafka_topic: &str,
+        kafka_extra: &str,
+    ) -> Self {
+        let config = dir.join(format!("{kafka_topic}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bridge-fluvio-test\n  type: kafka-bridge-sink\n  topic: {topic}\n  consumer:\n    id: {topic}-{kafka_topic}\n    max-bytes: 64 KB\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {}\n  topic: {kafka_topic}\n  commit_interval: 300ms\n{kafka_extra}",
+                broker.bootstrap()
+            ),
+        )
+        .unwrap();
+        Self {
+            env,
+            config,
+            log: dir.join(format!("{kafka_topic}.log")),
+            socket: dir.join(format!("{kafka_topic}.sock")),
+        }
+    }
+
+    fn start(&self) -> TestProcess {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .env("FLUVIO_METRIC_CONNECTOR", &self.socket);
+        for (k, v) in self.env.profile_env() {
+            cmd.env(k, v);
+        }
+        TestProcess::spawn("kafka-bridge-sink", cmd, &self.log)
+    }
+
+    /// A metric of the running bridge (its JSON socket).
+    fn metric(&self, name: &str) -> Option<i64> {
+        testkit::metrics_socket(&self.socket)[name].as_i64()
+    }
+}
+
+/// Put `n` keyed records (`k<i>`, a small JSON value) into a new Fluvio topic.
+fn topic_with_records(env: &FluvioEnv, prefix: &str, dir: &std::path::Path, n: usize) -> String {
+    let topic = env.unique_topic(prefix);
+    env.run(&["topic", "create", &topic]);
+    let data: String = (0..n)
+        .map(|i| format!("k{i}\t{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200)))
+        .collect();
+    let file = dir.join(format!("{topic}.txt"));
+    std::fs::write(&file, data).unwrap();
+    env.run(&[
+        "produce",
+        &topic,
+        "--key-separator",
+        "\t",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    topic
+}
+
 /// (key, fluvio.offset) of every record of a Kafka topic.
 fn kafka_offsets(broker: &str, topic: &str) -> Option<Vec<(String, i64)>> {
     let records = testkit::kafka::read_topic(broker, topic)?;
@@ -37,23 +110,9 @@ fn mirrors_a_fluvio_topic_exactly_once_through_sigkills() {
     let Some(broker) = KafkaBroker::start_or_skip("bridge from Fluvio") else {
         return;
     };
-    let topic = env.unique_topic("bridge-src");
-    env.run(&["topic", "create", &topic]);
     let dir = tempfile::tempdir().unwrap();
     let n = 30_000;
-    let data: String = (0..n)
-        .map(|i| format!("k{i}\t{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200)))
-        .collect();
-    let file = dir.path().join("records.txt");
-    std::fs::write(&file, data).unwrap();
-    env.run(&[
-        "produce",
-        &topic,
-        "--key-separator",
-        "\t",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let topic = topic_with_records(&env, "bridge-src", dir.path(), n);
     let Some(got) = mirror_through_sigkills(&env, &broker, &topic, dir.path(), "mirrored", "")
     else {
         return;
@@ -107,31 +166,8 @@ fn mirror_through_sigkills(
     kafka_extra: &str,
 ) -> Option<Vec<(String, i64)>> {
     let n = 30_000;
-    let cfg = dir.join(format!("{kafka_topic}.yaml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bridge-fluvio-test\n  type: kafka-bridge-sink\n  topic: {topic}\n  consumer:\n    id: {topic}-{kafka_topic}\n    max-bytes: 64 KB\n    offset:\n      start: beginning\n      strategy: manual\nkafka:\n  brokers: {}\n  topic: {kafka_topic}\n  commit_interval: 300ms\n{kafka_extra}",
-            broker.bootstrap()
-        ),
-    )
-    .unwrap();
-    let socket = dir.join(format!("{kafka_topic}.sock"));
-    let start = || {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .env("FLUVIO_METRIC_CONNECTOR", &socket);
-        for (k, v) in env.profile_env() {
-            cmd.env(k, v);
-        }
-        TestProcess::spawn(
-            "kafka-bridge-sink",
-            cmd,
-            &dir.join(format!("{kafka_topic}.log")),
-        )
-    };
+    let bridge = BridgeRun::new(env, broker, topic, dir, kafka_topic, kafka_extra);
+    let start = || bridge.start();
     let mut rng = fastrand::Rng::with_seed(11);
     for _ in 0..3 {
         let mut p = start();
@@ -163,10 +199,35 @@ fn mirror_through_sigkills(
     // With the topic idle (a read pending forever), the acknowledgements are still taken in:
     // the metrics show every record mirrored.
     testkit::wait_for("the idle bridge to count every acknowledgement", T, || {
-        let m = testkit::metrics_socket(&socket);
-        (m["acked_offset{partition=0}"].as_i64() == Some(n as i64 - 1)).then_some(())
+        (bridge.metric("acked_offset{partition=0}") == Some(n as i64 - 1)).then_some(())
     });
     p.signal(15);
     assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
     kafka_offsets(&broker.bootstrap(), kafka_topic)
+}
+
+#[test]
+fn reports_the_lag_while_kafka_is_away_and_none_once_caught_up() {
+    let Some(env) = FluvioEnv::find_or_skip("bridge lag") else {
+        return;
+    };
+    let Some(broker) = KafkaBroker::start_or_skip("bridge lag") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2_000;
+    let topic = topic_with_records(&env, "bridge-lag", dir.path(), n);
+    let bridge = BridgeRun::new(&env, &broker, &topic, dir.path(), "lagging", "");
+    broker.freeze();
+    let mut p = bridge.start();
+    testkit::wait_for("the lag of every record while Kafka is frozen", T, || {
+        (bridge.metric("lag{partition=0}") == Some(n as i64)).then_some(())
+    });
+    broker.unfreeze();
+    testkit::wait_for("no lag once Kafka holds everything", T, || {
+        let caught_up = bridge.metric("acked_offset{partition=0}") == Some(n as i64 - 1);
+        (caught_up && bridge.metric("lag{partition=0}") == Some(0)).then_some(())
+    });
+    p.signal(15);
+    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
 }

@@ -1,10 +1,12 @@
 //! Fluvio: connect with the current profile, create the topic, build the producer of a source
 //! and the per-partition consumers of a sink, all from `meta`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use fluvio::consumer::{ConsumerConfigExtBuilder, OffsetManagementStrategy, RetryMode};
+use fluvio::metadata::objects::Metadata;
 use fluvio::metadata::partition::{PartitionResolution, PartitionSpec};
 use fluvio::metadata::topic::{
     CleanupPolicy, CompressionAlgorithm, SegmentBasedPolicy, TopicSpec, TopicStorageConfig,
@@ -60,18 +62,11 @@ pub async fn wait_until_online(fluvio: &Fluvio, topic: &str, timeout: Duration) 
     let started = std::time::Instant::now();
     let mut reported = started;
     loop {
-        let partitions = admin
-            .all::<PartitionSpec>()
-            .await
-            .context("cannot list partitions")?;
-        let ours: Vec<_> = partitions
-            .iter()
-            .filter(|p| p.name.rsplit_once('-').is_some_and(|(t, _)| t == topic))
-            .collect();
+        let ours = topic_partitions(&admin, topic).await?;
         let offline: Vec<&str> = ours
             .iter()
-            .filter(|p| p.status.resolution != PartitionResolution::Online)
-            .map(|p| p.name.as_str())
+            .filter(|(_, p)| p.status.resolution != PartitionResolution::Online)
+            .map(|(_, p)| p.name.as_str())
             .collect();
         if !ours.is_empty() && offline.is_empty() {
             return Ok(());
@@ -92,6 +87,36 @@ pub async fn wait_until_online(fluvio: &Fluvio, topic: &str, timeout: Duration) 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The end of each partition of `topic` (its high watermark: the offset after the last record
+/// consumers can read), as the cluster last heard from the partition leaders.
+pub async fn partition_ends(fluvio: &Fluvio, topic: &str) -> Result<HashMap<u32, i64>> {
+    let admin = fluvio.admin().await;
+    Ok(topic_partitions(&admin, topic)
+        .await?
+        .into_iter()
+        .map(|(n, p)| (n, p.status.leader.hw))
+        .collect())
+}
+
+/// The partitions of `topic` (named `<topic>-<n>`), with their number.
+async fn topic_partitions(
+    admin: &fluvio::FluvioAdmin,
+    topic: &str,
+) -> Result<Vec<(u32, Metadata<PartitionSpec>)>> {
+    let all = admin
+        .all::<PartitionSpec>()
+        .await
+        .context("cannot list partitions")?;
+    Ok(all
+        .into_iter()
+        .filter_map(|p| {
+            let (t, n) = p.name.rsplit_once('-')?;
+            let n = n.parse().ok().filter(|_| t == topic)?;
+            Some((n, p))
+        })
+        .collect())
 }
 
 async fn topic_exists(admin: &fluvio::FluvioAdmin, name: &str) -> Result<bool> {
