@@ -116,11 +116,12 @@ fn bridge_vs_pipe(env: &FluvioEnv, broker: &str, n: u64) {
         let kafka_topic = topic.clone();
 
         let started = Instant::now();
-        let mut bridge = run.spawn(
-            env,
-            "kafka-bridge-sink",
-            &bridge_config(&topic, broker, &kafka_topic, ""),
+        // Fetches of the same size as the pipe's (`--maxbytes`).
+        let config = bridge_config(&topic, broker, &kafka_topic, "").replace(
+            "  consumer:\n",
+            &format!("  consumer:\n    max-bytes: {KAFKA_FETCH}\n"),
         );
+        let mut bridge = run.spawn(env, "kafka-bridge-sink", &config);
         let mut rss: f64 = 0.0;
         // Steady state: from the first records mirrored (after connecting to Fluvio and Kafka,
         // creating the Kafka topic and reading its tail) to the last.
@@ -147,20 +148,25 @@ fn bridge_vs_pipe(env: &FluvioEnv, broker: &str, n: u64) {
             bytes as f64 * (n - first_n) as f64 / n as f64 / 1e6 / first_at.elapsed().as_secs_f64();
         stop(bridge);
 
-        // The same records through the pipe, into the topic the bridge created.
+        // The same records through the pipe, into the topic the bridge created: what it
+        // delivered is what the topic holds beyond the bridge's n records.
         let pipe = pipe_seconds(env, &topic, broker, &kafka_topic);
+        let pipe_delivered = kafka_end_offset(broker, &kafka_topic).map(|end| end - n as i64);
         env.run(&["topic", "delete", &topic]);
         let rate = n as f64 / bridge_secs;
         let what = format!("Fluvio -> Kafka, {label} ({avg} B), from process start");
+        let baseline_what = match (pipe, pipe_delivered) {
+            (Some(_), Some(got)) => format!(
+                "fluvio consume -B -d | kcat -P (idempotent, acks=all, lz4; delivered {got} of {n})"
+            ),
+            _ => "(kcat missing)".to_string(),
+        };
         report(&Figure {
             stage: "bridge",
             what: &what,
             value: rate,
             unit: "rec/s",
-            baseline_what: match pipe {
-                Some(_) => "fluvio consume -B -d | kcat -P (idempotent, acks=all, lz4)",
-                None => "(kcat missing)",
-            },
+            baseline_what: &baseline_what,
             baseline: pipe.map(|s| n as f64 / s).unwrap_or(f64::NAN),
             target: ">= 3x the pipe",
         });
@@ -282,6 +288,19 @@ fn fluvio_record_times(env: &FluvioEnv, topic: &str) -> HashMap<i64, i64> {
         Some((offset.parse().ok()?, ms))
     })
     .collect()
+}
+
+/// The end offset of partition 0 of a Kafka topic (`kcat -Q`).
+fn kafka_end_offset(broker: &str, topic: &str) -> Option<i64> {
+    let out = Command::new(testkit::kcat()?)
+        .args(["-Q", "-b", broker, "-t", &format!("{topic}:0:-1")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
 }
 
 /// Seconds `fluvio consume -B -d <topic> | kcat -P` takes to copy the topic into Kafka.

@@ -259,7 +259,7 @@ impl Mirror {
                     for (k, v) in &cfg.topic_config {
                         topic = topic.set(k, v);
                     }
-                    pause = Duration::from_millis(100);
+                    pause = Duration::from_millis(20);
                     let results = admin
                         .create_topics(
                             &[topic],
