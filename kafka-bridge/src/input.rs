@@ -11,7 +11,12 @@ use anyhow::{Context, Result};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
+use crate::lag::PartitionEnd;
 use crate::mirror::SourceRecord;
+
+/// How long a Fluvio stream may stay idle short of its partition's end before the records
+/// there count as skipped.
+const TAIL_CHECK: Duration = Duration::from_secs(2);
 
 /// A consumer stream of one Fluvio partition.
 pub type FluvioStream = Box<
@@ -24,6 +29,9 @@ pub type FluvioStream = Box<
 /// Opens a stream of the same partition at an offset, for reading skipped records again.
 pub type Reopen = Box<dyn Fn(i64) -> BoxFuture<'static, Result<FluvioStream>> + Send + Sync>;
 
+/// Records read again by a task of their own.
+type Rereading = tokio::task::JoinHandle<Result<Vec<SourceRecord>>>;
+
 pub enum PartitionInput {
     Fluvio {
         partition: u32,
@@ -32,15 +40,15 @@ pub enum PartitionInput {
         /// Fluvio 0.50 drops the batch that straddles the end of a fetch (`max-bytes`) when a
         /// backlog is read. The missing records are then read again with a second stream
         /// (the consumer id's stream cannot be repositioned); if they are not there either
-        /// (expired by retention), the bridge stops.
+        /// (expired by retention), the bridge stops. A batch dropped at the very end of the
+        /// partition leaves no jump: a stream idle for [`TAIL_CHECK`] short of the partition's
+        /// `end` reads the rest again the same way.
         expected: Option<i64>,
         reopen: Reopen,
+        end: PartitionEnd,
         /// A re-read under way (its own task, so that [`PartitionInput::next`] stays
-        /// cancel-safe), and the record read after the gap.
-        rereading: Option<(
-            tokio::task::JoinHandle<Result<Vec<SourceRecord>>>,
-            SourceRecord,
-        )>,
+        /// cancel-safe), and the record read after the gap (none at the partition's end).
+        rereading: Option<(Rereading, Option<SourceRecord>)>,
         /// Records read and not yet handed out (a re-read gap, then the record after it).
         ready: std::collections::VecDeque<SourceRecord>,
     },
@@ -53,12 +61,14 @@ impl PartitionInput {
         stream: FluvioStream,
         expected: Option<i64>,
         reopen: Reopen,
+        end: PartitionEnd,
     ) -> Self {
         PartitionInput::Fluvio {
             partition,
             stream,
             expected,
             reopen,
+            end,
             rereading: None,
             ready: Default::default(),
         }
@@ -73,6 +83,7 @@ impl PartitionInput {
                 stream,
                 expected,
                 reopen,
+                end,
                 rereading,
                 ready,
             } => loop {
@@ -82,22 +93,43 @@ impl PartitionInput {
                         .map_err(|e| anyhow::anyhow!("reading again: {e}"))??;
                     let (_, after) = rereading.take().expect("a re-read under way");
                     ready.extend(again);
-                    *expected = Some(after.offset + 1);
-                    ready.push_back(after);
+                    ready.extend(after);
+                    if let Some(last) = ready.back() {
+                        *expected = Some(last.offset + 1);
+                    }
                 }
                 if let Some(rec) = ready.pop_front() {
                     return Ok(Some(rec));
                 }
-                let r = match stream.next().await {
+                let next = match tokio::time::timeout(TAIL_CHECK, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_idle) => {
+                        if let (Some(want), Some(end)) = (*expected, end.get()) {
+                            if end > want {
+                                tracing::warn!(
+                                    partition,
+                                    expected = want,
+                                    end,
+                                    "the Fluvio consumer stopped short of the partition's end; reading the last records again"
+                                );
+                                let task =
+                                    tokio::spawn(read_again(reopen(want), *partition, want, end));
+                                *rereading = Some((task, None));
+                            }
+                        }
+                        continue;
+                    }
+                };
+                let r = match next {
                     None => return Ok(None),
                     Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: {e:?}"),
                     Some(Ok(r)) => source_record(*partition, &r),
                 };
                 match *expected {
-                    Some(want) if r.offset < want => anyhow::bail!(
-                        "Fluvio partition {partition}: expected offset {want}, got {} (the consumer went back)",
-                        r.offset
-                    ),
+                    // Read again already (the end was reported before the stream delivered).
+                    Some(want) if r.offset < want => {
+                        tracing::debug!(partition, offset = r.offset, "already read again");
+                    }
                     Some(want) if r.offset > want => {
                         tracing::warn!(
                             partition,
@@ -105,13 +137,9 @@ impl PartitionInput {
                             got = r.offset,
                             "the Fluvio consumer skipped records; reading them again"
                         );
-                        let task = tokio::spawn(read_again(
-                            reopen(want),
-                            *partition,
-                            want,
-                            r.offset,
-                        ));
-                        *rereading = Some((task, r));
+                        let task =
+                            tokio::spawn(read_again(reopen(want), *partition, want, r.offset));
+                        *rereading = Some((task, Some(r)));
                     }
                     _ => {
                         *expected = Some(r.offset + 1);

@@ -2,6 +2,8 @@
 //! acknowledged yet (`lag{partition}`), from the partition ends the Fluvio cluster reports
 //! every [`LAG_INTERVAL`] and each partition's progress. Until a partition mirrors anything in
 //! this run (Kafka still away at start), the consumer id's committed offset stands for it.
+//! The ends are also handed to the inputs ([`PartitionEnd`]): a consumer that stays idle short
+//! of a partition's end has skipped its last records.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -35,17 +37,45 @@ impl Progress {
     }
 }
 
+/// The end of a Fluvio partition (the offset after its last record) as last reported.
+#[derive(Clone, Debug)]
+pub struct PartitionEnd(Arc<AtomicI64>);
+
+impl Default for PartitionEnd {
+    fn default() -> Self {
+        Self(Arc::new(AtomicI64::new(-1)))
+    }
+}
+
+impl PartitionEnd {
+    /// `None` until the cluster has reported it.
+    pub fn get(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|e| *e >= 0)
+    }
+
+    fn set(&self, end: i64) {
+        self.0.store(end, Ordering::Relaxed);
+    }
+}
+
+/// One partition's view: what Kafka holds, where the partition ends.
+#[derive(Clone, Debug, Default)]
+pub struct Watch {
+    pub progress: Progress,
+    pub end: PartitionEnd,
+}
+
 /// Records of a partition ending at `end` (the offset after its last record) not yet in Kafka.
 fn lag(end: i64, progress: i64) -> u64 {
     (end - progress - 1).max(0) as u64
 }
 
-/// Publish `lag{partition}` for `partitions` of `topic` until `shutdown`.
+/// Publish `lag{partition}` and the ends of `partitions` of `topic` until `shutdown`.
 pub async fn report(
     fluvio: &Fluvio,
     topic: &str,
     consumer_id: &str,
-    partitions: Vec<(u32, Progress)>,
+    partitions: Vec<(u32, Watch)>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) {
@@ -55,8 +85,8 @@ pub async fn report(
                 .iter()
                 .filter(|o| o.consumer_id == consumer_id && o.topic == topic)
             {
-                if let Some((_, progress)) = partitions.iter().find(|(p, _)| *p == o.partition) {
-                    progress.raise_to(o.offset);
+                if let Some((_, watch)) = partitions.iter().find(|(p, _)| *p == o.partition) {
+                    watch.progress.raise_to(o.offset);
                 }
             }
         }
@@ -64,22 +94,23 @@ pub async fn report(
     }
     let gauges: Vec<_> = partitions
         .iter()
-        .map(|(p, progress)| {
+        .map(|(p, watch)| {
             let gauge = metrics.gauge_with(
                 "lag",
                 &[("partition", &p.to_string())],
                 "records of the Fluvio partition not yet acknowledged by Kafka",
             );
-            (*p, progress.clone(), gauge)
+            (*p, watch.clone(), gauge)
         })
         .collect();
     let mut warned = false;
     loop {
         match cluster::partition_ends(fluvio, topic).await {
             Ok(ends) => {
-                for (p, progress, gauge) in &gauges {
+                for (p, watch, gauge) in &gauges {
                     if let Some(end) = ends.get(p) {
-                        gauge.set(lag(*end, progress.get()));
+                        watch.end.set(*end);
+                        gauge.set(lag(*end, watch.progress.get()));
                     }
                 }
             }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{KafkaConfig, Partitioning};
 use crate::input::{FileInput, PartitionInput};
-use crate::lag::Progress;
+use crate::lag::{Progress, Watch};
 use crate::mirror::{Mirror, PartitionPipe};
 
 const INFO: ConnectorInfo = ConnectorInfo {
@@ -97,10 +97,7 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     let ctx = Arc::new(sink::connect(&launched).await?);
     let partitions = ctx.partitions().await?;
     // The lag is reported from now on, also while Kafka is still awaited.
-    let progress: HashMap<u32, Progress> = partitions
-        .iter()
-        .map(|p| (*p, Progress::default()))
-        .collect();
+    let watches: HashMap<u32, Watch> = partitions.iter().map(|p| (*p, Watch::default())).collect();
     {
         let (ctx, topic, metrics, shutdown) = (
             ctx.clone(),
@@ -108,13 +105,13 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
             metrics.clone(),
             shutdown.clone(),
         );
-        let progress = progress.iter().map(|(p, g)| (*p, g.clone())).collect();
+        let watches = watches.iter().map(|(p, w)| (*p, w.clone())).collect();
         tokio::spawn(async move {
             lag::report(
                 &ctx.fluvio,
                 &topic,
                 &consumer_id,
-                progress,
+                watches,
                 &metrics,
                 &shutdown,
             )
@@ -161,9 +158,10 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
                 Ok(Box::new(stream) as input::FluvioStream)
             })
         });
-        let input = PartitionInput::fluvio(p, Box::new(stream), expected, reopen);
+        let watch = watches[&p].clone();
+        let input = PartitionInput::fluvio(p, Box::new(stream), expected, reopen, watch.end);
         let in_kafka = resumed.get(&p).copied();
-        let progress = progress[&p].clone();
+        let progress = watch.progress;
         if let Some(off) = in_kafka {
             progress.raise_to(off);
         }
