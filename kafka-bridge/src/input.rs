@@ -46,6 +46,8 @@ pub enum PartitionInput {
         expected: Option<i64>,
         reopen: Reopen,
         end: PartitionEnd,
+        /// The last offset the consumer id's stream handed out: what its commit commits.
+        last_streamed: Option<i64>,
         /// A re-read under way (its own task, so that [`PartitionInput::next`] stays
         /// cancel-safe), and the record read after the gap (none at the partition's end).
         rereading: Option<(Rereading, Option<SourceRecord>)>,
@@ -69,6 +71,7 @@ impl PartitionInput {
             expected,
             reopen,
             end,
+            last_streamed: None,
             rereading: None,
             ready: Default::default(),
         }
@@ -84,6 +87,7 @@ impl PartitionInput {
                 expected,
                 reopen,
                 end,
+                last_streamed,
                 rereading,
                 ready,
             } => loop {
@@ -125,6 +129,7 @@ impl PartitionInput {
                     Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: {e:?}"),
                     Some(Ok(r)) => source_record(*partition, &r),
                 };
+                *last_streamed = Some(r.offset);
                 match *expected {
                     // Read again already (the end was reported before the stream delivered).
                     Some(want) if r.offset < want => {
@@ -171,8 +176,8 @@ impl PartitionInput {
 
     /// Commit `offset`, acknowledged by Kafka with every earlier one. A Fluvio stream commits
     /// the last record it handed out, so it commits only when that is `offset` (nothing read
-    /// again or read after it is pending); otherwise a later commit will. Returns whether it
-    /// committed.
+    /// again or read after it is pending; not after the last records were read again by the
+    /// second stream); otherwise a later commit will. Returns whether it committed.
     pub async fn commit(&mut self, offset: i64) -> Result<bool> {
         let holds_records = self.holds_records();
         match self {
@@ -180,9 +185,11 @@ impl PartitionInput {
                 partition,
                 stream,
                 expected,
+                last_streamed,
                 ..
             } => {
-                if *expected != Some(offset + 1) || holds_records {
+                if *expected != Some(offset + 1) || *last_streamed != Some(offset) || holds_records
+                {
                     tracing::debug!(
                         partition,
                         offset,
