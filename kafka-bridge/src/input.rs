@@ -116,9 +116,7 @@ impl PartitionInput {
                                     end,
                                     "the Fluvio consumer stopped short of the partition's end; reading the last records again"
                                 );
-                                let task =
-                                    tokio::spawn(read_again(reopen(want), *partition, want, end));
-                                *rereading = Some((task, None));
+                                *rereading = Some((reread(reopen, *partition, want, end), None));
                             }
                         }
                         continue;
@@ -142,8 +140,7 @@ impl PartitionInput {
                             got = r.offset,
                             "the Fluvio consumer skipped records; reading them again"
                         );
-                        let task =
-                            tokio::spawn(read_again(reopen(want), *partition, want, r.offset));
+                        let task = reread(reopen, *partition, want, r.offset);
                         *rereading = Some((task, Some(r)));
                     }
                     _ => {
@@ -228,6 +225,11 @@ fn source_record(partition: u32, r: &fluvio::consumer::Record) -> SourceRecord {
         value: r.value().to_vec(),
         timestamp_ms: Some(r.timestamp()).filter(|t| *t > 0),
     }
+}
+
+/// Start reading offsets `from..to` again, on a task of their own.
+fn reread(reopen: &Reopen, partition: u32, from: i64, to: i64) -> Rereading {
+    tokio::spawn(read_again(reopen(from), partition, from, to))
 }
 
 /// Offsets `from..to` of a partition, read with a stream of their own: every one of them, in
