@@ -20,6 +20,11 @@ impl DedupWindow {
         }
     }
 
+    /// Remember ids seen before this run (the keys at the end of the topic), oldest first.
+    pub fn seed<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> usize {
+        ids.into_iter().filter(|id| self.first_time(id)).count()
+    }
+
     /// True the first time an id is seen (within the window), false for a repeat.
     pub fn first_time(&mut self, id: &str) -> bool {
         if self.capacity == 0 {
@@ -64,6 +69,9 @@ mod tests {
         assert!(w.first_time("1"));
         assert!(w.first_time("abc"));
         assert!(!w.first_time("abc"));
+        let mut seeded = DedupWindow::new(3);
+        assert_eq!(seeded.seed(["7", "8", "8"]), 2);
+        assert!(!seeded.first_time("8") && seeded.first_time("9"));
         let mut off = DedupWindow::new(0);
         assert!(off.first_time("1") && off.first_time("1"));
     }

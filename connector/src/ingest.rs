@@ -134,6 +134,13 @@ impl Ingest {
         }
     }
 
+    /// Seed deduplication with the ids already at the end of the topic (keys of the last
+    /// records), so that a backfill after a restart writes nothing twice.
+    pub fn seed_dedup(&mut self, keys: &[Vec<u8>]) -> usize {
+        self.dedup
+            .seed(keys.iter().filter_map(|k| std::str::from_utf8(k).ok()))
+    }
+
     /// Handle one framed message; errors only when the producer side is gone.
     pub async fn message(&mut self, bytes: Bytes) -> Result<Next, QueueClosed> {
         let classified = classify(&bytes);

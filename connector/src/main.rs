@@ -34,6 +34,10 @@ const INFO: ConnectorInfo = ConnectorInfo {
     section: "twitter",
 };
 
+/// At most this many ids per partition seed deduplication at start (5 minutes of a sampled
+/// stream, X's longest backfill, fit well within it).
+const DEDUP_SEED_MAX: usize = 20_000;
+
 fn main() -> ExitCode {
     source::main(INFO, run)
 }
@@ -46,7 +50,17 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
         Some(topic) => Some(ctx.side_output(topic).await?),
         None => None,
     };
-    let ingest = Ingest::new(ctx.records.clone(), events, cfg.dedup_window, &ctx.metrics);
+    let mut ingest = Ingest::new(ctx.records.clone(), events, cfg.dedup_window, &ctx.metrics);
+    if cfg.dedup_window > 0 && cfg.mode != Mode::Replay {
+        let keys = ctx
+            .recent_keys(cfg.dedup_window.min(DEDUP_SEED_MAX))
+            .await?;
+        let seeded = ingest.seed_dedup(&keys);
+        tracing::info!(
+            seeded,
+            "deduplication seeded with the ids at the end of the topic (a backfill writes none of them again)"
+        );
+    }
     tracing::info!(mode = ?cfg.mode, "twitter-source running");
     match cfg.mode {
         Mode::Replay => {

@@ -196,7 +196,12 @@ struct Pacer {
     speed: f64,
     next: Instant,
     origin: Option<(i64, Instant)>,
+    /// The previous record's time.
+    prev: Option<i64>,
 }
+
+/// A gap between two consecutive records longer than this (one day) is not waited out.
+const MAX_RECORDED_GAP_MS: i64 = 24 * 3600 * 1000;
 
 impl Pacer {
     fn new(rate: ReplayRate, speed: f64) -> Self {
@@ -205,6 +210,7 @@ impl Pacer {
             speed,
             next: Instant::now(),
             origin: None,
+            prev: None,
         }
     }
 
@@ -221,15 +227,23 @@ impl Pacer {
                 }
             }
             ReplayRate::Original => {
-                let Some(t) = time_ms else { return };
+                // A time before 1970 (or none) says nothing about pace.
+                let Some(t) = time_ms.filter(|t| *t > 0) else {
+                    return;
+                };
                 let (t0, w0) = *self.origin.get_or_insert((t, Instant::now()));
-                if t < t0 {
-                    // Out of order (or the loop started over): re-anchor.
+                let prev = self.prev.replace(t).unwrap_or(t);
+                // Out of order, the loop started over, or a gap no recording has (a bad
+                // time): re-anchor rather than wait.
+                if t < t0 || t - prev > MAX_RECORDED_GAP_MS {
                     self.origin = Some((t, Instant::now()));
                     return;
                 }
                 let offset = Duration::from_secs_f64((t - t0) as f64 / 1000.0 / self.speed);
-                tokio::time::sleep_until(w0 + offset).await;
+                match w0.checked_add(offset) {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => self.origin = Some((t, Instant::now())),
+                }
             }
         }
     }
@@ -263,6 +277,24 @@ mod tests {
         assert_eq!(Instant::now() - start, Duration::from_secs(2));
         p.wait(Some(20_000)).await; // 10 s after the first: 5 s
         assert_eq!(Instant::now() - start, Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn odd_recorded_times_never_panic_nor_stall() {
+        let mut p = Pacer::new(ReplayRate::Original, 1.0);
+        let start = Instant::now();
+        // A negative time, then a normal one (this panicked: a wait of 55 years).
+        p.wait(Some(-5_000)).await;
+        p.wait(Some(1_700_000_000_000)).await;
+        p.wait(Some(1_700_000_001_000)).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
+        // A jump of years, the largest time there is, and back to normal.
+        p.wait(Some(1_800_000_000_000)).await;
+        p.wait(Some(i64::MAX)).await;
+        p.wait(Some(0)).await;
+        p.wait(Some(i64::MIN)).await;
+        p.wait(Some(1_700_000_002_000)).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -324,7 +324,12 @@ async fn connect_and_read(
     m.connected.set(1);
     tracing::info!(url = %endpoint.url, "stream connected");
     decoder.reset();
+    // The backoff starts over only once this connection proved healthy: it delivered tweets,
+    // or stayed up a minute. Keep-alives alone do not count: a server that accepts and drops
+    // at once (X answers a reconnect storm with 429 TooManyConnections) is backed off from.
     let mut delivered = false;
+    let tweets_before = ingest.m.tweets.get();
+    let connected_at = std::time::Instant::now();
     loop {
         let chunk = tokio::select! {
             biased;
@@ -355,16 +360,12 @@ async fn connect_and_read(
         };
         decoder.feed(&bytes);
         while let Some(frame) = decoder.next_frame() {
-            if !delivered {
-                delivered = true;
-                backoff.delivered();
-            }
             match frame {
                 Frame::KeepAlive => m.keepalives.inc(),
                 Frame::Message(msg) => match ingest.message(msg).await {
                     Ok(Next::Continue) => {}
                     Ok(Next::Reconnect(reason)) => {
-                        return Outcome::Failed(Failure::Dropped { delivered: true }, reason)
+                        return Outcome::Failed(Failure::Dropped { delivered }, reason)
                     }
                     Err(_) => return Outcome::Shutdown,
                 },
@@ -377,9 +378,19 @@ async fn connect_and_read(
                     tracing::warn!(excerpt = %excerpt(&ex), "skipped a line that is not a length (resynced)");
                 }
             }
+            if !delivered
+                && (ingest.m.tweets.get() > tweets_before
+                    || connected_at.elapsed() >= HEALTHY_AFTER)
+            {
+                delivered = true;
+                backoff.delivered();
+            }
         }
     }
 }
+
+/// How long a connection must stay up, without tweets, to count as healthy.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

@@ -178,6 +178,74 @@ fn keep_alives_alone_are_not_a_stall() {
 }
 
 #[test]
+fn a_server_that_accepts_and_drops_with_keep_alives_only_is_backed_off_from() {
+    // Five connections that send a keep-alive and close at once, then a normal stream: the
+    // first drop is reconnected at once, the next ones back off (50, 100, 150, 200 ms with
+    // FAST_RECONNECT) instead of a storm.
+    let mut cfg = generated(20);
+    cfg.plans = (0..5)
+        .map(|_| plan(r#"{"after": 0, "end": "keepalives_only", "secs": 0.02}"#))
+        .collect();
+    let emu = Emulator::start_background(cfg).unwrap();
+    deliver_all(&emu, &sample_v2(&emu, ""));
+    let g = gaps(&emu);
+    // Each gap is the connection's own 20 ms plus the wait before the next attempt.
+    assert_between("reconnect after the first drop", g[0], 0, 45 + 20);
+    assert_between("2nd", g[1], 50 + 15, 50 + 200);
+    assert_between("3rd", g[2], 100 + 15, 100 + 200);
+    assert_between("4th", g[3], 150 + 15, 150 + 200);
+    assert_between("5th", g[4], 200 + 15, 200 + 200);
+}
+
+#[test]
+fn a_restart_with_backfill_writes_no_tweet_twice() {
+    // X re-sends up to `backfill_minutes` of tweets on a new connection, without
+    // deduplicating: the restarted connector seeds its window from the end of its output.
+    let mut cfg = generated(600);
+    cfg.rate = 300.0;
+    let emu = Emulator::start_background(cfg).unwrap();
+    let mut run = Run::start(&sample_v2(&emu, "  backfill_minutes: 5\n"));
+    run.wait_metric("tweets_total", 150, T);
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    let before = run.records().len();
+    run.restart();
+    testkit::wait_for("the emulator to send everything", T, || {
+        emu.exhausted(x_emulator::Dialect::V2).then_some(())
+    });
+    let expected = unique_in_order(&emu.sent_ids());
+    run.wait_metric("tweets_total", (expected.len() - before) as u64, T);
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    let sent = emu.sent_ids().len();
+    assert!(
+        sent >= expected.len() + before / 2,
+        "the backfill re-sent the tweets of the first run: {sent} sent, {} distinct",
+        expected.len()
+    );
+    assert!(
+        run.output().contains("deduplication seeded"),
+        "{}",
+        run.output()
+    );
+    let got = keys(&run.records());
+    testkit::reliability::Count::of(
+        expected.len(),
+        got.iter().map(|k| {
+            expected
+                .iter()
+                .position(|e| e == k)
+                .map_or(-1, |i| i as i64)
+        }),
+    )
+    .report(
+        "source",
+        "a restart with backfill_minutes: 5 (X re-sends the first run's tweets)",
+        "the capture file",
+    )
+    .assert_exactly_once("after the restart");
+    assert_eq!(got, expected, "every tweet once, in order");
+}
+
+#[test]
 fn a_slow_drip_of_bytes_is_read_whole() {
     let mut cfg = generated(4);
     cfg.plans = vec![plan(r#"{"drip_bytes_per_sec": 20000}"#)];

@@ -1,6 +1,6 @@
 //! The `kafka:` section of the bridge config: where to write, how to map records, how to
 //! deliver, and how to authenticate. Defaults follow the mirroring rules of Kafka Connect and
-//! MirrorMaker 2 (idempotent producer, `acks=all`, commit after acknowledgement).
+//! MirrorMaker 2 (transactional producer for exactly-once, `acks=all`, commit after Kafka).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,14 +65,63 @@ pub struct KafkaConfig {
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub delivery_timeout: Option<Duration>,
     /// Resume each Fluvio partition after the `fluvio.offset` header of the last record in
-    /// Kafka (default true with `same` or `fixed` partitioning).
+    /// Kafka (default true; required by `exactly-once`).
     #[serde(default = "yes")]
     pub resume_from_kafka: bool,
+    /// `exactly-once` (default): Kafka transactions; `read_committed` readers see each record
+    /// once, a second instance with the same consumer id fences the first, and a refused
+    /// record makes nothing after it visible. `at-least-once`: an idempotent producer, for
+    /// readers that cannot read committed (no duplicates either, except with `key`
+    /// partitioning after a crash with `resume_from_kafka: false`).
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// How often the open transaction commits (default 100ms): `read_committed` readers see
+    /// records this much later at most, plus the commit itself.
+    #[serde(default = "d_100ms", deserialize_with = "de_duration")]
+    pub transaction_interval: Duration,
+    /// What to do with a record Kafka refuses (too large for the topic, invalid): `stop`
+    /// (default; exit 1 naming it, everything before it mirrored, every restart stops there
+    /// until the cause is fixed) or `dead-letter` (write it to `dead_letter_topic`, with
+    /// `error.*` headers saying why, and go on).
+    #[serde(default)]
+    pub on_refused: OnRefused,
+    /// The dead-letter topic (default `<topic>-dead-letter`, created with one partition).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// What to do when Kafka holds a Fluvio offset past the end of its Fluvio partition (the
+    /// Fluvio topic was deleted and re-created): `stop` (default; exit 1 saying so) or
+    /// `start-over` (mirror that partition from the start of the new topic).
+    #[serde(default)]
+    pub on_fluvio_reset: OnFluvioReset,
     #[serde(default)]
     pub security: Security,
     /// Raw librdkafka settings, passed through (they win over everything above).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    #[default]
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnRefused {
+    #[default]
+    Stop,
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFluvioReset {
+    #[default]
+    Stop,
+    StartOver,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -212,11 +261,40 @@ impl KafkaConfig {
         if self.replication < 1 {
             return Err("kafka.replication: expected at least 1".into());
         }
+        if self.delivery == Delivery::ExactlyOnce && !(self.headers && self.resume_from_kafka) {
+            return Err("kafka.delivery: `exactly-once` resumes from the fluvio.* headers in Kafka: it needs headers: true and resume_from_kafka: true (or set delivery: at-least-once)".into());
+        }
+        if self.on_refused == OnRefused::DeadLetter && self.delivery != Delivery::ExactlyOnce {
+            return Err("kafka.on_refused: `dead-letter` needs delivery: exactly-once (the records after a refused one must not become visible before it is set aside)".into());
+        }
+        if self.on_refused == OnRefused::DeadLetter && self.dead_letter_topic() == self.topic {
+            return Err("kafka.dead_letter_topic: must differ from kafka.topic".into());
+        }
+        if self.transaction_interval.is_zero() {
+            return Err("kafka.transaction_interval: expected more than 0".into());
+        }
         Ok(())
     }
 
+    /// Where refused records go with `on_refused: dead-letter`.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}-dead-letter", self.topic))
+    }
+
+    /// The `transactional.id`: one per consumer id and Fluvio topic, so that a second instance
+    /// reading the same records fences the first.
+    pub fn transactional_id(consumer_id: &str, fluvio_topic: &str) -> String {
+        format!("kafka-bridge-sink.{consumer_id}.{fluvio_topic}")
+    }
+
     /// The librdkafka producer settings (secrets included: never log the result).
-    pub fn producer_settings(&self, client_id: &str) -> Vec<(String, String)> {
+    pub fn producer_settings(
+        &self,
+        client_id: &str,
+        transactional_id: &str,
+    ) -> Vec<(String, String)> {
         let mut s: Vec<(String, String)> = vec![
             ("bootstrap.servers".into(), self.brokers.clone()),
             ("client.id".into(), client_id.into()),
@@ -238,9 +316,17 @@ impl KafkaConfig {
             // For the `kafka_request_failures` metric.
             ("statistics.interval.ms".into(), "1000".into()),
         ];
-        if self.delivery_timeout.is_some() {
-            // A record that timed out must stop the producer: later ones written after it
-            // would leave a gap, or break the order when it is sent again.
+        if self.delivery == Delivery::ExactlyOnce {
+            s.push(("transactional.id".into(), transactional_id.into()));
+            // The broker answers the first record of a transaction that follows a commit
+            // with CONCURRENT_TRANSACTIONS until the commit's markers are written; librdkafka's
+            // default 100 ms retry backoff would idle the producer that long after each commit.
+            s.push(("retry.backoff.ms".into(), "5".into()));
+        }
+        if self.delivery == Delivery::AtLeastOnce {
+            // A batch that failed (refused by the broker, or timed out) must stop the
+            // producer: later ones written after it would leave a gap that the resume from
+            // Kafka's tail would never fill, or break the order when it is sent again.
             s.push(("enable.gapless.guarantee".into(), "true".into()));
         }
         s.extend(self.security_settings());
@@ -325,6 +411,9 @@ fn one_i32() -> i32 {
 fn d_20ms() -> Duration {
     Duration::from_millis(20)
 }
+fn d_100ms() -> Duration {
+    Duration::from_millis(100)
+}
 fn d_2s() -> Duration {
     Duration::from_secs(2)
 }
@@ -353,13 +442,17 @@ mod tests {
         assert_eq!(c.topic, "tweets");
         assert_eq!(c.partitioning, Partitioning::Same);
         c.validate().unwrap();
-        let s = c.producer_settings("fluvio_connector_x");
+        let s = c.producer_settings("fluvio_connector_x", "t.id");
         let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("enable.idempotence").as_deref(), Some("true"));
         assert_eq!(get("acks").as_deref(), Some("all"));
+        assert_eq!(get("transactional.id").as_deref(), Some("t.id"));
+        let c = parse("brokers: b\ndelivery: at-least-once\n");
+        let s = c.producer_settings("x", "t.id");
+        assert!(!s.iter().any(|(k, _)| k == "transactional.id"));
         assert_eq!(get("security.protocol").as_deref(), Some("plaintext"));
         let c = parse("brokers: b\noptions:\n  acks: '1'\n  socket.timeout.ms: '5000'\n");
-        let s = c.producer_settings("x");
+        let s = c.producer_settings("x", "t.id");
         assert_eq!(
             s.iter().filter(|(k, _)| k == "acks").count(),
             1,
@@ -416,6 +509,25 @@ mod tests {
             .starts_with("kafka.security.sasl"));
         assert!(parse("brokers: b\nsecurity: {protocol: sasl_plaintext, sasl: {mechanism: GSSAPI, username: u, password: p}}\n").validate().unwrap_err().contains("mechanism"));
         assert!(serde_yaml::from_str::<KafkaConfig>("brokers: b\npartitioning: random\n").is_err());
+        assert!(
+            serde_yaml::from_str::<KafkaConfig>("brokers: b\ndelivery: twice\n")
+                .unwrap_err()
+                .to_string()
+                .contains("exactly-once")
+        );
+        assert!(parse("brokers: b\nresume_from_kafka: false\n")
+            .validate()
+            .unwrap_err()
+            .starts_with("kafka.delivery"));
+        parse("brokers: b\nresume_from_kafka: false\ndelivery: at-least-once\n")
+            .validate()
+            .unwrap();
+        assert!(
+            parse("brokers: b\non_refused: dead-letter\ndead_letter_topic: tweets\n")
+                .validate()
+                .unwrap_err()
+                .starts_with("kafka.dead_letter_topic")
+        );
         assert!(
             serde_yaml::from_str::<KafkaConfig>("brokers: b\nbrokerz: c\n")
                 .unwrap_err()

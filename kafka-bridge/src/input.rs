@@ -29,8 +29,12 @@ pub type FluvioStream = Box<
 /// Opens a stream of the same partition at an offset, for reading skipped records again.
 pub type Reopen = Box<dyn Fn(i64) -> BoxFuture<'static, Result<FluvioStream>> + Send + Sync>;
 
-/// Records read again by a task of their own.
-type Rereading = tokio::task::JoinHandle<Result<Vec<SourceRecord>>>;
+/// Records read again by a task of their own, and the offset the range read ends before.
+type Rereading = (tokio::task::JoinHandle<Result<Vec<SourceRecord>>>, i64);
+
+/// With sink `transforms:` that filter, how long a re-read may wait for a record before the
+/// rest of its range counts as filtered out.
+const FILTERED_TAIL: Duration = Duration::from_secs(5);
 
 pub enum PartitionInput {
     Fluvio {
@@ -53,6 +57,9 @@ pub enum PartitionInput {
         rereading: Option<(Rereading, Option<SourceRecord>)>,
         /// Records read and not yet handed out (a re-read gap, then the record after it).
         ready: std::collections::VecDeque<SourceRecord>,
+        /// Sink `transforms:` run on the SPU and may filter: offsets then have holes that are
+        /// not loss, and a re-read takes what the SPU hands out for its range.
+        filtering: bool,
     },
     File(FileInput),
 }
@@ -64,6 +71,7 @@ impl PartitionInput {
         expected: Option<i64>,
         reopen: Reopen,
         end: PartitionEnd,
+        filtering: bool,
     ) -> Self {
         PartitionInput::Fluvio {
             partition,
@@ -74,6 +82,7 @@ impl PartitionInput {
             last_streamed: None,
             rereading: None,
             ready: Default::default(),
+            filtering,
         }
     }
 
@@ -90,17 +99,18 @@ impl PartitionInput {
                 last_streamed,
                 rereading,
                 ready,
+                filtering,
             } => loop {
-                if let Some((task, _)) = rereading.as_mut() {
+                if let Some(((task, _), _)) = rereading.as_mut() {
                     let again = task
                         .await
                         .map_err(|e| anyhow::anyhow!("reading again: {e}"))??;
-                    let (_, after) = rereading.take().expect("a re-read under way");
+                    let ((_, to), after) = rereading.take().expect("a re-read under way");
                     ready.extend(again);
                     ready.extend(after);
-                    if let Some(last) = ready.back() {
-                        *expected = Some(last.offset + 1);
-                    }
+                    // What the range did not hand out was filtered (or it was all read).
+                    let next = ready.back().map_or(to, |last| (last.offset + 1).max(to));
+                    *expected = Some(next);
                 }
                 if let Some(rec) = ready.pop_front() {
                     return Ok(Some(rec));
@@ -110,13 +120,16 @@ impl PartitionInput {
                     Err(_idle) => {
                         if let (Some(want), Some(end)) = (*expected, end.get()) {
                             if end > want {
-                                tracing::warn!(
-                                    partition,
-                                    expected = want,
-                                    end,
-                                    "the Fluvio consumer stopped short of the partition's end; reading the last records again"
-                                );
-                                *rereading = Some((reread(reopen, *partition, want, end), None));
+                                if !*filtering {
+                                    tracing::warn!(
+                                        partition,
+                                        expected = want,
+                                        end,
+                                        "the Fluvio consumer stopped short of the partition's end; reading the last records again"
+                                    );
+                                }
+                                *rereading =
+                                    Some((reread(reopen, *partition, want, end, *filtering), None));
                             }
                         }
                         continue;
@@ -134,13 +147,15 @@ impl PartitionInput {
                         tracing::debug!(partition, offset = r.offset, "already read again");
                     }
                     Some(want) if r.offset > want => {
-                        tracing::warn!(
-                            partition,
-                            expected = want,
-                            got = r.offset,
-                            "the Fluvio consumer skipped records; reading them again"
-                        );
-                        let task = reread(reopen, *partition, want, r.offset);
+                        if !*filtering {
+                            tracing::warn!(
+                                partition,
+                                expected = want,
+                                got = r.offset,
+                                "the Fluvio consumer skipped records; reading them again"
+                            );
+                        }
+                        let task = reread(reopen, *partition, want, r.offset, *filtering);
                         *rereading = Some((task, Some(r)));
                     }
                     _ => {
@@ -228,18 +243,24 @@ fn source_record(partition: u32, r: &fluvio::consumer::Record) -> SourceRecord {
 }
 
 /// Start reading offsets `from..to` again, on a task of their own.
-fn reread(reopen: &Reopen, partition: u32, from: i64, to: i64) -> Rereading {
-    tokio::spawn(read_again(reopen(from), partition, from, to))
+fn reread(reopen: &Reopen, partition: u32, from: i64, to: i64, filtering: bool) -> Rereading {
+    let task = tokio::spawn(read_again(reopen(from), partition, from, to, filtering));
+    (task, to)
 }
 
 /// Offsets `from..to` of a partition, read with a stream of their own: every one of them, in
-/// order, or an error naming the first missing.
+/// order, or an error naming the first missing. With `filtering`, whatever the SPU hands out
+/// for the range (the rest was filtered out by the sink's transforms).
 async fn read_again(
     opening: BoxFuture<'static, Result<FluvioStream>>,
     partition: u32,
     from: i64,
     to: i64,
+    filtering: bool,
 ) -> Result<Vec<SourceRecord>> {
+    if filtering {
+        return read_again_filtered(opening.await?, partition, to).await;
+    }
     let missing = |at: i64| {
         anyhow::anyhow!(
             "Fluvio partition {partition}: offsets {at}..{to} are missing from the topic (expired by retention?); stopping without committing past {}",
@@ -257,6 +278,24 @@ async fn read_again(
         match next {
             Some(Ok(r)) if r.offset() == want => records.push(source_record(partition, &r)),
             Some(Ok(_)) | None => return Err(missing(want)),
+            Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: reading again: {e:?}"),
+        }
+    }
+    Ok(records)
+}
+
+/// The records a filtering stream hands out before offset `to` (waiting at most
+/// [`FILTERED_TAIL`] for each: the rest of the range was filtered out).
+async fn read_again_filtered(
+    mut stream: FluvioStream,
+    partition: u32,
+    to: i64,
+) -> Result<Vec<SourceRecord>> {
+    let mut records: Vec<SourceRecord> = Vec::new();
+    while let Ok(next) = tokio::time::timeout(FILTERED_TAIL, stream.next()).await {
+        match next {
+            Some(Ok(r)) if r.offset() < to => records.push(source_record(partition, &r)),
+            Some(Ok(_)) | None => break,
             Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: reading again: {e:?}"),
         }
     }

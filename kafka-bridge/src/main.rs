@@ -15,37 +15,66 @@ mod lag;
 mod mirror;
 mod resume;
 mod timestamps;
+mod transactions;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use connector_runtime::cluster::StartAt;
+use connector_runtime::cluster::{self, StartAt};
 use connector_runtime::launch::{self, ConnectorInfo, Launched};
-use connector_runtime::sink;
+use connector_runtime::sink::{self, SinkContext};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{KafkaConfig, Partitioning};
+use crate::config::{Delivery, KafkaConfig, OnFluvioReset, OnRefused, Partitioning};
 use crate::input::{FileInput, PartitionInput};
 use crate::lag::{Progress, Watch};
-use crate::mirror::{Mirror, PartitionPipe};
+use crate::mirror::{Mirror, PartitionPipe, Refused};
+use crate::resume::Spread;
+use crate::transactions::{Fenced, TransactionFailed};
 
 const INFO: ConnectorInfo = ConnectorInfo {
     name: "kafka-bridge-sink",
     version: env!("CARGO_PKG_VERSION"),
-    about: "Fluvio sink connector mirroring a Fluvio topic into Kafka, losing nothing",
+    about: "Fluvio sink connector mirroring a Fluvio topic into Kafka, exactly once",
     section: "kafka",
 };
 
 /// How long the way out waits for Kafka to acknowledge what is in flight.
-const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
 
 /// Mirror a capture file instead of Fluvio (tests, offline captures).
 const INPUT_FILE_ENV: &str = "KAFKA_BRIDGE_INPUT_FILE";
 
+/// How long the bridge waits before it goes on after an aborted transaction.
+const AFTER_ABORT: Duration = Duration::from_secs(1);
+
 fn main() -> ExitCode {
     launch::run(INFO, run)
+}
+
+/// Where the records come from.
+enum Source {
+    /// A capture file, read as partition 0.
+    File(PathBuf),
+    /// The Fluvio topic's partitions, each with its lag watch.
+    Fluvio {
+        ctx: Arc<SinkContext>,
+        partitions: Vec<u32>,
+        watches: HashMap<u32, Watch>,
+    },
+}
+
+impl Source {
+    fn partitions(&self) -> Vec<u32> {
+        match self {
+            Source::File(_) => vec![0],
+            Source::Fluvio { partitions, .. } => partitions.clone(),
+        }
+    }
 }
 
 async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
@@ -57,72 +86,47 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     let shutdown = launched.shutdown.clone();
     let metrics = launched.metrics.clone();
     let fluvio_topic = meta.topic.name.clone();
+    let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
 
-    if let Some(file) = std::env::var_os(INPUT_FILE_ENV) {
-        let path = std::path::PathBuf::from(file);
-        let Some(mirror) = Mirror::connect(
-            cfg.clone(),
-            &client_id,
-            &fluvio_topic,
-            1,
-            &metrics,
-            &shutdown,
-        )
-        .await?
-        else {
-            return Ok(());
+    let source = if let Some(file) = std::env::var_os(INPUT_FILE_ENV) {
+        Source::File(PathBuf::from(file))
+    } else {
+        let Some(consumer_id) = consumer_id.clone() else {
+            return Err(anyhow!(
+                "meta.consumer.id: required (without it, records produced while the bridge is down would be skipped); e.g. `consumer: {{id: kafka-bridge, offset: {{start: beginning, strategy: manual}}}}`"
+            ));
         };
-        let resumed = resume_points(&cfg, &fluvio_topic, &[0]).await?;
-        let committed = FileInput::committed(&path);
-        let start = start_offset(resumed.get(&0).copied(), committed).unwrap_or(0);
-        tracing::info!(file = %path.display(), start, "mirroring a capture file");
-        let input = PartitionInput::File(FileInput::open(path, start)?);
-        let in_kafka = start.checked_sub(1).filter(|o| *o >= 0);
-        return mirror_partition(
-            Arc::new(mirror),
-            0,
-            input,
-            in_kafka,
-            Progress::default(),
-            shutdown,
-        )
-        .await;
-    }
-
-    let Some(consumer_id) = meta.consumer.as_ref().and_then(|c| c.id.clone()) else {
-        return Err(anyhow!(
-            "meta.consumer.id: required (without it, records produced while the bridge is down would be skipped); e.g. `consumer: {{id: kafka-bridge, offset: {{start: beginning, strategy: manual}}}}`"
-        ));
-    };
-    let ctx = Arc::new(sink::connect(&launched).await?);
-    let partitions = ctx.partitions().await?;
-    // The lag is reported from now on, also while Kafka is still awaited.
-    let watches: HashMap<u32, Watch> = partitions.iter().map(|p| (*p, Watch::default())).collect();
-    {
-        let (ctx, topic, metrics, shutdown) = (
+        let ctx = Arc::new(sink::connect(&launched).await?);
+        let partitions = ctx.partitions().await?;
+        // The lag is reported from now on, also while Kafka is still awaited.
+        let watches: HashMap<u32, Watch> =
+            partitions.iter().map(|p| (*p, Watch::default())).collect();
+        let (ctx2, topic, metrics, shutdown) = (
             ctx.clone(),
             fluvio_topic.clone(),
             metrics.clone(),
             shutdown.clone(),
         );
-        let watches = watches.iter().map(|(p, w)| (*p, w.clone())).collect();
+        let w = watches.iter().map(|(p, w)| (*p, w.clone())).collect();
         tokio::spawn(async move {
-            lag::report(
-                &ctx.fluvio,
-                &topic,
-                &consumer_id,
-                watches,
-                &metrics,
-                &shutdown,
-            )
-            .await
+            lag::report(&ctx2.fluvio, &topic, &consumer_id, w, &metrics, &shutdown).await
         });
-    }
+        Source::Fluvio {
+            ctx,
+            partitions,
+            watches,
+        }
+    };
+    let transactional_id = KafkaConfig::transactional_id(
+        consumer_id.as_deref().unwrap_or("capture-file"),
+        &fluvio_topic,
+    );
     let Some(mirror) = Mirror::connect(
         cfg.clone(),
         &client_id,
+        &transactional_id,
         &fluvio_topic,
-        partitions.len(),
+        source.partitions().len(),
         &metrics,
         &shutdown,
     )
@@ -131,68 +135,284 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         return Ok(());
     };
     let mirror = Arc::new(mirror);
-    let resumed = resume_points(&cfg, &fluvio_topic, &partitions).await?;
-    let mut tasks = tokio::task::JoinSet::new();
-    for p in partitions {
-        let start = match resumed.get(&p) {
-            Some(off) => {
-                tracing::info!(
-                    partition = p,
-                    after = off,
-                    "resuming after the last record found in Kafka"
-                );
-                StartAt::Absolute(off + 1)
-            }
-            None => StartAt::Config,
+    let result = mirror_until_stopped(&mirror, &source, &fluvio_topic, &shutdown).await;
+    mirror.flush(Duration::from_secs(10));
+    result
+}
+
+/// Mirror until a signal or an error that needs a person. With transactions, a failed
+/// transaction is aborted and mirroring goes on from what Kafka has committed. A refused batch
+/// is sent again one record per transaction, which commits everything before the record at
+/// fault and names it; that record then stops the bridge, or goes to the dead-letter topic.
+async fn mirror_until_stopped(
+    mirror: &Arc<Mirror>,
+    source: &Source,
+    fluvio_topic: &str,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let cfg = mirror.config();
+    let mut careful = None;
+    loop {
+        let Err(e) = session(mirror, source, fluvio_topic, careful, shutdown).await else {
+            return Ok(());
         };
-        let stream = ctx.partition_stream(p, start).await?;
-        let expected = match start {
-            StartAt::Absolute(o) => Some(o),
-            StartAt::Config => None,
+        let Some(txn) = mirror.transactions() else {
+            return Err(e);
         };
-        let reopen_ctx = ctx.clone();
-        let reopen: input::Reopen = Box::new(move |offset| {
-            let ctx = reopen_ctx.clone();
-            Box::pin(async move {
-                let stream = ctx.plain_stream(p, offset).await?;
-                Ok(Box::new(stream) as input::FluvioStream)
-            })
-        });
-        let watch = watches[&p].clone();
-        let input = PartitionInput::fluvio(p, Box::new(stream), expected, reopen, watch.end);
-        let in_kafka = resumed.get(&p).copied();
-        let progress = watch.progress;
-        if let Some(off) = in_kafka {
-            progress.raise_to(off);
+        if e.is::<Fenced>() {
+            return Err(e);
         }
-        tasks.spawn(mirror_partition(
-            mirror.clone(),
-            p,
-            input,
-            in_kafka,
-            progress,
-            shutdown.clone(),
-        ));
+        if let Some(fatal) = txn.fatal() {
+            tracing::error!(error = %format!("{e:#}"), "the run stopped");
+            return Err(fatal);
+        }
+        tracing::warn!(error = %format!("{e:#}"), "aborting the open Kafka transaction");
+        if let Err(abort) = txn.abort().await {
+            return Err(e.context(format!("{abort:#}")));
+        }
+        if shutdown.is_cancelled() {
+            return Err(e);
+        }
+        match e.downcast::<Refused>() {
+            Ok(refused) if !refused.isolated => {
+                tracing::warn!(
+                    partition = refused.record.partition,
+                    from = refused.record.offset,
+                    through = refused.through,
+                    "Kafka refused a batch: sending these records again one per transaction, to find the one at fault"
+                );
+                careful = Some(Careful {
+                    partition: refused.record.partition,
+                    from: refused.record.offset,
+                    through: refused.through,
+                });
+            }
+            Ok(refused) => match cfg.on_refused {
+                OnRefused::Stop => return Err(refused.into()),
+                OnRefused::DeadLetter => {
+                    mirror.dead_letter(&refused).await?;
+                    careful = None;
+                }
+            },
+            Err(e) if e.is::<TransactionFailed>() => {
+                tracing::warn!("going on from what Kafka has committed in {AFTER_ABORT:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(AFTER_ABORT) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
-    let mut result = Ok(());
+}
+
+/// Offsets of one partition to send one record per transaction (a refused batch's).
+#[derive(Clone, Copy, Debug)]
+struct Careful {
+    partition: u32,
+    from: i64,
+    through: i64,
+}
+
+/// One run over every partition, from where Kafka says each was mirrored up to, until a
+/// signal or an error.
+async fn session(
+    mirror: &Arc<Mirror>,
+    source: &Source,
+    fluvio_topic: &str,
+    careful: Option<Careful>,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    let cfg = mirror.config();
+    let stop = shutdown.child_token();
+    let (committer_stop, committer_abandon) = (CancellationToken::new(), CancellationToken::new());
+    let committer = mirror.transactions().map(|_| {
+        let (mirror, stop, abandon) = (
+            mirror.clone(),
+            committer_stop.clone(),
+            committer_abandon.clone(),
+        );
+        tokio::spawn(async move {
+            let t = mirror.transactions().expect("transactions");
+            t.run_committer(mirror.config().transaction_interval, stop, abandon)
+                .await
+        })
+    });
+    let partitions = source.partitions();
+    let mut resumed = resume_points(cfg, fluvio_topic, &partitions).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    match source {
+        Source::File(path) => {
+            let committed = FileInput::committed(path);
+            let start = start_offset(resumed.get(&0).copied(), committed).unwrap_or(0);
+            tracing::info!(file = %path.display(), start, "mirroring a capture file");
+            let input = PartitionInput::File(FileInput::open(path.clone(), start)?);
+            let in_kafka = start.checked_sub(1).filter(|o| *o >= 0);
+            tasks.spawn(mirror_partition(
+                mirror.clone(),
+                0,
+                input,
+                in_kafka,
+                Progress::default(),
+                careful_range(careful, 0),
+                stop.clone(),
+            ));
+        }
+        Source::Fluvio {
+            ctx,
+            partitions,
+            watches,
+        } => {
+            check_partition_ends(ctx, cfg, fluvio_topic, &mut resumed).await?;
+            for &p in partitions {
+                let start = match resumed.get(&p) {
+                    Some(off) => {
+                        tracing::info!(
+                            partition = p,
+                            after = off,
+                            "resuming after the last record found in Kafka"
+                        );
+                        StartAt::Absolute(off + 1)
+                    }
+                    None => StartAt::Config,
+                };
+                let stream = ctx.partition_stream(p, start).await?;
+                let expected = match start {
+                    StartAt::Absolute(o) => Some(o),
+                    StartAt::Config => None,
+                };
+                let reopen_ctx = ctx.clone();
+                let reopen: input::Reopen = Box::new(move |offset| {
+                    let ctx = reopen_ctx.clone();
+                    Box::pin(async move {
+                        let stream = ctx.plain_stream(p, offset).await?;
+                        Ok(Box::new(stream) as input::FluvioStream)
+                    })
+                });
+                let watch = watches[&p].clone();
+                let filtering = !ctx.smartmodules.is_empty();
+                let input = PartitionInput::fluvio(
+                    p,
+                    Box::new(stream),
+                    expected,
+                    reopen,
+                    watch.end,
+                    filtering,
+                );
+                let in_kafka = resumed.get(&p).copied().filter(|o| *o >= 0);
+                let progress = watch.progress;
+                if let Some(off) = in_kafka {
+                    progress.raise_to(off);
+                }
+                tasks.spawn(mirror_partition(
+                    mirror.clone(),
+                    p,
+                    input,
+                    in_kafka,
+                    progress,
+                    careful_range(careful, p),
+                    stop.clone(),
+                ));
+            }
+        }
+    }
+    let mut errors = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let r = joined
             .map_err(|e| anyhow!("partition task: {e}"))
             .and_then(|r| r);
         if let Err(e) = r {
-            tracing::error!(error = %format!("{e:#}"), "a partition stopped; stopping the bridge");
-            shutdown.cancel();
-            if result.is_ok() {
-                result = Err(e);
+            if errors.is_empty() {
+                tracing::error!(error = %format!("{e:#}"), "a partition stopped; stopping the others");
+            }
+            stop.cancel();
+            errors.push(e);
+        }
+    }
+    // A run that ended well commits what it sent; a failed one leaves it to the abort.
+    if errors.is_empty() {
+        committer_stop.cancel();
+    } else {
+        committer_abandon.cancel();
+    }
+    if let Some(c) = committer {
+        match c.await {
+            Ok(Err(e)) if e.is::<Fenced>() || e.is::<TransactionFailed>() => errors.push(e),
+            Ok(Err(e)) => errors.push(TransactionFailed(format!("{e:#}")).into()),
+            Err(e) => errors.push(anyhow!("transaction committer: {e}")),
+            Ok(Ok(())) => {}
+        }
+    }
+    // The error that says most: a refused record, then a takeover, then the first.
+    let rank = |e: &anyhow::Error| {
+        if e.is::<Refused>() {
+            0
+        } else if e.is::<Fenced>() {
+            1
+        } else if e.is::<TransactionFailed>() {
+            3
+        } else {
+            2
+        }
+    };
+    errors.sort_by_key(rank);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The offsets of `partition` to send one by one, if any.
+fn careful_range(careful: Option<Careful>, partition: u32) -> Option<(i64, i64)> {
+    careful
+        .filter(|c| c.partition == partition)
+        .map(|c| (c.from, c.through))
+}
+
+/// A resume point past a Fluvio partition's end means the topic was deleted and re-created
+/// (or lost records): stop with a clear error, or start the partition over when configured.
+async fn check_partition_ends(
+    ctx: &SinkContext,
+    cfg: &KafkaConfig,
+    fluvio_topic: &str,
+    resumed: &mut HashMap<u32, i64>,
+) -> Result<()> {
+    if resumed.is_empty() {
+        return Ok(());
+    }
+    let ends = cluster::partition_ends(&ctx.fluvio, fluvio_topic).await?;
+    for (p, end) in ends {
+        let Some(&after) = resumed.get(&p) else {
+            continue;
+        };
+        if after < end {
+            continue;
+        }
+        match cfg.on_fluvio_reset {
+            OnFluvioReset::Stop => {
+                return Err(anyhow!(
+                    "Fluvio partition {p} of `{fluvio_topic}` ends at offset {end}, but Kafka `{}` already holds its offset {after}: the Fluvio topic was deleted and re-created (or lost records). Nothing was skipped. To mirror the new topic from its start, set kafka.on_fluvio_reset: start-over",
+                    cfg.topic
+                ));
+            }
+            OnFluvioReset::StartOver => {
+                tracing::warn!(
+                    partition = p,
+                    end,
+                    in_kafka = after,
+                    "the Fluvio partition ends before what Kafka holds of it (topic re-created): mirroring it from its start"
+                );
+                // From offset 0, not from the consumer id's offset (it belongs to the old topic).
+                resumed.insert(p, -1);
             }
         }
     }
-    mirror.flush(std::time::Duration::from_secs(10));
-    result
+    Ok(())
 }
 
-/// Where Kafka says each Fluvio partition was mirrored up to (only where that is exact: with
-/// `key` partitioning a Fluvio partition is spread over Kafka partitions).
+/// Where Kafka says each Fluvio partition was mirrored up to (with `key` partitioning and
+/// at-least-once delivery a Fluvio partition is spread over Kafka partitions without order
+/// between them: no exact answer).
 async fn resume_points(
     cfg: &KafkaConfig,
     fluvio_topic: &str,
@@ -201,11 +421,26 @@ async fn resume_points(
     if !cfg.resume_from_kafka {
         return Ok(HashMap::new());
     }
-    if cfg.partitioning == Partitioning::Key {
-        tracing::info!("key partitioning: resuming from the committed Fluvio offsets (after a crash, a few records may be written twice; use the fluvio.* headers to deduplicate)");
-        return Ok(HashMap::new());
+    let spread = match (cfg.partitioning, cfg.delivery) {
+        (Partitioning::Key, Delivery::AtLeastOnce) => {
+            tracing::info!("key partitioning: resuming from the committed Fluvio offsets (after a crash, a few records may be written twice; use the fluvio.* headers to deduplicate, or delivery: exactly-once)");
+            return Ok(HashMap::new());
+        }
+        (Partitioning::Key, Delivery::ExactlyOnce) => Spread::Everywhere,
+        _ => Spread::ByPartitioning,
+    };
+    let mut found =
+        resume::newest_offsets(cfg, &cfg.topic, fluvio_topic, partitions, spread).await?;
+    if cfg.on_refused == OnRefused::DeadLetter {
+        let dlq = cfg.dead_letter_topic();
+        let dead =
+            resume::newest_offsets(cfg, &dlq, fluvio_topic, partitions, Spread::Everywhere).await?;
+        for (p, o) in dead {
+            let newest = found.entry(p).or_insert(o);
+            *newest = o.max(*newest);
+        }
     }
-    resume::newest_offsets(cfg, fluvio_topic, partitions).await
+    Ok(found)
 }
 
 /// The first offset to read: after what Kafka holds, or after the committed one.
@@ -218,14 +453,15 @@ fn start_offset(in_kafka: Option<i64>, committed: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Read one partition, send each record in order, commit what Kafka acknowledged; `progress`
-/// follows what Kafka holds (for the lag).
+/// Read one partition, send each record in order, commit what Kafka holds; `progress`
+/// follows it (for the lag); `careful`: offsets to send one record per transaction.
 async fn mirror_partition(
     mirror: Arc<Mirror>,
     partition: u32,
     mut input: PartitionInput,
     in_kafka: Option<i64>,
     progress: Progress,
+    careful: Option<(i64, i64)>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let mut pipe = PartitionPipe::new(partition, mirror.metrics(), in_kafka);
@@ -249,10 +485,17 @@ async fn mirror_partition(
                 _ = tick.tick(), if timer_commits => {
                     commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?;
                 }
-                _ = pipe.front_arrived(), if pipe.in_flight() > 0 => {
+                _ = pipe.front_arrived(&mirror), if pipe.in_flight() > 0 => {
                     pipe.collect_ready(&mirror).await?;
                 }
                 record = input.next() => match record? {
+                    Some(rec) if careful.is_some_and(|(from, through)| (from..=through).contains(&rec.offset)) => {
+                        // One record per transaction: a refusal names the record at fault,
+                        // and everything before it is committed.
+                        pipe.drain(&mirror).await?;
+                        pipe.push(&mirror, rec).await?;
+                        pipe.drain(&mirror).await.map_err(isolate)?;
+                    }
                     Some(rec) => {
                         // Whatever came before the first record read is in Kafka or skipped
                         // by the start position.
@@ -306,6 +549,17 @@ async fn mirror_partition(
         }
     }
     result.and(drained)
+}
+
+/// A refusal of a record sent alone names the record at fault.
+fn isolate(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<Refused>() {
+        Ok(mut refused) => {
+            refused.isolated = true;
+            refused.into()
+        }
+        Err(e) => e,
+    }
 }
 
 /// Commit what Kafka acknowledged: the committed offset never passes a record Kafka has not

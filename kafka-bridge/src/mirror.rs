@@ -1,10 +1,11 @@
-//! The Kafka side: an idempotent producer writing each Fluvio record with its key, value,
-//! timestamp and `fluvio.*` headers, and per-partition pipes that keep deliveries in order and
-//! know the highest offset acknowledged with every earlier one (what may be committed).
+//! The Kafka side: a transactional (default) or idempotent producer writing each Fluvio record
+//! with its key, value, timestamp and `fluvio.*` headers, and per-partition pipes that keep
+//! deliveries in order and know the highest offset Kafka holds with every earlier one (what may
+//! be committed): acknowledged, and with transactions also committed.
 //! librdkafka retries every delivery in order, without duplicates (idempotence), for as long as
 //! a broker is away (waited for, with progress in the log); a record Kafka can never take (too
 //! large, not authorised) or an unacknowledged one past `delivery_timeout` stops the bridge
-//! with its offset, never skipped: the next start resumes from what Kafka holds.
+//! with its offset ([`Refused`]), never skipped: the next start resumes from what Kafka holds.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{KafkaConfig, Partitioning};
+use crate::config::{Delivery, KafkaConfig, Partitioning};
 use crate::timestamps::{Stamp, TimestampRule, DEFAULT_PRODUCER_EXPIRY_MS};
+use crate::transactions::{
+    fenced_message, is_fatal, is_fenced, Fenced, TransactionFailed, Transactions,
+};
 
 /// One record read from Fluvio (or the input file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +38,27 @@ pub struct SourceRecord {
     pub timestamp_ms: Option<i64>,
 }
 
+/// A record Kafka can never take (too large for the topic, not authorised, ...): it is not
+/// skipped; the bridge stops on it, or writes it to the dead-letter topic.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka refused Fluvio partition {} offset {}: {reason} (the record is not committed, and with transactions nothing after it is visible; fix the cause and restart, or set kafka.on_refused: dead-letter)", record.partition, record.offset)]
+pub struct Refused {
+    /// The first record refused (a broker refuses whole batches: with other records, unless
+    /// `isolated`).
+    pub record: SourceRecord,
+    /// The last offset of the partition refused with it.
+    pub through: i64,
+    /// Whether it was sent alone, so that it is the record at fault.
+    pub isolated: bool,
+    pub reason: String,
+}
+
 /// The producer and what every pipe shares.
 pub struct Mirror {
     producer: FutureProducer<AuthWatch>,
     auth: AuthWatch,
+    txn: Option<Transactions>,
+    transactional_id: String,
     cfg: KafkaConfig,
     fluvio_topic: String,
     timestamps: TimestampRule,
@@ -52,6 +73,7 @@ struct MirrorMetrics {
     latency_ms_total: Counter,
     latency_ms_max: Gauge,
     timestamps_replaced: Counter,
+    dead_lettered: Counter,
 }
 
 impl MirrorMetrics {
@@ -71,6 +93,10 @@ impl MirrorMetrics {
             timestamps_replaced: m.counter(
                 "timestamps_replaced_total",
                 "records written with the current time as CreateTime, their Fluvio time (too old or too far ahead for Kafka) in the fluvio.timestamp header",
+            ),
+            dead_lettered: m.counter(
+                "dead_lettered_total",
+                "records Kafka refused, written to the dead-letter topic instead (kafka.on_refused: dead-letter)",
             ),
         }
     }
@@ -192,6 +218,117 @@ async fn producer_expiry_ms(admin: &AdminClient<DefaultClientContext>, broker: O
     }
 }
 
+/// A Kafka topic to have: its name, and its partitions and configs if it must be created.
+struct TopicSpec<'a> {
+    name: &'a str,
+    partitions: i32,
+    config: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// Make sure `topic` exists (creating it with `partitions` when allowed), waiting for the
+/// brokers with progress in the log until `shutdown` (then `None`). Returns its partition count
+/// and a broker id.
+async fn ensure_topic(
+    producer: &FutureProducer<AuthWatch>,
+    admin: &AdminClient<DefaultClientContext>,
+    auth: &AuthWatch,
+    cfg: &KafkaConfig,
+    wanted: TopicSpec<'_>,
+    shutdown: &CancellationToken,
+) -> Result<Option<(usize, Option<i32>)>> {
+    let TopicSpec {
+        name: topic,
+        partitions,
+        config: topic_config,
+    } = wanted;
+    let started = Instant::now();
+    let found = loop {
+        // A topic just created is ready within moments; an unreachable cluster is asked
+        // again every second.
+        let mut pause = Duration::from_secs(1);
+        let fetched = {
+            let p = producer.clone();
+            let topic = topic.to_string();
+            tokio::task::spawn_blocking(move || {
+                p.client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                    .map(|md| {
+                        let broker = md.brokers().first().map(|b| b.id());
+                        md.topics()
+                            .first()
+                            .map(|t| (t.error(), t.partitions().len(), broker))
+                            .unwrap_or((None, 0, broker))
+                    })
+            })
+            .await?
+        };
+        match fetched {
+            Ok((None, n, broker)) if n > 0 => break (n, broker),
+            Ok(_) => {
+                if !cfg.create_topic {
+                    bail!("kafka.topic: Kafka topic `{topic}` does not exist and kafka.create_topic is false");
+                }
+                let mut new_topic =
+                    NewTopic::new(topic, partitions, TopicReplication::Fixed(cfg.replication));
+                for (k, v) in topic_config {
+                    new_topic = new_topic.set(k, v);
+                }
+                pause = Duration::from_millis(20);
+                let results = admin
+                    .create_topics(
+                        &[new_topic],
+                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+                    )
+                    .await
+                    .map_err(|e| anyhow!("kafka: cannot create topic `{topic}`: {e}"))?;
+                for r in results {
+                    match r {
+                        Ok(_) => {
+                            tracing::info!(topic, partitions, "created the Kafka topic")
+                        }
+                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((t, e))
+                            if matches!(
+                                e,
+                                RDKafkaErrorCode::TopicAuthorizationFailed
+                                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+                                    | RDKafkaErrorCode::PolicyViolation
+                                    | RDKafkaErrorCode::InvalidReplicationFactor
+                                    | RDKafkaErrorCode::InvalidPartitions
+                                    | RDKafkaErrorCode::InvalidConfig
+                            ) =>
+                        {
+                            bail!("kafka: cannot create topic `{t}`: {e}")
+                        }
+                        Err((t, e)) => {
+                            tracing::warn!(topic = %t, error = %e, "topic creation failed; retrying")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                if let KafkaError::MetadataFetch(code) = &e {
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::SaslAuthenticationFailed
+                            | RDKafkaErrorCode::Authentication
+                            | RDKafkaErrorCode::TopicAuthorizationFailed
+                    ) {
+                        bail!("kafka: {e} (check kafka.security)");
+                    }
+                }
+                auth.check()?;
+                tracing::warn!(brokers = %cfg.brokers, error = %e, waited = ?started.elapsed(), "Kafka is not reachable yet; waiting");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+    };
+    Ok(Some(found))
+}
+
 pub fn client_config(settings: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (k, v) in settings {
@@ -206,6 +343,7 @@ impl Mirror {
     pub async fn connect(
         cfg: KafkaConfig,
         client_id: &str,
+        transactional_id: &str,
         fluvio_topic: &str,
         fluvio_partitions: usize,
         metrics: &Metrics,
@@ -218,99 +356,25 @@ impl Mirror {
                 "requests to Kafka that failed, timed out or were retried (their records are sent again, in order, without duplicates)",
             ),
         };
-        let producer: FutureProducer<AuthWatch> = client_config(&cfg.producer_settings(client_id))
-            .create_with_context(auth.clone())
-            .map_err(|e| anyhow!("kafka: cannot create the producer: {e}"))?;
+        let producer: FutureProducer<AuthWatch> =
+            client_config(&cfg.producer_settings(client_id, transactional_id))
+                .create_with_context(auth.clone())
+                .map_err(|e| anyhow!("kafka: cannot create the producer: {e}"))?;
         let mut admin_settings = vec![("bootstrap.servers".to_string(), cfg.brokers.clone())];
         admin_settings.extend(cfg.security_settings());
         let admin: AdminClient<DefaultClientContext> = client_config(&admin_settings)
             .create()
             .map_err(|e| anyhow!("kafka: cannot create the admin client: {e}"))?;
-        let started = Instant::now();
-        let (partitions, broker) = loop {
-            // A topic just created is ready within moments; an unreachable cluster is asked
-            // again every second.
-            let mut pause = Duration::from_secs(1);
-            let fetched = {
-                let p = producer.clone();
-                let topic = cfg.topic.clone();
-                tokio::task::spawn_blocking(move || {
-                    p.client()
-                        .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                        .map(|md| {
-                            let broker = md.brokers().first().map(|b| b.id());
-                            md.topics()
-                                .first()
-                                .map(|t| (t.error(), t.partitions().len(), broker))
-                                .unwrap_or((None, 0, broker))
-                        })
-                })
-                .await?
-            };
-            match fetched {
-                Ok((None, n, broker)) if n > 0 => break (n, broker),
-                Ok(_) => {
-                    if !cfg.create_topic {
-                        bail!("kafka.topic: Kafka topic `{}` does not exist and kafka.create_topic is false", cfg.topic);
-                    }
-                    let n = cfg.partitions.unwrap_or(fluvio_partitions.max(1) as i32);
-                    let mut topic =
-                        NewTopic::new(&cfg.topic, n, TopicReplication::Fixed(cfg.replication));
-                    for (k, v) in &cfg.topic_config {
-                        topic = topic.set(k, v);
-                    }
-                    pause = Duration::from_millis(20);
-                    let results = admin
-                        .create_topics(
-                            &[topic],
-                            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-                        )
-                        .await
-                        .map_err(|e| anyhow!("kafka: cannot create topic `{}`: {e}", cfg.topic))?;
-                    for r in results {
-                        match r {
-                            Ok(_) => {
-                                tracing::info!(topic = %cfg.topic, partitions = n, "created the Kafka topic")
-                            }
-                            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                            Err((t, e))
-                                if matches!(
-                                    e,
-                                    RDKafkaErrorCode::TopicAuthorizationFailed
-                                        | RDKafkaErrorCode::ClusterAuthorizationFailed
-                                        | RDKafkaErrorCode::PolicyViolation
-                                        | RDKafkaErrorCode::InvalidReplicationFactor
-                                        | RDKafkaErrorCode::InvalidPartitions
-                                        | RDKafkaErrorCode::InvalidConfig
-                                ) =>
-                            {
-                                bail!("kafka: cannot create topic `{t}`: {e}")
-                            }
-                            Err((t, e)) => {
-                                tracing::warn!(topic = %t, error = %e, "topic creation failed; retrying")
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    if let KafkaError::MetadataFetch(code) = &e {
-                        if matches!(
-                            code,
-                            RDKafkaErrorCode::SaslAuthenticationFailed
-                                | RDKafkaErrorCode::Authentication
-                                | RDKafkaErrorCode::TopicAuthorizationFailed
-                        ) {
-                            bail!("kafka: {e} (check kafka.security)");
-                        }
-                    }
-                    auth.check()?;
-                    tracing::warn!(brokers = %cfg.brokers, error = %e, waited = ?started.elapsed(), "Kafka is not reachable yet; waiting");
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.cancelled() => return Ok(None),
-            }
+        let n = cfg.partitions.unwrap_or(fluvio_partitions.max(1) as i32);
+        let wanted = TopicSpec {
+            name: &cfg.topic,
+            partitions: n,
+            config: &cfg.topic_config,
+        };
+        let Some((partitions, broker)) =
+            ensure_topic(&producer, &admin, &auth, &cfg, wanted, shutdown).await?
+        else {
+            return Ok(None);
         };
         if cfg.partitioning == Partitioning::Same && partitions < fluvio_partitions {
             bail!(
@@ -326,9 +390,36 @@ impl Mirror {
                 "Fluvio times older than this (half the broker's producer.id.expiration.ms) are kept in the fluvio.timestamp header, not as CreateTime"
             );
         }
+        if cfg.on_refused == crate::config::OnRefused::DeadLetter {
+            let dlq = cfg.dead_letter_topic();
+            // Created with the broker's defaults (the topic's own limits refused the records).
+            let wanted = TopicSpec {
+                name: &dlq,
+                partitions: 1,
+                config: &Default::default(),
+            };
+            if ensure_topic(&producer, &admin, &auth, &cfg, wanted, shutdown)
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            tracing::info!(topic = %dlq, "records Kafka refuses go to the dead-letter topic");
+        }
+        let txn = match cfg.delivery {
+            Delivery::AtLeastOnce => None,
+            Delivery::ExactlyOnce => {
+                match Transactions::init(&producer, transactional_id, metrics, shutdown).await? {
+                    Some(t) => Some(t),
+                    None => return Ok(None),
+                }
+            }
+        };
         Ok(Some(Self {
             producer,
             auth,
+            txn,
+            transactional_id: transactional_id.to_string(),
             cfg,
             fluvio_topic: fluvio_topic.to_string(),
             timestamps,
@@ -340,8 +431,15 @@ impl Mirror {
         &self.cfg
     }
 
-    /// Hand one record to the producer (waits while its queue is full).
-    async fn send(&self, rec: &SourceRecord) -> Result<DeliveryFuture, KafkaError> {
+    /// Hand one record to the producer (waits while its queue is full), into `topic` (the
+    /// mirror's, or the dead-letter topic with `extra` headers). Returns the delivery to come and
+    /// the transaction it belongs to (0 without transactions).
+    async fn send(
+        &self,
+        rec: &SourceRecord,
+        topic: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<(DeliveryFuture, u64), KafkaError> {
         let partition_s = rec.partition.to_string();
         let offset_s = rec.offset.to_string();
         let stamp = if self.cfg.timestamps {
@@ -354,20 +452,23 @@ impl Mirror {
         if stamp.replaced.is_some() {
             self.m.timestamps_replaced.inc();
         }
+        let dead_letter = topic != self.cfg.topic;
         loop {
             let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&self.cfg.topic).payload(&rec.value[..]);
+                FutureRecord::to(topic).payload(&rec.value[..]);
             if let Some(k) = &rec.key {
                 record = record.key(&k[..]);
             }
             if let Some(p) = self.cfg.partitioning.kafka_partition(rec.partition) {
-                record = record.partition(p);
+                if !dead_letter {
+                    record = record.partition(p);
+                }
             }
             if let Some(ts) = stamp.create_time {
                 record = record.timestamp(ts);
             }
-            if self.cfg.headers {
-                let mut headers = OwnedHeaders::new_with_capacity(4)
+            if self.cfg.headers || dead_letter {
+                let mut headers = OwnedHeaders::new_with_capacity(4 + extra.len())
                     .insert(Header {
                         key: "fluvio.topic",
                         value: Some(self.fluvio_topic.as_bytes()),
@@ -386,16 +487,103 @@ impl Mirror {
                         value: Some(t.as_bytes()),
                     });
                 }
+                for (k, v) in extra {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
                 record = record.headers(headers);
             }
+            let permit = match &self.txn {
+                Some(t) => Some(t.permit().await),
+                None => None,
+            };
+            let number = permit.as_ref().map_or(0, |p| p.number);
             match self.producer.send_result(record) {
-                Ok(f) => return Ok(f),
+                Ok(f) => return Ok((f, number)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    drop(permit);
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// Write a record Kafka refused into the dead-letter topic, with headers saying why (as
+    /// Kafka Connect's `errors.deadletterqueue` does), in a transaction of its own when
+    /// transactions are on. Its `fluvio.*` headers let the next resume go on after it.
+    pub async fn dead_letter(&self, refused: &Refused) -> Result<()> {
+        let topic = self.cfg.dead_letter_topic();
+        let extra = [
+            ("error.reason", refused.reason.as_str()),
+            ("error.topic", self.cfg.topic.as_str()),
+            ("error.class", "refused"),
+        ];
+        let rec = &refused.record;
+        let (delivery, number) = self
+            .send(rec, &topic, &extra)
+            .await
+            .map_err(|e| anyhow!("kafka: dead-letter topic `{topic}`: {e}"))?;
+        outcome(delivery.await)
+            .map_err(|e| anyhow!("kafka: dead-letter topic `{topic}` refused it too: {e}"))?;
+        if let Some(t) = &self.txn {
+            t.commit_open().await?;
+            t.committed(number).await?;
+        }
+        self.m.dead_lettered.inc();
+        tracing::warn!(
+            partition = rec.partition,
+            offset = rec.offset,
+            topic,
+            reason = %refused.reason,
+            "Kafka refused a record: written to the dead-letter topic instead"
+        );
+        Ok(())
+    }
+
+    /// A send or delivery of the open transaction failed: it can only be aborted.
+    fn doom(&self) {
+        if let Some(t) = &self.txn {
+            t.doom();
+        }
+    }
+
+    /// The open transaction, when delivery is exactly once.
+    pub fn transactions(&self) -> Option<&Transactions> {
+        self.txn.as_ref()
+    }
+
+    /// What a send or delivery error means: the record is refused, the instance fenced, the
+    /// transaction failed (then the bridge aborts it and goes on), or Kafka did not take it.
+    fn classify(&self, rec: &SourceRecord, e: KafkaError) -> anyhow::Error {
+        if let Some(fatal) = self.txn.as_ref().and_then(Transactions::fatal) {
+            return fatal;
+        }
+        if is_fenced(&e) || is_fatal(&e) {
+            return Fenced(format!("{} ({e})", fenced_message(&self.transactional_id))).into();
+        }
+        if let Err(auth) = self.auth.check() {
+            return auth;
+        }
+        if is_permanent(&e) {
+            return Refused {
+                record: rec.clone(),
+                through: rec.offset,
+                isolated: false,
+                reason: e.to_string(),
+            }
+            .into();
+        }
+        if self.txn.is_some() && self.cfg.delivery_timeout.is_none() {
+            return TransactionFailed(format!(
+                "Fluvio partition {} offset {}: {e}",
+                rec.partition, rec.offset
+            ))
+            .into();
+        }
+        anyhow!("kafka did not take Fluvio partition {} offset {}: {e} (the record is not committed; the next start resumes after what Kafka holds, so nothing is lost or written twice)", rec.partition, rec.offset)
     }
 
     /// Wait for everything sent to be acknowledged (or to fail).
@@ -424,7 +612,11 @@ const WAIT_REPORT: Duration = Duration::from_secs(10);
 impl Sent {
     fn now_or_never(&mut self) -> Option<Outcome> {
         match self {
-            Sent::Pending(fut) => fut.now_or_never().map(outcome),
+            Sent::Pending(fut) => {
+                let o = fut.now_or_never().map(outcome)?;
+                *self = Sent::Arrived(o.clone());
+                Some(o)
+            }
             Sent::Arrived(o) => Some(o.clone()),
         }
     }
@@ -462,12 +654,21 @@ fn outcome(result: <DeliveryFuture as std::future::Future>::Output) -> Outcome {
     }
 }
 
+/// One record in a pipe: what was sent, its delivery, when, and its transaction (0: none).
+struct InFlight {
+    rec: SourceRecord,
+    sent: Sent,
+    at: Instant,
+    txn: u64,
+}
+
 /// In-order deliveries of one Fluvio partition.
 pub struct PartitionPipe {
-    in_flight: VecDeque<(SourceRecord, Sent, Instant)>,
+    in_flight: VecDeque<InFlight>,
     /// Value bytes of `in_flight`.
     in_flight_bytes: usize,
-    /// The highest offset acknowledged, every earlier one too.
+    /// The highest offset Kafka holds (acknowledged, and committed with transactions), every
+    /// earlier one too.
     acked: Option<i64>,
     in_flight_gauge: Gauge,
     acked_gauge: Gauge,
@@ -484,12 +685,12 @@ impl PartitionPipe {
             in_flight_gauge: metrics.gauge_with(
                 "in_flight",
                 &[("partition", &p)],
-                "records sent, not yet acknowledged",
+                "records sent, not yet acknowledged (and committed, with transactions)",
             ),
             acked_gauge: metrics.gauge_with(
                 "acked_offset",
                 &[("partition", &p)],
-                "highest Fluvio offset acknowledged by Kafka with all earlier ones",
+                "highest Fluvio offset Kafka holds with all earlier ones (acknowledged, and committed with transactions)",
             ),
         };
         if let Some(a) = acked {
@@ -508,13 +709,40 @@ impl PartitionPipe {
             || (self.in_flight_bytes >= mirror.cfg.max_in_flight_bytes
                 && !self.in_flight.is_empty())
         {
+            if let Some(t) = &mirror.txn {
+                t.hurry();
+            }
             self.complete_front(mirror).await?;
         }
         self.collect_ready(mirror).await?;
-        let fut = self.send_with_retry(mirror, &rec).await?;
+        let (fut, txn) = match self.send_with_retry(mirror, &rec).await {
+            Ok(sent) => sent,
+            Err(e) if e.is::<TransactionFailed>() => {
+                // The transaction failed under a record sent earlier: name it when it was
+                // refused (its delivery reports the reason).
+                return Err(self.failed_delivery(mirror).await.unwrap_or(e));
+            }
+            Err(e) => {
+                // Refused before it left (too large for the producer): isolated, and what
+                // came before it still goes to Kafka.
+                if let Some(refused) = e.downcast_ref::<Refused>() {
+                    if mirror.txn.is_some() && refused.record.offset == rec.offset {
+                        self.drain(mirror).await?;
+                        let mut refused = e.downcast::<Refused>().expect("refused");
+                        refused.isolated = true;
+                        return Err(refused.into());
+                    }
+                }
+                return Err(e);
+            }
+        };
         self.in_flight_bytes += rec.value.len();
-        self.in_flight
-            .push_back((rec, Sent::Pending(fut), Instant::now()));
+        self.in_flight.push_back(InFlight {
+            rec,
+            sent: Sent::Pending(fut),
+            at: Instant::now(),
+            txn,
+        });
         self.in_flight_gauge.set(self.in_flight.len() as u64);
         Ok(())
     }
@@ -523,12 +751,15 @@ impl PartitionPipe {
         &mut self,
         mirror: &Mirror,
         rec: &SourceRecord,
-    ) -> Result<DeliveryFuture> {
+    ) -> Result<(DeliveryFuture, u64)> {
         loop {
-            match mirror.send(rec).await {
+            match mirror.send(rec, &mirror.cfg.topic, &[]).await {
                 Ok(f) => return Ok(f),
-                Err(e) if is_permanent(&e) => {
-                    bail!("kafka refused Fluvio partition {} offset {}: {e} (the record is not committed; fix and restart)", rec.partition, rec.offset)
+                // Refused before it left: the transaction holds nothing of it.
+                Err(e) if is_permanent(&e) => return Err(mirror.classify(rec, e)),
+                Err(e) if mirror.txn.is_some() => {
+                    mirror.doom();
+                    return Err(mirror.classify(rec, e));
                 }
                 Err(e) => {
                     tracing::warn!(partition = rec.partition, offset = rec.offset, error = %e, "send failed; retrying");
@@ -538,15 +769,43 @@ impl PartitionPipe {
         }
     }
 
-    /// Take the acknowledgements that have already arrived, without waiting.
+    /// Take the records Kafka already holds, without waiting.
     pub async fn collect_ready(&mut self, mirror: &Mirror) -> Result<()> {
-        while let Some((_, sent, _)) = self.in_flight.front_mut() {
-            match sent.now_or_never() {
-                None => break,
-                Some(result) => self.settle_front(mirror, result).await?,
+        while let Some(front) = self.in_flight.front_mut() {
+            let Some(result) = front.sent.now_or_never() else {
+                break;
+            };
+            let txn = front.txn;
+            if result.is_ok() && !self.committed(mirror, txn)? {
+                break;
             }
+            self.settle_front(mirror, result)?;
         }
         Ok(())
+    }
+
+    /// Whether transaction `txn` committed; when it failed, the error names the record Kafka
+    /// refused, if one of ours was (a commit fails only after every delivery has an outcome).
+    fn committed(&mut self, mirror: &Mirror, txn: u64) -> Result<bool> {
+        let Some(t) = &mirror.txn else {
+            return Ok(true);
+        };
+        match t.is_committed(txn) {
+            Ok(done) => Ok(done),
+            Err(why) => {
+                let failed = self
+                    .in_flight
+                    .iter_mut()
+                    .find_map(|f| match f.sent.now_or_never() {
+                        Some(Err(e)) => Some((f.rec.clone(), e)),
+                        _ => None,
+                    });
+                match failed {
+                    Some((rec, e)) => Err(self.widen(mirror.classify(&rec, e))),
+                    None => Err(TransactionFailed(format!("{why:#}")).into()),
+                }
+            }
+        }
     }
 
     /// Records sent and not yet settled.
@@ -554,60 +813,110 @@ impl PartitionPipe {
         self.in_flight.len()
     }
 
-    /// Wait until the oldest delivery has an outcome, keeping it in the pipe for
-    /// [`PartitionPipe::collect_ready`]: cancel-safe, so it can race a read of the input (an idle
-    /// input must not keep acknowledgements unseen).
-    pub async fn front_arrived(&mut self) {
-        let Some((rec, sent, sent_at)) = self.in_flight.front_mut() else {
+    /// Wait until the oldest delivery has an outcome (and its transaction committed), keeping
+    /// it in the pipe for [`PartitionPipe::collect_ready`]: cancel-safe, so it can race a read
+    /// of the input (an idle input must not keep acknowledgements unseen).
+    pub async fn front_arrived(&mut self, mirror: &Mirror) {
+        let Some(f) = self.in_flight.front_mut() else {
             return std::future::pending().await;
         };
         // The outcome stays in the pipe (`Sent::Arrived`) for `collect_ready` to settle.
-        let _ = sent.wait(rec, *sent_at).await;
+        if f.sent.wait(&f.rec, f.at).await.is_ok() {
+            if let Some(t) = &mirror.txn {
+                let _ = t.committed(f.txn).await;
+            }
+        }
     }
 
-    /// Wait for the oldest record's acknowledgement.
+    /// Wait for the oldest record to be in Kafka.
     pub async fn complete_front(&mut self, mirror: &Mirror) -> Result<()> {
-        let Some((rec, sent, sent_at)) = self.in_flight.front_mut() else {
+        let Some(f) = self.in_flight.front_mut() else {
             return Ok(());
         };
-        let result = sent.wait(rec, *sent_at).await;
-        self.settle_front(mirror, result).await
+        let result = f.sent.wait(&f.rec, f.at).await;
+        let txn = f.txn;
+        if result.is_ok() {
+            if let Some(t) = &mirror.txn {
+                if t.committed(txn).await.is_err() {
+                    self.committed(mirror, txn)?;
+                }
+            }
+        }
+        self.settle_front(mirror, result)
     }
 
-    /// Wait until every record sent is acknowledged.
+    /// Wait until every record sent is in Kafka (with transactions: committed now).
     pub async fn drain(&mut self, mirror: &Mirror) -> Result<()> {
+        if let (Some(t), false) = (&mirror.txn, self.in_flight.is_empty()) {
+            t.hurry();
+        }
         while !self.in_flight.is_empty() {
             self.complete_front(mirror).await?;
         }
         Ok(())
     }
 
-    async fn settle_front(&mut self, mirror: &Mirror, outcome: Outcome) -> Result<()> {
+    fn settle_front(&mut self, mirror: &Mirror, outcome: Outcome) -> Result<()> {
         match outcome {
             Ok(()) => {
-                let (rec, _, sent_at) = self.in_flight.pop_front().expect("front exists");
-                self.in_flight_bytes -= rec.value.len();
-                let ms = sent_at.elapsed().as_millis() as u64;
+                let f = self.in_flight.pop_front().expect("front exists");
+                self.in_flight_bytes -= f.rec.value.len();
+                let ms = f.at.elapsed().as_millis() as u64;
                 mirror.m.latency_ms_total.add(ms);
                 if ms > mirror.m.latency_ms_max.get() {
                     mirror.m.latency_ms_max.set(ms);
                 }
                 mirror.m.records.inc();
-                mirror.m.bytes.add(rec.value.len() as u64);
-                self.acked = Some(rec.offset);
-                self.acked_gauge.set(rec.offset.max(0) as u64);
+                mirror.m.bytes.add(f.rec.value.len() as u64);
+                self.acked = Some(f.rec.offset);
+                self.acked_gauge.set(f.rec.offset.max(0) as u64);
                 self.in_flight_gauge.set(self.in_flight.len() as u64);
                 Ok(())
             }
             Err(e) => {
-                let (first, _, _) = self.in_flight.front().expect("front exists");
-                let (partition, offset) = (first.partition, first.offset);
-                mirror.auth.check()?;
-                if is_permanent(&e) {
-                    bail!("kafka refused Fluvio partition {partition} offset {offset}: {e} (the record is not committed; fix and restart)");
-                }
-                bail!("kafka did not take Fluvio partition {partition} offset {offset}: {e} (the record is not committed; the next start resumes after what Kafka holds, so nothing is lost or written twice)")
+                mirror.doom();
+                let f = self.in_flight.front().expect("front exists");
+                Err(self.widen(mirror.classify(&f.rec, e)))
             }
+        }
+    }
+
+    /// The error of the first record in flight whose delivery failed, waiting (bounded) for
+    /// the outcomes still to come.
+    async fn failed_delivery(&mut self, mirror: &Mirror) -> Option<anyhow::Error> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut failed = None;
+        for f in self.in_flight.iter_mut() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = match f.sent.now_or_never() {
+                Some(o) => o,
+                None => match tokio::time::timeout(left, f.sent.wait(&f.rec, f.at)).await {
+                    Ok(o) => o,
+                    Err(_) => break,
+                },
+            };
+            if let Err(e) = outcome {
+                failed = Some((f.rec.clone(), e));
+                break;
+            }
+        }
+        let (rec, e) = failed?;
+        mirror.doom();
+        Some(self.widen(mirror.classify(&rec, e)))
+    }
+
+    /// A refused record's error, with the last offset of this pipe refused with it.
+    fn widen(&mut self, e: anyhow::Error) -> anyhow::Error {
+        match e.downcast::<Refused>() {
+            Ok(mut refused) => {
+                for f in self.in_flight.iter_mut() {
+                    if let Some(Err(_)) = f.sent.now_or_never() {
+                        refused.through = refused.through.max(f.rec.offset);
+                    }
+                }
+                refused.into()
+            }
+            Err(e) => e,
         }
     }
 }

@@ -1,8 +1,11 @@
 //! What Kafka already holds: the `fluvio.offset` header of the newest record a Fluvio partition
 //! has in a Kafka partition. The records of one Fluvio partition reach one Kafka partition in
 //! order (idempotent producer), so everything of it up to that offset is there and nothing
-//! after. The bridge asks at start (to resume right after it, with `same` or `fixed`
-//! partitioning): neither a gap nor a duplicate, whatever the crash.
+//! after. The bridge asks at start (to resume right after it): neither a gap nor a duplicate,
+//! whatever the crash. With transactions the reader sees committed records only, and a Fluvio
+//! partition spread over several Kafka partitions (`key` partitioning, the dead-letter topic)
+//! resumes after the highest offset found in any of them: transactions commit in order, so
+//! everything before it is committed too.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,25 +28,49 @@ const SCAN_LIMIT: i64 = 1_000_000;
 /// blocking pool.
 pub async fn newest_offsets(
     cfg: &KafkaConfig,
+    topic: &str,
     fluvio_topic: &str,
     partitions: &[u32],
+    spread: Spread,
 ) -> Result<HashMap<u32, i64>> {
-    let (cfg, fluvio_topic, partitions) =
-        (cfg.clone(), fluvio_topic.to_string(), partitions.to_vec());
+    let (cfg, topic, fluvio_topic, partitions) = (
+        cfg.clone(),
+        topic.to_string(),
+        fluvio_topic.to_string(),
+        partitions.to_vec(),
+    );
     tokio::task::spawn_blocking(move || {
-        let tail = KafkaTail::open(&cfg, &fluvio_topic)?;
+        let tail = KafkaTail::open(&cfg, &topic, &fluvio_topic)?;
+        let everywhere = match spread {
+            Spread::ByPartitioning => None,
+            Spread::Everywhere => Some(tail.partitions()?),
+        };
         let mut found = HashMap::new();
         for p in partitions {
-            let Some(k) = cfg.partitioning.kafka_partition(p) else {
-                continue;
+            let kafka_partitions = match (&everywhere, cfg.partitioning.kafka_partition(p)) {
+                (Some(all), _) => all.clone(),
+                (None, Some(k)) => vec![k],
+                (None, None) => continue,
             };
-            if let Some(offset) = tail.newest(k, p)? {
-                found.insert(p, offset);
+            for k in kafka_partitions {
+                if let Some(offset) = tail.newest(k, p)? {
+                    let newest = found.entry(p).or_insert(offset);
+                    *newest = offset.max(*newest);
+                }
             }
         }
         Ok(found)
     })
     .await?
+}
+
+/// Where a Fluvio partition's records are looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spread {
+    /// In the one Kafka partition the partitioning sends them to (none with `key`).
+    ByPartitioning,
+    /// In every Kafka partition of the topic.
+    Everywhere,
 }
 
 /// A reader of the end of the Kafka topic (blocking).
@@ -54,7 +81,7 @@ struct KafkaTail {
 }
 
 impl KafkaTail {
-    fn open(cfg: &KafkaConfig, fluvio_topic: &str) -> Result<Self> {
+    fn open(cfg: &KafkaConfig, topic: &str, fluvio_topic: &str) -> Result<Self> {
         let mut settings = vec![
             ("bootstrap.servers".to_string(), cfg.brokers.clone()),
             (
@@ -63,6 +90,8 @@ impl KafkaTail {
             ),
             ("enable.auto.commit".to_string(), "false".to_string()),
             ("enable.partition.eof".to_string(), "true".to_string()),
+            // Records of aborted or open transactions are not in Kafka for our readers.
+            ("isolation.level".to_string(), "read_committed".to_string()),
         ];
         settings.extend(cfg.security_settings());
         let consumer: BaseConsumer = client_config(&settings)
@@ -70,9 +99,22 @@ impl KafkaTail {
             .map_err(|e| anyhow!("kafka: tail reader: {e}"))?;
         Ok(Self {
             consumer,
-            topic: cfg.topic.clone(),
+            topic: topic.to_string(),
             fluvio_topic: fluvio_topic.to_string(),
         })
+    }
+
+    /// The topic's partitions.
+    fn partitions(&self) -> Result<Vec<i32>> {
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(10))
+            .map_err(|e| anyhow!("kafka: metadata of `{}`: {e}", self.topic))?;
+        Ok(md
+            .topics()
+            .first()
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default())
     }
 
     /// The newest Fluvio offset of `fluvio_partition` in Kafka partition `kafka_partition`, or

@@ -147,7 +147,7 @@ fn mirrors_a_fluvio_topic_exactly_once_through_sigkills() {
         &topic,
         dir.path(),
         "mirrored-from-commits",
-        "  resume_from_kafka: false\n  linger: 500ms\n  max_in_flight: 1000\n",
+        "  resume_from_kafka: false\n  delivery: at-least-once\n  linger: 500ms\n  max_in_flight: 1000\n",
     ) else {
         return;
     };
@@ -285,4 +285,242 @@ fn mirrors_the_last_records_when_the_consumer_skips_them_at_the_end_of_the_topic
         (0..300).collect::<Vec<_>>(),
         "each record once, in order"
     );
+}
+
+/// (fluvio.partition, fluvio.offset) of every record of a Kafka topic.
+fn kafka_positions(broker: &str, topic: &str) -> Option<Vec<(u32, i64)>> {
+    let records = testkit::kafka::read_topic(broker, topic)?;
+    Some(
+        records
+            .iter()
+            .map(|r| {
+                let p = r.headers["fluvio.partition"].as_deref().unwrap_or("?");
+                (
+                    p.parse().expect("a fluvio.partition header"),
+                    r.fluvio_offset(),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn four_fluvio_partitions_mirror_exactly_once_into_each_partitioning() {
+    let Some(env) = FluvioEnv::find_or_skip("bridge from 4 Fluvio partitions") else {
+        return;
+    };
+    let Some(broker) = KafkaBroker::start_or_skip("bridge from 4 Fluvio partitions") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let topic = env.unique_topic("bridge-4p");
+    env.run(&["topic", "create", &topic, "-p", "4"]);
+    produce_records(&env, &topic, dir.path(), 0..n, &[]);
+    for (kafka_topic, extra) in [
+        ("same4", ""),
+        ("key4", "  partitioning: key\n  partitions: 3\n"),
+        ("fixed4", "  partitioning: {fixed: 1}\n  partitions: 2\n"),
+    ] {
+        let bridge = BridgeRun::new(&env, &broker, &topic, dir.path(), kafka_topic, extra);
+        let mut p = bridge.start();
+        std::thread::sleep(Duration::from_millis(1500));
+        p.signal(9);
+        p.wait_timeout(T);
+        let mut p = bridge.start();
+        let positions = testkit::wait_for(&format!("{kafka_topic}: all {n} records"), T, || {
+            let got = kafka_positions(&broker.bootstrap(), kafka_topic)?;
+            (got.len() >= n).then_some(got)
+        });
+        p.signal(15);
+        assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+        let positions = kafka_positions(&broker.bootstrap(), kafka_topic).unwrap_or(positions);
+        // Each Fluvio partition's offsets 0.. once each; together, every record.
+        let mut total = testkit::reliability::Count::of(0, []);
+        for fp in 0..4u32 {
+            let offsets: Vec<i64> = positions
+                .iter()
+                .filter(|(q, _)| *q == fp)
+                .map(|(_, o)| *o)
+                .collect();
+            let len = offsets.iter().max().map_or(0, |m| m + 1) as usize;
+            let c = testkit::reliability::Count::of(len, offsets);
+            total.offered += c.offered;
+            total.found += c.found;
+            total.missing += c.missing;
+            total.duplicates += c.duplicates;
+        }
+        assert_eq!(total.offered, n, "the partitions hold {n} records together");
+        total
+            .report(
+                "bridge",
+                &format!(
+                    "4 Fluvio partitions into Kafka `{kafka_topic}` ({}), one SIGKILL",
+                    if extra.is_empty() {
+                        "same"
+                    } else {
+                        extra.trim()
+                    }
+                ),
+                "read_committed (confluent-kafka)",
+            )
+            .assert_exactly_once(kafka_topic);
+    }
+}
+
+#[test]
+fn a_recreated_fluvio_topic_is_a_clear_error_or_with_start_over_a_fresh_mirror() {
+    let Some(env) = FluvioEnv::find_or_skip("bridge re-created topic") else {
+        return;
+    };
+    let Some(broker) = KafkaBroker::start_or_skip("bridge re-created topic") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = topic_with_records(&env, "bridge-recreated", dir.path(), 1000);
+    let bridge = BridgeRun::new(&env, &broker, &topic, dir.path(), "recreated", "");
+    let mut p = bridge.start();
+    testkit::wait_for("the first topic mirrored", T, || {
+        (bridge.metric("acked_offset{partition=0}") == Some(999)).then_some(())
+    });
+    p.signal(15);
+    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+
+    env.run(&["topic", "delete", &topic]);
+    env.run(&["topic", "create", &topic]);
+    produce_records(&env, &topic, dir.path(), 0..300, &[]);
+    let mut p = bridge.start();
+    let status = p.wait_timeout(T);
+    assert_eq!(status.code(), Some(1), "{}", p.output());
+    assert!(
+        p.output().contains("deleted and re-created")
+            && p.output().contains("holds its offset 999"),
+        "{}",
+        p.output()
+    );
+
+    let bridge = BridgeRun::new(
+        &env,
+        &broker,
+        &topic,
+        dir.path(),
+        "recreated",
+        "  on_fluvio_reset: start-over\n",
+    );
+    let mut p = bridge.start();
+    testkit::wait_for("the new topic mirrored from its start", T, || {
+        (bridge.metric("acked_offset{partition=0}") == Some(299)).then_some(())
+    });
+    p.signal(15);
+    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    let Some(got) = kafka_offsets(&broker.bootstrap(), "recreated") else {
+        return;
+    };
+    let offsets: Vec<i64> = got.iter().map(|(_, o)| *o).collect();
+    let expected: Vec<i64> = (0..1000).chain(0..300).collect();
+    assert_eq!(
+        offsets, expected,
+        "the old topic, then the new one, each once"
+    );
+    testkit::reliability::Count::of(300, offsets[1000..].iter().copied())
+        .report(
+            "bridge",
+            "a Fluvio topic deleted and re-created (start-over)",
+            "read_committed (confluent-kafka)",
+        )
+        .assert_exactly_once("the new topic");
+}
+
+#[test]
+fn a_filtering_sink_transform_leaves_holes_that_are_not_loss() {
+    let Some(env) = FluvioEnv::find_or_skip("bridge with a filtering transform") else {
+        return;
+    };
+    let Some(broker) = KafkaBroker::start_or_skip("bridge with a filtering transform") else {
+        return;
+    };
+    let Some((filter, _)) =
+        testkit::tweet_smartmodules_or_skip("bridge with a filtering transform")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // v1.1 tweets in several languages; the SPU keeps the English ones for the bridge.
+    let n = 3000u64;
+    let gen = x_emulator::generator::Generator::new(1_700_000_000_000);
+    let lines: String = (0..n)
+        .map(|seq| format!("{}\t{}\n", gen.facts(seq).id, gen.v1(seq)))
+        .collect();
+    let file = dir.path().join("tweets.txt");
+    std::fs::write(&file, lines).unwrap();
+    let topic = env.unique_topic("bridge-filtered");
+    env.run(&["topic", "create", &topic]);
+    env.run(&[
+        "produce",
+        &topic,
+        "--key-separator",
+        "\t",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let module = env.unique_topic("tweet-filter-sink");
+    env.run(&[
+        "smartmodule",
+        "create",
+        &module,
+        "--wasm-file",
+        filter.to_str().unwrap(),
+    ]);
+    let expected: Vec<i64> = (0..n)
+        .filter(|seq| gen.facts(*seq).lang == "en")
+        .map(|seq| seq as i64)
+        .collect();
+    assert!(expected.len() < n as usize / 2 && !expected.is_empty());
+    let extra = format!(
+        "  linger: 5ms\ntransforms:\n  - uses: {module}\n    with:\n      languages: [en]\n"
+    );
+    let bridge = BridgeRun::new(&env, &broker, &topic, dir.path(), "filtered", &extra);
+    let mut p = bridge.start();
+    std::thread::sleep(Duration::from_millis(1500));
+    p.signal(9);
+    p.wait_timeout(T);
+    let mut p = bridge.start();
+    testkit::wait_for("every English tweet in Kafka", T, || {
+        let got = kafka_offsets(&broker.bootstrap(), "filtered")?;
+        if let Some(s) = p.try_status() {
+            panic!("the bridge stopped ({s}): {}", p.output());
+        }
+        (got.len() >= expected.len()).then_some(())
+    });
+    // A restart with holes before and after its resume point goes on as well.
+    p.signal(15);
+    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    let mut p = bridge.start();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(p.try_status().is_none(), "{}", p.output());
+    p.signal(15);
+    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    let _ = env
+        .command()
+        .args(["smartmodule", "delete", &module])
+        .output();
+    let Some(got) = kafka_offsets(&broker.bootstrap(), "filtered") else {
+        return;
+    };
+    let offsets: Vec<i64> = got.iter().map(|(_, o)| *o).collect();
+    assert_eq!(offsets, expected, "the English tweets once each, in order");
+    let kept: std::collections::HashSet<i64> = expected.iter().copied().collect();
+    let c = testkit::reliability::Count::of(
+        expected.len(),
+        offsets
+            .iter()
+            .map(|o| expected.binary_search(o).map_or(-1, |i| i as i64)),
+    )
+    .report(
+        "bridge",
+        "a filtering sink transform (tweet-filter, English only), one SIGKILL",
+        "read_committed (confluent-kafka)",
+    );
+    assert!(offsets.iter().all(|o| kept.contains(o)));
+    c.assert_exactly_once("filtered");
 }

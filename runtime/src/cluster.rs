@@ -100,6 +100,56 @@ pub async fn partition_ends(fluvio: &Fluvio, topic: &str) -> Result<HashMap<u32,
         .collect())
 }
 
+/// The keys of the last `per_partition` records of each partition of `topic` (records without
+/// a key are left out), read with a plain consumer that stops at each partition's end.
+pub async fn last_keys(fluvio: &Fluvio, topic: &str, per_partition: i64) -> Result<Vec<Vec<u8>>> {
+    use futures_util::StreamExt;
+    let mut keys = Vec::new();
+    for (partition, end) in partition_ends(fluvio, topic).await? {
+        let start = (end - per_partition).max(0);
+        if start >= end {
+            continue;
+        }
+        let mut builder = ConsumerConfigExtBuilder::default();
+        builder
+            .topic(topic.to_string())
+            .partition(partition)
+            .offset_start(Offset::absolute(start).map_err(|e| anyhow!("offset {start}: {e}"))?)
+            .disable_continuous(true)
+            .max_bytes(i32::try_from(DEFAULT_CONSUMER_MAX_BYTES).unwrap_or(i32::MAX))
+            .retry_mode(RetryMode::Disabled);
+        let config = builder.build().map_err(|e| anyhow!("tail reader: {e}"))?;
+        let mut stream = fluvio
+            .consumer_with_config(config)
+            .await
+            .with_context(|| format!("cannot read the end of `{topic}` partition {partition}"))?;
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .map_err(|_| {
+                    anyhow!("reading the end of `{topic}` partition {partition}: no answer in 10 s")
+                })?;
+            match next {
+                Some(Ok(r)) => {
+                    if let Some(k) = r.key() {
+                        keys.push(k.to_vec());
+                    }
+                    if r.offset() + 1 >= end {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(anyhow!(
+                        "reading the end of `{topic}` partition {partition}: {e:?}"
+                    ))
+                }
+                None => break,
+            }
+        }
+    }
+    Ok(keys)
+}
+
 /// The partitions of `topic` (named `<topic>-<n>`), with their number.
 async fn topic_partitions(
     admin: &fluvio::FluvioAdmin,

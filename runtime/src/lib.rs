@@ -37,6 +37,7 @@ pub mod launch;
 pub mod logging;
 pub mod metrics;
 pub mod output;
+pub mod produce;
 pub mod quick_ack;
 pub mod secrets;
 pub mod shutdown;

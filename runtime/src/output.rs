@@ -4,14 +4,13 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::produce::FluvioOutput;
+use crate::Record;
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use fluvio::{RecordKey, TopicProducerPool};
-
-use crate::Record;
 
 pub enum RecordOutput {
-    Fluvio(TopicProducerPool),
+    Fluvio(Box<FluvioOutput>),
     Capture(std::io::BufWriter<std::fs::File>),
     /// `--capture /dev/null`: records are dropped without being encoded (benchmarks of the
     /// path up to the producer).
@@ -48,17 +47,7 @@ impl RecordOutput {
     /// Hand one record over; it is durable after [`RecordOutput::flush`].
     pub async fn send(&mut self, record: Record) -> Result<()> {
         match self {
-            Self::Fluvio(producer) => {
-                let key = match record.key {
-                    Some(k) => RecordKey::from(k.to_vec()),
-                    None => RecordKey::NULL,
-                };
-                producer
-                    .send(key, record.value.to_vec())
-                    .await
-                    .context("Fluvio producer refused the record")?;
-                Ok(())
-            }
+            Self::Fluvio(producer) => producer.send(record).await,
             Self::Capture(w) => {
                 let line = capture_line(&record);
                 w.write_all(line.as_bytes())?;
@@ -71,10 +60,7 @@ impl RecordOutput {
     /// Wait until every record handed over is stored.
     pub async fn flush(&mut self) -> Result<()> {
         match self {
-            Self::Fluvio(producer) => producer
-                .flush()
-                .await
-                .context("Fluvio producer flush failed"),
+            Self::Fluvio(producer) => producer.flush().await,
             Self::Capture(w) => {
                 w.flush()?;
                 w.get_ref().sync_data()?;

@@ -20,6 +20,7 @@ use crate::config::ConnectorConfig;
 use crate::launch::{self, ConnectorInfo, Launched};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::output::RecordOutput;
+use crate::produce::FluvioOutput;
 use crate::transforms::{self, TransformChain, TransformError};
 use crate::{cluster, Record};
 
@@ -79,6 +80,30 @@ impl SourceContext {
         self.side.open(topic, &self.metrics).await
     }
 
+    /// The keys of the last records of the connector's topic (at most `n` per partition; in
+    /// capture mode, of the capture file): what a restart must not write again (a backfill
+    /// re-delivers up to minutes of tweets).
+    pub async fn recent_keys(&self, n: usize) -> Result<Vec<Vec<u8>>> {
+        match (&self.side.capture, &self.side.fluvio, &self.side.meta) {
+            (Some(path), _, _) => {
+                if !path.exists() || path == std::path::Path::new("/dev/null") {
+                    return Ok(Vec::new());
+                }
+                let records = crate::output::read_capture(path)?;
+                let skip = records.len().saturating_sub(n);
+                Ok(records
+                    .into_iter()
+                    .skip(skip)
+                    .filter_map(|r| r.key.map(|k| k.to_vec()))
+                    .collect())
+            }
+            (None, Some(fluvio), Some(meta)) => {
+                cluster::last_keys(fluvio, &meta.topic.name, n as i64).await
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// A context whose records go to `records` (for tests of connector logic).
     pub fn for_test(records: RecordSender) -> Self {
         Self {
@@ -96,6 +121,7 @@ struct SideOutputs {
     fluvio: Option<Arc<fluvio::Fluvio>>,
     meta: Option<crate::config::MetaConfig>,
     capture: Option<std::path::PathBuf>,
+    shutdown: CancellationToken,
     pumps: std::sync::Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
 }
 
@@ -121,7 +147,14 @@ impl SideOutputs {
                     ..meta.topic.clone()
                 };
                 cluster::ensure_topic(fluvio, &meta.topic).await?;
-                RecordOutput::Fluvio(cluster::producer(fluvio, &meta).await?)
+                let producer = cluster::producer(fluvio, &meta).await?;
+                RecordOutput::Fluvio(Box::new(FluvioOutput::new(
+                    fluvio.clone(),
+                    meta,
+                    producer,
+                    metrics,
+                    self.shutdown.clone(),
+                )))
             }
             _ => anyhow::bail!("side outputs are not available here"),
         };
@@ -201,10 +234,17 @@ where
             (RecordOutput::capture(path)?, None)
         }
         None => {
-            let fluvio = cluster::connect(&config.meta.name).await?;
+            let fluvio = Arc::new(cluster::connect(&config.meta.name).await?);
             cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
             let producer = cluster::producer(&fluvio, &config.meta).await?;
-            (RecordOutput::Fluvio(producer), Some(Arc::new(fluvio)))
+            let output = FluvioOutput::new(
+                fluvio.clone(),
+                config.meta.clone(),
+                producer,
+                &metrics,
+                shutdown.clone(),
+            );
+            (RecordOutput::Fluvio(Box::new(output)), Some(fluvio))
         }
     };
     let mut chain = if config.transforms.is_empty() {
@@ -223,6 +263,7 @@ where
         fluvio: fluvio.clone(),
         meta: Some(config.meta.clone()),
         capture: args.capture.clone(),
+        shutdown: shutdown.clone(),
         pumps: Default::default(),
     });
     let ctx = SourceContext {

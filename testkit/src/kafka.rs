@@ -554,9 +554,13 @@ impl KafkaRecord {
     }
 }
 
-/// Every record of `topic`, read with Python confluent-kafka (`kafka/read_topic.py`), or `None`
-/// after printing SKIPPED when the test venv is missing.
+/// Every record of `topic` a `read_committed` reader sees, read with Python confluent-kafka
+/// (`kafka/read_topic.py`), or `None` after printing SKIPPED when the test venv is missing.
 pub fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
+    read_topic_with(broker, topic, "read_committed")
+}
+
+fn read_topic_with(broker: &str, topic: &str, isolation: &str) -> Option<Vec<KafkaRecord>> {
     use base64::Engine as _;
     let Some(py) = crate::python() else {
         skip(
@@ -570,6 +574,7 @@ pub fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
         .arg(script)
         .arg(broker)
         .arg(topic)
+        .arg(isolation)
         .output()
         .expect("run python");
     assert!(
@@ -606,4 +611,33 @@ pub fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
             })
             .collect(),
     )
+}
+
+/// Run `testkit/kafka/admin.py` (confluent-kafka) with `args`; `false` (after SKIPPED) when the
+/// test venv is missing.
+pub fn admin(args: &[&str]) -> bool {
+    let Some(py) = crate::python() else {
+        skip(
+            "Kafka admin with confluent-kafka",
+            "the test Python venv is not installed (./test.sh installs it)",
+        );
+        return false;
+    };
+    let out = Command::new(py)
+        .arg(crate::workspace_root().join("testkit/kafka/admin.py"))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "admin.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+/// Every record of `topic` as a `read_uncommitted` reader sees it (records of aborted
+/// transactions included), or `None` after SKIPPED.
+pub fn read_topic_uncommitted(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
+    read_topic_with(broker, topic, "read_uncommitted")
 }

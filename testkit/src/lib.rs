@@ -16,6 +16,7 @@ pub mod fluvio;
 pub mod kafka;
 pub mod process;
 pub mod proxy;
+pub mod reliability;
 
 /// The cache the test command fills (Kafka jars, Python venv): `$TWEET_PIPELINE_CACHE`, else
 /// `~/.cache/tweet-pipeline`.

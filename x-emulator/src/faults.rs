@@ -24,7 +24,8 @@ pub struct ConnectionPlan {
     pub after: Option<u64>,
     #[serde(default)]
     pub end: Option<End>,
-    /// For `end: stall`: how long to stay silent before closing (default: until the client leaves).
+    /// For `end: stall`: how long to stay silent before closing (default: until the client
+    /// leaves); for `end: keepalives_only`: how long to send keep-alives before closing.
     #[serde(default)]
     pub secs: Option<f64>,
     /// For `end: disconnect` (v1.1): the disconnect code (1-12).

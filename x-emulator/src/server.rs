@@ -192,6 +192,25 @@ impl Shared {
         None
     }
 
+    /// X's `backfill_minutes`: the next connection starts with the tweets sent in the last
+    /// `minutes` (X does not deduplicate them). Returns how many are sent again.
+    fn rewind_for_backfill(&self, dialect: Dialect, minutes: u64) -> u64 {
+        let since = now_ms() - (minutes * 60_000) as i64;
+        let v2 = dialect == Dialect::V2;
+        let recent: u64 = self
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|c| c.path.starts_with("/2/") == v2)
+            .map(|c| c.sent_at_ms.iter().filter(|t| **t >= since).count() as u64)
+            .sum();
+        let cursor = &self.cursors[dialect_index(dialect)];
+        let again = recent.min(cursor.load(Ordering::Relaxed));
+        cursor.fetch_sub(again, Ordering::Relaxed);
+        again
+    }
+
     fn selects(&self, selection: &Selection, item: &Item) -> bool {
         match selection {
             Selection::Sample => true,
@@ -479,6 +498,15 @@ fn logged(s: &Shared, method: &Method, uri: &Uri, r: Response) -> Response {
     r
 }
 
+/// The `backfill_minutes` query parameter of a stream request, if any.
+fn backfill_minutes(uri: &Uri) -> Option<u64> {
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("backfill_minutes="))?
+        .parse()
+        .ok()
+}
+
 fn open_stream(
     s: Arc<Shared>,
     method: Method,
@@ -512,6 +540,14 @@ fn open_stream(
             &method,
             &uri,
             error_response(status, v2, plan.too_many_connections, plan.reset_in_secs),
+        );
+    }
+    if let Some(minutes) = backfill_minutes(&uri).filter(|m| *m > 0) {
+        let again = s.rewind_for_backfill(dialect, minutes);
+        tracing::info!(
+            minutes,
+            again,
+            "backfill: the stream starts with tweets sent before"
         );
     }
     let conn = s.log_connection(&method, &uri, 200);

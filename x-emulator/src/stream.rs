@@ -199,16 +199,27 @@ async fn finish(
                 _ = w.tx.closed() => ended(shared, spec.conn, "client closed during stall"),
             }
         }
-        End::KeepalivesOnly => loop {
-            let ok = w.raw(b"\r\n").await && w.flush().await;
-            if !ok {
-                return ended(shared, spec.conn, "client closed");
+        End::KeepalivesOnly => {
+            // With `secs`: close after that long (a server that accepts and drops).
+            let until = plan
+                .secs
+                .map(|s| Instant::now() + Duration::from_secs_f64(s));
+            loop {
+                let ok = w.raw(b"\r\n").await && w.flush().await;
+                if !ok {
+                    return ended(shared, spec.conn, "client closed");
+                }
+                let next = Instant::now() + spec.keepalive;
+                let wake = until.map_or(next, |u| u.min(next));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => {}
+                    _ = w.tx.closed() => return ended(shared, spec.conn, "client closed"),
+                }
+                if until.is_some_and(|u| Instant::now() >= u) {
+                    return ended(shared, spec.conn, "closed by plan after keep-alives");
+                }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(spec.keepalive) => {}
-                _ = w.tx.closed() => return ended(shared, spec.conn, "client closed"),
-            }
-        },
+        }
         End::Disconnect => {
             let code = plan.code.unwrap_or(4);
             let msg = serde_json::json!({"disconnect": {"code": code, "stream_name": "emulated-stream", "reason": disconnect_reason(code)}});

@@ -104,20 +104,30 @@ impl Run {
         let sec = dir.path().join("secrets.env");
         std::fs::write(&sec, secrets).expect("write secrets");
         let capture = dir.path().join("records.jsonl");
+        let proc = Self::spawn(dir.path(), &capture, env, "connector.log");
+        Self { dir, proc, capture }
+    }
+
+    fn spawn(dir: &Path, capture: &Path, env: &[(&str, &str)], log: &str) -> TestProcess {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
-            .arg(&cfg)
+            .arg(dir.join("config.yaml"))
             .arg("--secrets")
-            .arg(&sec)
+            .arg(dir.join("secrets.env"))
             .arg("--capture")
-            .arg(&capture)
+            .arg(capture)
             .env("RUST_LOG", "info")
-            .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("metrics.sock"));
+            .env("FLUVIO_METRIC_CONNECTOR", dir.join("metrics.sock"));
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let proc = TestProcess::spawn("twitter-source", cmd, &dir.path().join("connector.log"));
-        Self { dir, proc, capture }
+        TestProcess::spawn("twitter-source", cmd, &dir.join(log))
+    }
+
+    /// Start the connector again after it stopped: same folder, config and capture file.
+    pub fn restart(&mut self) {
+        let _ = std::fs::remove_file(self.dir.path().join("metrics.sock"));
+        self.proc = Self::spawn(self.dir.path(), &self.capture, &[], "connector-again.log");
     }
 
     /// SIGTERM, then the exit code (panics if it does not exit in time).

@@ -1,0 +1,351 @@
+//! Exactly-once delivery for `read_committed` readers: one Kafka transaction at a time spans
+//! every partition pipe. Records are produced into the open transaction; a committer commits it
+//! every `transaction_interval` (or at once when a pipe drains) and opens the next. A record
+//! counts as mirrored, and its Fluvio offset may be committed, only once its transaction has
+//! committed. A failed transaction is aborted, so nothing after a refused record ever becomes
+//! visible; `init_transactions` at start fences an older instance with the same
+//! `transactional.id` and aborts what a killed one left open.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+use connector_runtime::metrics::{Counter, Metrics};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::{watch, Notify, RwLock, RwLockReadGuard};
+use tokio_util::sync::CancellationToken;
+
+use crate::mirror::AuthWatch;
+
+/// How long one commit or abort call may block before it is tried again (commit) or the
+/// bridge gives up (abort).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The open transaction failed (aborted by the broker, or after a timeout): the bridge
+/// aborts it and goes on from what Kafka has committed.
+#[derive(Debug, thiserror::Error)]
+#[error("the Kafka transaction failed: {0}")]
+pub struct TransactionFailed(pub String);
+
+/// Another instance with the same `transactional.id` took over.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka: {0}")]
+pub struct Fenced(pub String);
+
+/// What the pipes watch: the newest committed transaction, or why the open one failed.
+#[derive(Clone, Debug, Default)]
+struct State {
+    committed: u64,
+    failed: Option<String>,
+}
+
+/// The open transaction and its committer.
+pub struct Transactions {
+    producer: FutureProducer<AuthWatch>,
+    transactional_id: String,
+    /// Sends hold it shared; a commit or abort holds it alone (librdkafka takes no record
+    /// between the commit and the next `begin_transaction`).
+    gate: RwLock<()>,
+    /// The number of the open transaction (1, 2, ...).
+    open: AtomicU64,
+    /// Records produced into the open transaction.
+    sent: AtomicU64,
+    /// A send or delivery of the open transaction failed: it can only be aborted.
+    doomed: AtomicBool,
+    state: watch::Sender<State>,
+    commit_now: Notify,
+    commits: Counter,
+    aborts: Counter,
+}
+
+/// The permission to produce into the open transaction `number`; commits wait for it.
+pub struct SendPermit<'a> {
+    _guard: RwLockReadGuard<'a, ()>,
+    pub number: u64,
+}
+
+/// Whether a Kafka error means another instance took over this `transactional.id`.
+pub fn is_fenced(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
+    )
+}
+
+/// The message for a fenced instance.
+pub fn fenced_message(transactional_id: &str) -> String {
+    format!("another bridge instance with the same transactional.id (`{transactional_id}`, from meta.consumer.id and the Fluvio topic) took over: this one stops without committing anything more")
+}
+
+fn blocking<T: Send + 'static>(
+    producer: &FutureProducer<AuthWatch>,
+    call: impl FnOnce(&FutureProducer<AuthWatch>) -> Result<T, KafkaError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, KafkaError>> {
+    let p = producer.clone();
+    async move {
+        tokio::task::spawn_blocking(move || call(&p))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
+impl Transactions {
+    /// `init_transactions` (fencing an older instance, aborting what it left open; waits for
+    /// the brokers until `shutdown`), then the first transaction. `None` on shutdown.
+    pub async fn init(
+        producer: &FutureProducer<AuthWatch>,
+        transactional_id: &str,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Self>> {
+        let started = std::time::Instant::now();
+        loop {
+            match blocking(producer, |p| p.init_transactions(CALL_TIMEOUT)).await {
+                Ok(()) => break,
+                Err(e) if is_retriable(&e) => {
+                    tracing::warn!(error = %e, waited = ?started.elapsed(), "Kafka's transaction coordinator is not reachable yet; waiting");
+                }
+                Err(e) if is_fenced(&e) => {
+                    return Err(Fenced(fenced_message(transactional_id)).into())
+                }
+                Err(e) => bail!(
+                    "kafka: cannot start transactions (transactional.id `{transactional_id}`): {e}"
+                ),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.cancelled() => return Ok(None),
+            }
+        }
+        producer
+            .begin_transaction()
+            .map_err(|e| anyhow!("kafka: begin transaction: {e}"))?;
+        tracing::info!(transactional_id, "transactions initialised: any older instance is fenced, and what it left open is aborted");
+        let (state, _) = watch::channel(State::default());
+        Ok(Some(Self {
+            producer: producer.clone(),
+            transactional_id: transactional_id.to_string(),
+            gate: RwLock::new(()),
+            open: AtomicU64::new(1),
+            sent: AtomicU64::new(0),
+            doomed: AtomicBool::new(false),
+            state,
+            commit_now: Notify::new(),
+            commits: metrics.counter(
+                "transactions_committed_total",
+                "Kafka transactions committed",
+            ),
+            aborts: metrics.counter(
+                "transactions_aborted_total",
+                "Kafka transactions aborted (their records are read again from Fluvio)",
+            ),
+        }))
+    }
+
+    /// Wait until a record may be produced; hold the permit across the produce call only.
+    pub async fn permit(&self) -> SendPermit<'_> {
+        let guard = self.gate.read().await;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        SendPermit {
+            _guard: guard,
+            number: self.open.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether transaction `number` has committed (`Err` when it failed).
+    pub fn is_committed(&self, number: u64) -> Result<bool> {
+        let s = self.state.borrow();
+        if let Some(why) = &s.failed {
+            bail!("{why}");
+        }
+        Ok(s.committed >= number)
+    }
+
+    /// Wait until transaction `number` has committed (cancel-safe).
+    pub async fn committed(&self, number: u64) -> Result<()> {
+        let mut rx = self.state.subscribe();
+        loop {
+            if self.is_committed(number)? {
+                return Ok(());
+            }
+            if rx.changed().await.is_err() {
+                bail!("the transaction committer stopped");
+            }
+        }
+    }
+
+    /// The producer's fatal error, if it has one (then it cannot go on): another instance
+    /// took over, or librdkafka gave up on the transactional producer.
+    pub fn fatal(&self) -> Option<anyhow::Error> {
+        let (code, reason) = self.producer.client().fatal_error()?;
+        Some(
+            if matches!(
+                code,
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+            ) {
+                Fenced(format!(
+                    "{} ({reason})",
+                    fenced_message(&self.transactional_id)
+                ))
+                .into()
+            } else {
+                anyhow!("kafka: the transactional producer failed for good: {code}: {reason}")
+            },
+        )
+    }
+
+    /// A send or delivery of the open transaction failed: it must not be committed.
+    pub fn doom(&self) {
+        self.doomed.store(true, Ordering::Relaxed);
+    }
+
+    /// Ask the committer to commit now rather than at its next tick.
+    pub fn hurry(&self) {
+        self.commit_now.notify_one();
+    }
+
+    /// Commit the open transaction every `interval` (or when hurried) until `stop`, then once
+    /// more. Returns the reason a commit failed (the transaction is then aborted, see
+    /// [`Transactions::abort`]).
+    /// `abandon`: stop at once, committing nothing more (the run failed; the transaction is
+    /// aborted next).
+    pub async fn run_committer(
+        &self,
+        interval: Duration,
+        stop: CancellationToken,
+        abandon: CancellationToken,
+    ) -> Result<()> {
+        loop {
+            let stopping = tokio::select! {
+                biased;
+                _ = abandon.cancelled() => return Ok(()),
+                _ = stop.cancelled() => true,
+                _ = self.commit_now.notified() => false,
+                _ = tokio::time::sleep(interval) => false,
+            };
+            if let Err(e) = self.commit(&abandon).await {
+                self.state
+                    .send_modify(|s| s.failed = Some(format!("{e:#}")));
+                return Err(e);
+            }
+            if stopping {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Commit the open transaction now, outside a run (no committer is running).
+    pub async fn commit_open(&self) -> Result<()> {
+        self.commit(&CancellationToken::new()).await
+    }
+
+    /// Commit the open transaction (when it holds anything) and open the next one.
+    async fn commit(&self, abandon: &CancellationToken) -> Result<()> {
+        if self.sent.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        let _alone = self.gate.write().await;
+        let number = self.open.load(Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        // Wait for every delivery first: rdkafka's commit flushes, and its flush waits 100 ms
+        // whenever anything is still outstanding (it polls a queue the producer's own thread
+        // serves), which would cap the bridge at ten commits a second.
+        let mut reported = started;
+        while self.producer.in_flight_count() > 0 {
+            if self.doomed.load(Ordering::Relaxed) || abandon.is_cancelled() {
+                break;
+            }
+            if reported.elapsed() >= CALL_TIMEOUT {
+                tracing::warn!(waited = ?started.elapsed(), outstanding = self.producer.in_flight_count(), "Kafka has not acknowledged the transaction's records yet (a broker away?); waiting");
+                reported = std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        loop {
+            if self.doomed.load(Ordering::Relaxed) || abandon.is_cancelled() {
+                return Err(TransactionFailed(format!(
+                    "transaction {number} holds a failed record: not committed"
+                ))
+                .into());
+            }
+            match blocking(&self.producer, |p| p.commit_transaction(CALL_TIMEOUT)).await {
+                Ok(()) => break,
+                // A broker away: the same commit may be called again.
+                Err(e) if is_retriable(&e) => tracing::warn!(
+                    error = %e,
+                    waited = ?started.elapsed(),
+                    "Kafka has not committed the transaction yet (a broker away?); trying again"
+                ),
+                Err(e) if is_fenced(&e) || is_fatal(&e) => {
+                    return Err(
+                        Fenced(format!("{} ({e})", fenced_message(&self.transactional_id))).into(),
+                    )
+                }
+                Err(e) => {
+                    return Err(TransactionFailed(format!(
+                        "transaction {number} could not commit: {e}"
+                    ))
+                    .into())
+                }
+            }
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(|e| anyhow!("kafka: begin transaction: {e}"))?;
+        self.open.store(number + 1, Ordering::Relaxed);
+        self.sent.store(0, Ordering::Relaxed);
+        self.commits.inc();
+        self.state.send_modify(|s| s.committed = number);
+        tracing::trace!(number, took = ?started.elapsed(), "transaction committed");
+        Ok(())
+    }
+
+    /// Abort the open transaction (nothing in it becomes visible to `read_committed` readers)
+    /// and open the next, so the producer can go on from what Kafka has committed. Fails when
+    /// the producer cannot go on at all (fenced, or a fatal error).
+    pub async fn abort(&self) -> Result<()> {
+        let _alone = self.gate.write().await;
+        let number = self.open.load(Ordering::Relaxed);
+        blocking(&self.producer, |p| p.abort_transaction(CALL_TIMEOUT))
+            .await
+            .map_err(|e| anyhow!("kafka: transaction {number} could not be aborted: {e}"))?;
+        self.aborts.inc();
+        self.producer
+            .begin_transaction()
+            .map_err(|e| anyhow!("kafka: begin transaction: {e}"))?;
+        self.open.store(number + 1, Ordering::Relaxed);
+        self.sent.store(0, Ordering::Relaxed);
+        self.doomed.store(false, Ordering::Relaxed);
+        // Pipes of the next run start clean: no failure, and transaction `number` never counts
+        // as committed (its records are read again).
+        self.state.send_modify(|s| s.failed = None);
+        tracing::warn!(
+            number,
+            "transaction aborted: none of its records is visible to read_committed readers"
+        );
+        Ok(())
+    }
+}
+
+/// Errors after which the producer cannot go on (librdkafka's fatal errors).
+pub fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
+
+/// Errors after which the same call may simply be made again.
+fn is_retriable(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_retriable(),
+        _ => matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut)
+        ),
+    }
+}

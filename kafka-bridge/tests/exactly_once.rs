@@ -1,0 +1,281 @@
+//! The bridge's exactly-once guarantee for `read_committed` readers, under the faults users
+//! meet, against a real broker; each scenario is a row of the fault matrix
+//! (`testkit::reliability`, written to docs/RELIABILITY.md by `./reliability.sh`): records
+//! offered, records a `read_committed` reader (confluent-kafka) found, missing, duplicates.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use connector_runtime::Record;
+use testkit::kafka::{admin, read_topic, read_topic_uncommitted, KafkaBroker, KafkaRecord};
+use testkit::reliability::Count;
+
+/// Count what a `read_committed` reader finds of offsets `0..offered` in `topic`, as a matrix
+/// row; `None` after SKIPPED without the test venv.
+fn count(broker: &KafkaBroker, topic: &str, offered: usize, scenario: &str) -> Option<Count> {
+    let got = read_topic(&broker.bootstrap(), topic)?;
+    Some(
+        Count::of(offered, got.iter().map(KafkaRecord::fluvio_offset)).report(
+            "bridge",
+            scenario,
+            "read_committed (confluent-kafka)",
+        ),
+    )
+}
+
+/// `n` records of ~1 KB, the one at `big` carrying 300 KB of incompressible bytes.
+fn records_with_a_big_one(n: usize, big: usize) -> Vec<Record> {
+    let mut rs = records(n);
+    let mut rng = fastrand::Rng::with_seed(3);
+    for r in rs.iter_mut() {
+        let mut v = r.value.to_vec();
+        v.extend(std::iter::repeat_n(b' ', 1000));
+        r.value = v.into();
+    }
+    rs[big].value = (0..300_000).map(|_| rng.u8(..)).collect::<Vec<u8>>().into();
+    rs
+}
+
+const SMALL_TOPIC: &str = "  topic_config:\n    max.message.bytes: \"200000\"\n  linger: 5ms\n";
+
+#[test]
+fn a_record_the_broker_refuses_stops_the_bridge_at_it_until_the_cause_is_fixed() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge refused record") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), SMALL_TOPIC);
+    let (n, big) = (3000, 1500);
+    bridge.append(&records_with_a_big_one(n, big));
+    for run in ["the run", "a restart before the fix"] {
+        let mut proc = bridge.start();
+        let status = proc.wait_timeout(T);
+        let out = proc.output();
+        assert_eq!(status.code(), Some(1), "{run}: {out}");
+        assert!(
+            out.contains("kafka refused Fluvio partition 0 offset 1500")
+                && out.contains("MessageSizeTooLarge"),
+            "{run}: names the record and the broker's reason: {out}"
+        );
+        assert_eq!(bridge.committed(), Some(big as i64 - 1), "{run}");
+        let Some(c) = count(
+            &broker,
+            "tweets",
+            big,
+            &format!("broker refuses a record (too large): {run}"),
+        ) else {
+            return;
+        };
+        c.assert_exactly_once(&format!("{run}: everything before it, nothing after it"));
+    }
+    assert!(admin(&[
+        "alter-topic",
+        &broker.bootstrap(),
+        "tweets",
+        "max.message.bytes",
+        "1048576"
+    ]));
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let c = count(
+        &broker,
+        "tweets",
+        n,
+        "broker refuses a record (too large): a restart after the fix",
+    )
+    .unwrap();
+    c.assert_exactly_once("after the fix");
+}
+
+#[test]
+fn a_refused_record_goes_to_the_dead_letter_topic_and_the_rest_goes_on() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge dead letter") else {
+        return;
+    };
+    let bridge = Bridge::new(
+        &broker.bootstrap(),
+        &format!("{SMALL_TOPIC}  on_refused: dead-letter\n"),
+    );
+    let (n, big) = (3000, 1500);
+    bridge.append(&records_with_a_big_one(n, big));
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    let m = testkit::metrics_socket(&bridge.dir.path().join("m.sock"));
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    assert_eq!(m["dead_lettered_total"], 1, "{m}");
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    let dead = read_topic(&broker.bootstrap(), "tweets-dead-letter").unwrap();
+    assert_eq!(dead.len(), 1, "one record in the dead-letter topic");
+    assert_eq!(dead[0].fluvio_offset(), big as i64);
+    let reason = dead[0].headers["error.reason"].clone().unwrap_or_default();
+    assert!(reason.contains("MessageSizeTooLarge"), "{reason}");
+    assert_eq!(dead[0].headers["error.topic"].as_deref(), Some("tweets"));
+    let found = got.iter().chain(&dead).map(KafkaRecord::fluvio_offset);
+    Count::of(n, found)
+        .report(
+            "bridge",
+            "broker refuses a record: dead-letter topic (both topics counted)",
+            "read_committed (confluent-kafka)",
+        )
+        .assert_exactly_once("the topic and the dead-letter topic together");
+}
+
+#[test]
+fn a_second_instance_fences_the_first_and_nothing_is_written_twice() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge two instances") else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), "  linger: 5ms\n");
+    let n = 20_000;
+    let all = records(n);
+    bridge.append(&all[..n / 2]);
+    let mut first = bridge.start();
+    bridge.wait_committed(&mut first, n as i64 / 2 - 1);
+    // The second `cdk deploy` of the same connector: same consumer id, same input.
+    let mut second = bridge.start_with_log("info");
+    wait_for_log(&mut second, "transactions initialised");
+    bridge.append(&all[n / 2..]);
+    let status = first.wait_timeout(T);
+    let out = first.output();
+    assert_eq!(status.code(), Some(1), "the first instance stops: {out}");
+    assert!(
+        out.contains("another bridge instance") && out.contains("took over"),
+        "{out}"
+    );
+    bridge.wait_committed(&mut second, n as i64 - 1);
+    second.signal(15);
+    assert_eq!(
+        second.wait_timeout(T).code(),
+        Some(0),
+        "{}",
+        second.output()
+    );
+    if let Some(c) = count(
+        &broker,
+        "tweets",
+        n,
+        "two bridge instances with the same consumer id",
+    ) {
+        c.assert_exactly_once("two instances");
+    }
+}
+
+#[test]
+fn twenty_sigkills_during_a_200k_record_mirror_leave_each_record_once() {
+    sigkills(
+        "  linger: 5ms\n",
+        200_000,
+        20,
+        "SIGKILL of the bridge 20 times (same partitioning)",
+    );
+}
+
+#[test]
+fn sigkills_with_key_partitioning_leave_each_record_once() {
+    sigkills(
+        "  linger: 5ms\n  partitioning: key\n  partitions: 3\n",
+        50_000,
+        5,
+        "SIGKILL of the bridge 5 times (key partitioning, 3 Kafka partitions)",
+    );
+}
+
+#[test]
+fn foreign_records_in_the_kafka_topic_neither_stop_nor_confuse_the_resume() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge foreign records") else {
+        return;
+    };
+    // Another producer's records (no headers), and a mirror of another Fluvio topic, before
+    // and between the bridge's runs.
+    if !admin(&["create-topic", &broker.bootstrap(), "tweets", "1"]) {
+        return;
+    }
+    admin(&["foreign", &broker.bootstrap(), "tweets", "20000"]);
+    let bridge = Bridge::new(&broker.bootstrap(), "  linger: 5ms\n");
+    let n = 30_000;
+    let all = records(n);
+    bridge.append(&all[..n / 2]);
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 / 2 - 1);
+    proc.signal(9);
+    proc.wait_timeout(T);
+    admin(&["foreign", &broker.bootstrap(), "tweets", "20000"]);
+    admin(&[
+        "foreign",
+        &broker.bootstrap(),
+        "tweets",
+        "5000",
+        "other-topic",
+    ]);
+    bridge.append(&all[n / 2..]);
+    let mut proc = bridge.start();
+    wait_for_log(&mut proc, &format!("start={}", n / 2));
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    let ours = got
+        .iter()
+        .filter(|r| r.headers.get("fluvio.topic").and_then(|t| t.as_deref()) == Some("tweets"));
+    Count::of(n, ours.map(KafkaRecord::fluvio_offset))
+        .report(
+            "bridge",
+            "a Kafka topic holding 45,000 foreign records",
+            "read_committed (confluent-kafka)",
+        )
+        .assert_exactly_once("ours among foreign records");
+    assert_eq!(got.len(), n + 45_000, "foreign records untouched");
+}
+
+/// Mirror `n` records, killing the bridge `kills` times at random points, then count.
+fn sigkills(kafka_extra: &str, n: usize, kills: usize, scenario: &str) {
+    let Some(broker) = KafkaBroker::start_or_skip(scenario) else {
+        return;
+    };
+    let bridge = Bridge::new(&broker.bootstrap(), kafka_extra);
+    bridge.append(&records(n));
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut killed = 0;
+    while killed < kills {
+        let mut proc = bridge.start();
+        wait_for_log(&mut proc, "mirroring a capture file");
+        std::thread::sleep(Duration::from_millis(rng.u64(50..400)));
+        if proc.try_status().is_some() || bridge.committed() == Some(n as i64 - 1) {
+            break;
+        }
+        proc.signal(9);
+        proc.wait_timeout(T);
+        killed += 1;
+    }
+    assert!(killed >= kills / 2, "killed mid-mirror {killed} times");
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    let c = Count::of(n, got.iter().map(KafkaRecord::fluvio_offset)).report(
+        "bridge",
+        &format!("{scenario}, {n} records ({killed} kills)"),
+        "read_committed (confluent-kafka)",
+    );
+    c.assert_exactly_once(scenario);
+    // What a reader that does not read committed sees: the records of the transactions each
+    // kill left open (aborted at the next start) too. Reported, not a guarantee.
+    let raw = read_topic_uncommitted(&broker.bootstrap(), "tweets").unwrap();
+    let seen = Count::of(n, raw.iter().map(KafkaRecord::fluvio_offset)).report(
+        "bridge",
+        &format!("{scenario}, {n} records ({killed} kills)"),
+        "read_uncommitted (not guaranteed)",
+    );
+    assert_eq!(seen.missing, 0);
+}
