@@ -5,37 +5,13 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use testkit::fluvio::FluvioEnv;
-use testkit::process::TestProcess;
 use x_emulator::{ConnectionPlan, Emulator, Inject};
 
 const T: Duration = Duration::from_secs(60);
-
-fn start_into_fluvio(env: &FluvioEnv, config: &str, dir: &tempfile::TempDir) -> TestProcess {
-    let cfg = dir.path().join("config.yaml");
-    std::fs::write(&cfg, config).unwrap();
-    let sec = dir.path().join("secrets.env");
-    std::fs::write(&sec, SECRETS).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--secrets")
-        .arg(&sec)
-        .env("RUST_LOG", "info");
-    cmd.env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"));
-    for (k, v) in env.profile_env() {
-        cmd.env(k, v);
-    }
-    TestProcess::spawn("twitter-source", cmd, &dir.path().join("connector.log"))
-}
-
-fn with_topic(config: &str, topic: &str) -> String {
-    config.replace("  topic: tweets\n", &format!("  topic: {topic}\n"))
-}
 
 #[test]
 fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {

@@ -18,6 +18,12 @@ use crate::mirror::SourceRecord;
 /// there count as skipped.
 const TAIL_CHECK: Duration = Duration::from_secs(2);
 
+/// The Fluvio cluster failed under a stream (an SPU down, a connection lost): the bridge
+/// connects again and goes on from what Kafka holds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FluvioFailed(pub String);
+
 /// A consumer stream of one Fluvio partition.
 pub type FluvioStream = Box<
     dyn fluvio::consumer::ConsumerStream<
@@ -31,6 +37,10 @@ pub type Reopen = Box<dyn Fn(i64) -> BoxFuture<'static, Result<FluvioStream>> + 
 
 /// Records read again by a task of their own, and the offset the range read ends before.
 type Rereading = (tokio::task::JoinHandle<Result<Vec<SourceRecord>>>, i64);
+
+/// The most records one re-read at a partition's end holds (the rest is read by the stream,
+/// or by the next re-read).
+const TAIL_REREAD_MAX: i64 = 4096;
 
 /// With sink `transforms:` that filter, how long a re-read may wait for a record before the
 /// rest of its range counts as filtered out.
@@ -128,16 +138,29 @@ impl PartitionInput {
                                         "the Fluvio consumer stopped short of the partition's end; reading the last records again"
                                     );
                                 }
+                                // At most a window at a time: a stall deep in a backlog
+                                // must not read the rest of the partition into memory.
+                                let to = end.min(want + TAIL_REREAD_MAX);
                                 *rereading =
-                                    Some((reread(reopen, *partition, want, end, *filtering), None));
+                                    Some((reread(reopen, *partition, want, to, *filtering), None));
                             }
                         }
                         continue;
                     }
                 };
                 let r = match next {
-                    None => return Ok(None),
-                    Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: {e:?}"),
+                    // A live stream does not end: the connection to the SPU went away.
+                    None => {
+                        return Err(FluvioFailed(format!(
+                            "Fluvio partition {partition}: the stream ended"
+                        ))
+                        .into())
+                    }
+                    Some(Err(e)) => {
+                        return Err(
+                            FluvioFailed(format!("Fluvio partition {partition}: {e:?}")).into()
+                        )
+                    }
                     Some(Ok(r)) => source_record(*partition, &r),
                 };
                 *last_streamed = Some(r.offset);
@@ -211,14 +234,16 @@ impl PartitionInput {
                 }
                 tracing::debug!(partition, offset, "offset commit");
                 stream.offset_commit().await.map_err(|e| {
-                    anyhow::anyhow!("Fluvio partition {partition}: offset commit: {e:?}")
+                    FluvioFailed(format!(
+                        "Fluvio partition {partition}: offset commit: {e:?}"
+                    ))
                 })?;
                 tracing::debug!(partition, offset, "offset flush");
                 match tokio::time::timeout(std::time::Duration::from_secs(5), stream.offset_flush())
                     .await
                 {
                     Ok(r) => r.map_err(|e| {
-                        anyhow::anyhow!("Fluvio partition {partition}: offset flush: {e:?}")
+                        FluvioFailed(format!("Fluvio partition {partition}: offset flush: {e:?}"))
                     })?,
                     Err(_) => {
                         tracing::warn!(partition, offset, "offset flush did not answer in 5 s")

@@ -30,7 +30,7 @@ use connector_runtime::sink::{self, SinkContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Delivery, KafkaConfig, OnFluvioReset, OnRefused, Partitioning};
-use crate::input::{FileInput, PartitionInput};
+use crate::input::{FileInput, FluvioFailed, PartitionInput};
 use crate::lag::{Progress, Watch};
 use crate::mirror::{Mirror, PartitionPipe, Refused};
 use crate::resume::Spread;
@@ -73,6 +73,36 @@ impl Source {
         match self {
             Source::File(_) => vec![0],
             Source::Fluvio { partitions, .. } => partitions.clone(),
+        }
+    }
+
+    /// Connect to the Fluvio cluster again (after it failed under a stream), waiting with
+    /// backoff until it answers or `shutdown`.
+    async fn reconnect(
+        &mut self,
+        launched: &Launched<KafkaConfig>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let Source::Fluvio { ctx, .. } = self else {
+            return Ok(());
+        };
+        let mut pause = Duration::from_millis(500);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+            match sink::connect(launched).await {
+                Ok(new) => {
+                    tracing::info!("connected to the Fluvio cluster again");
+                    *ctx = Arc::new(new);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?pause, "the Fluvio cluster does not answer yet");
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 }
@@ -135,7 +165,9 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         return Ok(());
     };
     let mirror = Arc::new(mirror);
-    let result = mirror_until_stopped(&mirror, &source, &fluvio_topic, &shutdown).await;
+    let mut source = source;
+    let result =
+        mirror_until_stopped(&mirror, &mut source, &launched, &fluvio_topic, &shutdown).await;
     mirror.flush(Duration::from_secs(10));
     result
 }
@@ -146,7 +178,8 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
 /// fault and names it; that record then stops the bridge, or goes to the dead-letter topic.
 async fn mirror_until_stopped(
     mirror: &Arc<Mirror>,
-    source: &Source,
+    source: &mut Source,
+    launched: &Launched<KafkaConfig>,
     fluvio_topic: &str,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -156,6 +189,15 @@ async fn mirror_until_stopped(
         let Err(e) = session(mirror, source, fluvio_topic, careful, shutdown).await else {
             return Ok(());
         };
+        if e.is::<FluvioFailed>() && !shutdown.is_cancelled() {
+            // What Kafka holds stays; the rest is read again after it.
+            tracing::warn!(error = %format!("{e:#}"), "the Fluvio cluster failed under the bridge; connecting again");
+            if let Some(txn) = mirror.transactions() {
+                txn.abort().await?;
+            }
+            source.reconnect(launched, shutdown).await?;
+            continue;
+        }
         let Some(txn) = mirror.transactions() else {
             return Err(e);
         };
@@ -276,7 +318,10 @@ async fn session(
                     }
                     None => StartAt::Config,
                 };
-                let stream = ctx.partition_stream(p, start).await?;
+                let stream = ctx
+                    .partition_stream(p, start)
+                    .await
+                    .map_err(|e| FluvioFailed(format!("{e:#}")))?;
                 let expected = match start {
                     StartAt::Absolute(o) => Some(o),
                     StartAt::Config => None,
@@ -380,7 +425,9 @@ async fn check_partition_ends(
     if resumed.is_empty() {
         return Ok(());
     }
-    let ends = cluster::partition_ends(&ctx.fluvio, fluvio_topic).await?;
+    let ends = cluster::partition_ends(&ctx.fluvio, fluvio_topic)
+        .await
+        .map_err(|e| FluvioFailed(format!("{e:#}")))?;
     for (p, end) in ends {
         let Some(&after) = resumed.get(&p) else {
             continue;

@@ -18,6 +18,11 @@ const RESCAN: Duration = Duration::from_secs(1);
 
 /// Start the acknowledgement pump for the life of the process (on the current Tokio runtime).
 pub fn spawn() {
+    // Once per process, however often a sink connects.
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     #[cfg(target_os = "linux")]
     tokio::spawn(async {
         let mut tick = tokio::time::interval(PERIOD);

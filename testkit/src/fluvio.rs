@@ -128,6 +128,56 @@ impl FluvioEnv {
             .collect()
     }
 
+    /// Stop the cluster (SC and SPU: `fluvio cluster shutdown`) for `down`, then resume it
+    /// with its data and wait until it answers. Only the private cluster `./test.sh` started
+    /// (under the test cache) is ever stopped; with any other, `false` after SKIPPED.
+    pub fn outage(&self, test: &str, down: std::time::Duration) -> bool {
+        let home = crate::cache_dir().join("fluvio-home");
+        if self.profile_path.as_deref() != Some(home.join(".fluvio").join("config").as_path()) {
+            skip(
+                test,
+                "stops the Fluvio cluster, which it does only to the private one ./test.sh starts",
+            );
+            return false;
+        }
+        let bin_dir = self.cli.parent().map(PathBuf::from).unwrap_or_default();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let cluster = |what: &str| {
+            let out = Command::new(&self.cli)
+                .args(["cluster", what])
+                .env("HOME", &home)
+                .env("PATH", &path)
+                .env_remove("FLV_PROFILE_PATH")
+                .output()
+                .expect("run fluvio");
+            assert!(
+                out.status.success(),
+                "fluvio cluster {what}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        cluster("shutdown");
+        std::thread::sleep(down);
+        cluster("resume");
+        crate::wait_for(
+            "the Fluvio cluster to answer after resuming",
+            std::time::Duration::from_secs(60),
+            || {
+                self.command()
+                    .args(["topic", "list"])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+            },
+        );
+        true
+    }
+
     /// The profile path to hand to a connector process (`FLV_PROFILE_PATH`).
     pub fn profile_env(&self) -> Vec<(String, String)> {
         self.profile_path

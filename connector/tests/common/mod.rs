@@ -202,3 +202,31 @@ pub fn unique_in_order(ids: &[String]) -> Vec<String> {
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
+
+/// The connector producing into the Fluvio cluster of `env` (no capture), its files in `dir`.
+pub fn start_into_fluvio(
+    env: &testkit::fluvio::FluvioEnv,
+    config: &str,
+    dir: &tempfile::TempDir,
+) -> TestProcess {
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, config).unwrap();
+    let sec = dir.path().join("secrets.env");
+    std::fs::write(&sec, SECRETS).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--secrets")
+        .arg(&sec)
+        .env("RUST_LOG", "info");
+    cmd.env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"));
+    for (k, v) in env.profile_env() {
+        cmd.env(k, v);
+    }
+    TestProcess::spawn("twitter-source", cmd, &dir.path().join("connector.log"))
+}
+
+/// `config` writing to Fluvio topic `topic`.
+pub fn with_topic(config: &str, topic: &str) -> String {
+    config.replace("  topic: tweets\n", &format!("  topic: {topic}\n"))
+}

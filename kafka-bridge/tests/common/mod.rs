@@ -3,6 +3,8 @@
 //! test records, and exactly-once checks that describe what differs.
 #![allow(dead_code)]
 
+pub mod fluvio;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

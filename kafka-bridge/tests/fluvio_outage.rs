@@ -1,0 +1,59 @@
+//! The Fluvio cluster stopped and resumed under the bridge (its own test binary: it stops the
+//! private test cluster, so nothing else may use it meanwhile). The bridge connects again and
+//! goes on from what Kafka holds: every record in Kafka once. A row of docs/RELIABILITY.md.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fluvio::*;
+use testkit::fluvio::FluvioEnv;
+use testkit::kafka::KafkaBroker;
+
+#[test]
+fn the_fluvio_cluster_stopped_and_resumed_under_the_bridge_loses_and_repeats_nothing() {
+    let test = "bridge through a Fluvio outage";
+    let Some(env) = FluvioEnv::find_or_skip(test) else {
+        return;
+    };
+    let Some(broker) = KafkaBroker::start_or_skip(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let topic = topic_with_records(&env, "bridge-outage", dir.path(), n / 2);
+    let bridge = BridgeRun::new(&env, &broker, &topic, dir.path(), "outage", "");
+    let mut p = bridge.start();
+    testkit::wait_for("the first half in Kafka", T, || {
+        (bridge.metric("acked_offset{partition=0}") == Some(n as i64 / 2 - 1)).then_some(())
+    });
+    if !env.outage(test, Duration::from_secs(10)) {
+        p.signal(15);
+        p.wait_timeout(T);
+        return;
+    }
+    produce_records(&env, &topic, dir.path(), n / 2..n, &[]);
+    testkit::wait_for("the second half in Kafka", T, || {
+        if let Some(s) = p.try_status() {
+            panic!("the bridge exited ({s}): {}", p.output());
+        }
+        (bridge.metric("acked_offset{partition=0}") == Some(n as i64 - 1)).then_some(())
+    });
+    p.signal(15);
+    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    assert!(
+        p.output().contains("connected to the Fluvio cluster again"),
+        "{}",
+        p.output()
+    );
+    let Some(got) = kafka_offsets(&broker.bootstrap(), "outage") else {
+        return;
+    };
+    testkit::reliability::Count::of(n, got.iter().map(|(_, o)| *o))
+        .report(
+            "bridge",
+            "Fluvio cluster (SC and SPU) stopped 10 s and resumed under the bridge",
+            "read_committed (confluent-kafka)",
+        )
+        .assert_exactly_once("through the outage");
+}
