@@ -1,7 +1,8 @@
 //! Bridge benchmarks (`cargo bench -p kafka-bridge-sink`): records/s and MB/s mirrored into a
 //! real Kafka broker for ~1 KB shaped records and ~3.7 KB raw tweets, with resident memory;
 //! records fed from a capture file (the Kafka side alone, no Fluvio), against `kcat -P` writing
-//! the same values in the same run. The bridge reading a Fluvio topic (against
+//! the same values in the same run, and the cost of transactions (the default, exactly once)
+//! against the idempotent producer (`delivery: at-least-once`) in the same run. The bridge reading a Fluvio topic (against
 //! `fluvio consume -B -d | kcat -P`) is measured by the end-to-end bench (`e2e/benches`).
 
 use std::process::{Command, Stdio};
@@ -19,8 +20,9 @@ fn values(n: u64, shaped: bool) -> Vec<String> {
     x_emulator::generator::Generator::new(1_700_000_000_000).v1_values(n, shaped)
 }
 
-/// Mirror a capture file of `vals` into `topic`: (records/s, MB/s, max RSS MB).
-fn bridge_file(broker: &str, topic: &str, vals: &[String]) -> (f64, f64, f64) {
+/// Mirror a capture file of `vals` into `topic` (`kafka_extra`: more `kafka:` settings):
+/// (records/s, MB/s, max RSS MB).
+fn bridge_file(broker: &str, topic: &str, vals: &[String], kafka_extra: &str) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     let text: String = vals
@@ -35,7 +37,7 @@ fn bridge_file(broker: &str, topic: &str, vals: &[String]) -> (f64, f64, f64) {
         .collect();
     std::fs::write(&input, text).unwrap();
     let cfg = dir.path().join("b.yaml");
-    std::fs::write(&cfg, format!("meta: {{name: bench, type: kafka-bridge-sink, version: 0.1.0, topic: tweets}}\nkafka:\n  brokers: {broker}\n  topic: {topic}\n  commit_interval: 100ms\n")).unwrap();
+    std::fs::write(&cfg, format!("meta: {{name: bench, type: kafka-bridge-sink, version: 0.1.0, topic: tweets}}\nkafka:\n  brokers: {broker}\n  topic: {topic}\n  commit_interval: 100ms\n{kafka_extra}")).unwrap();
     let committed = format!("{}.committed", input.display());
     let mut child = Command::new(BIN)
         .arg("--config")
@@ -106,7 +108,23 @@ fn main() {
         let vals = values(n, shaped);
         let avg = vals.iter().map(String::len).sum::<usize>() / vals.len();
         let topic = if shaped { "bench-shaped" } else { "bench-raw" };
-        let (rate, mbs, rss) = bridge_file(&broker.bootstrap(), topic, &vals);
+        let (rate, mbs, rss) = bridge_file(&broker.bootstrap(), topic, &vals, "");
+        let idempotent = format!("{topic}-idempotent");
+        let (at_least_once, _, _) = bridge_file(
+            &broker.bootstrap(),
+            &idempotent,
+            &vals,
+            "  delivery: at-least-once\n",
+        );
+        report(&Figure {
+            stage: "bridge",
+            what: &format!("mirror {label}, exactly once (transactions every 100 ms)"),
+            value: rate,
+            unit: "rec/s",
+            baseline_what: "delivery: at-least-once (idempotent)",
+            baseline: at_least_once,
+            target: "-",
+        });
         // kcat writes into the topic the bridge created (Kafka here creates no topic by itself).
         let base = kcat_rate(&broker.bootstrap(), topic, &vals);
         let what = format!("mirror {label} ({avg} B), from memory");

@@ -279,3 +279,46 @@ fn sigkills(kafka_extra: &str, n: usize, kills: usize, scenario: &str) {
     );
     assert_eq!(seen.missing, 0);
 }
+
+#[test]
+fn a_replicated_kafka_losing_its_leader_then_the_bridge_killed_leaves_each_record_once() {
+    let test = "bridge into a 3-broker Kafka";
+    let Some(mut cluster) = testkit::kafka::KafkaCluster::start_or_skip(test, 3) else {
+        return;
+    };
+    let bridge = Bridge::new(
+        &cluster.bootstrap(),
+        "  linger: 5ms\n  replication: 3\n  topic_config:\n    min.insync.replicas: \"2\"\n",
+    );
+    let n = 100_000;
+    bridge.append(&records(n));
+    let mut proc = bridge.start();
+    testkit::wait_for("a fifth mirrored", T, || {
+        if let Some(s) = proc.try_status() {
+            panic!("the bridge exited ({s}): {}", proc.output());
+        }
+        bridge.committed().filter(|c| *c >= n as i64 / 5)
+    });
+    let Some(leader) = cluster.leader("tweets", 0) else {
+        testkit::skip(test, "no Python venv to ask for the partition leader");
+        return;
+    };
+    // The partition leader dies mid-mirror (SIGKILL), then the bridge, with records in flight.
+    cluster.brokers[leader].kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    proc.signal(9);
+    proc.wait_timeout(T);
+    cluster.brokers[leader].restart().unwrap();
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let got = read_topic(&cluster.bootstrap(), "tweets").unwrap();
+    Count::of(n, got.iter().map(KafkaRecord::fluvio_offset))
+        .report(
+            "bridge",
+            "3-broker KRaft Kafka (replication 3, min.insync.replicas 2): partition leader SIGKILLed mid-mirror, then the bridge; both restarted",
+            "read_committed (confluent-kafka)",
+        )
+        .assert_exactly_once(test);
+}

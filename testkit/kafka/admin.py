@@ -1,6 +1,7 @@
 """Small Kafka admin and producer actions for the tests, with confluent-kafka (a real client):
   admin.py alter-topic BROKER TOPIC KEY VALUE    set a topic config (incremental alter)
   admin.py create-topic BROKER TOPIC PARTITIONS [KEY=VALUE ...]
+  admin.py leader BROKER TOPIC PARTITION          print the node id leading that partition
   admin.py foreign BROKER TOPIC N [FLUVIO_TOPIC]  write N records of another producer: without
       headers, or (with FLUVIO_TOPIC) with fluvio.* headers of that other Fluvio topic
 Used through testkit::kafka."""
@@ -25,6 +26,10 @@ elif action == "create-topic":
     admin = AdminClient({"bootstrap.servers": broker})
     for f in admin.create_topics([NewTopic(topic, partitions, 1, config=config)]).values():
         f.result(timeout=30)
+elif action == "leader":
+    topic, partition = sys.argv[3], int(sys.argv[4])
+    md = AdminClient({"bootstrap.servers": broker}).list_topics(topic, timeout=30)
+    print(md.topics[topic].partitions[partition].leader)
 elif action == "foreign":
     topic, n = sys.argv[3], int(sys.argv[4])
     other = sys.argv[5] if len(sys.argv) > 5 else None

@@ -26,6 +26,87 @@ pub struct KafkaBroker {
     extra: Vec<(String, String)>,
     /// Extra arguments of the storage format (SCRAM credentials live in the metadata log).
     format_args: Vec<String>,
+    /// In a cluster: this node's id and the static controller quorum (`id@host:port,...`).
+    node: Option<(u32, String)>,
+}
+
+/// Several brokers (each also a controller of a static KRaft quorum) replicating each other.
+pub struct KafkaCluster {
+    pub brokers: Vec<KafkaBroker>,
+}
+
+impl KafkaCluster {
+    /// `n` nodes whose internal topics (offsets, transactions) are replicated `n` times with
+    /// `min.insync.replicas` `n - 1`; `None` after SKIPPED without the jars.
+    pub fn start_or_skip(test: &str, n: u32) -> Option<Self> {
+        let libs = libs_or_skip(test)?;
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let voters = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let replicated = |k: &str, v: u32| (k.to_string(), v.to_string());
+        let extra = vec![
+            replicated("offsets.topic.replication.factor", n),
+            replicated("transaction.state.log.replication.factor", n),
+            replicated("transaction.state.log.min.isr", n - 1),
+            replicated("default.replication.factor", n),
+            replicated("min.insync.replicas", n - 1),
+        ];
+        let mut brokers = Vec::new();
+        for (i, (port, controller_port)) in ports.into_iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("kafka-test-")
+                .tempdir()
+                .expect("tempdir");
+            let broker = KafkaBroker {
+                dir,
+                libs: libs.clone(),
+                port,
+                controller_port,
+                child: None,
+                extra: extra.clone(),
+                format_args: Vec::new(),
+                node: Some((i as u32 + 1, voters.clone())),
+            };
+            broker.write_properties().expect("broker properties");
+            broker.format_storage().expect("format broker storage");
+            brokers.push(broker);
+        }
+        // Each node waits for a quorum: start them all, then wait for each.
+        for b in brokers.iter_mut() {
+            b.launch()
+                .unwrap_or_else(|e| panic!("{test}: cannot start Kafka: {e:#}"));
+        }
+        for b in brokers.iter_mut() {
+            b.wait_ready(Duration::from_secs(90))
+                .unwrap_or_else(|e| panic!("{test}: Kafka node: {e:#}"));
+        }
+        Some(Self { brokers })
+    }
+
+    /// Every node's PLAINTEXT address, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(KafkaBroker::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node (index into `brokers`) leading partition `partition` of `topic`.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<usize> {
+        let py = crate::python()?;
+        let out = Command::new(py)
+            .arg(crate::workspace_root().join("testkit/kafka/admin.py"))
+            .args(["leader", &self.bootstrap(), topic, &partition.to_string()])
+            .output()
+            .ok()?;
+        let id: usize = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        id.checked_sub(1)
+    }
 }
 
 /// A SASL user the broker knows for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.
@@ -264,6 +345,7 @@ impl KafkaBroker {
             child: None,
             extra,
             format_args,
+            node: None,
         };
         broker.write_properties()?;
         broker.format_storage()?;
@@ -373,10 +455,17 @@ impl KafkaBroker {
     fn write_properties(&self) -> Result<()> {
         let (p, c) = (self.port, self.controller_port);
         let data = self.dir.path().join("data");
+        let (node_id, quorum) = match &self.node {
+            Some((id, voters)) => (*id, format!("controller.quorum.voters={voters}")),
+            None => (
+                1,
+                format!("controller.quorum.bootstrap.servers=127.0.0.1:{c}"),
+            ),
+        };
         let mut text = format!(
             "process.roles=broker,controller\n\
-             node.id=1\n\
-             controller.quorum.bootstrap.servers=127.0.0.1:{c}\n\
+             node.id={node_id}\n\
+             {quorum}\n\
              listeners=PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}\n\
              advertised.listeners=PLAINTEXT://127.0.0.1:{p}\n\
              controller.listener.names=CONTROLLER\n\
@@ -411,7 +500,7 @@ impl KafkaBroker {
             .arg("tweet-pipeline-test-cluster")
             .arg("-c")
             .arg(self.properties_path())
-            .arg("--standalone")
+            .args(self.node.is_none().then_some("--standalone"))
             .args(&self.format_args)
             .output()
             .context("cannot run java (is a JDK installed?)")?;
@@ -426,6 +515,12 @@ impl KafkaBroker {
     }
 
     fn spawn(&mut self) -> Result<()> {
+        self.launch()?;
+        self.wait_ready(Duration::from_secs(60))
+    }
+
+    /// Start the JVM without waiting for it.
+    fn launch(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -440,7 +535,7 @@ impl KafkaBroker {
             .spawn()
             .context("cannot start the Kafka broker")?;
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(60))
+        Ok(())
     }
 
     /// Poll until the broker answers on its port (and has had a moment to elect itself).
