@@ -28,7 +28,14 @@ fi
 cleanup() { [ -n "$started_fluvio" ] && ./scripts/fluvio-test-cluster.sh stop; true; }
 trap cleanup EXIT
 
+# The fault-matrix tests append their counts here (testkit::reliability); the table goes to
+# $RELIABILITY_OUT (./reliability.sh: docs/RELIABILITY.md), else only its summary is shown.
+matrix_log=$(mktemp)
+export RELIABILITY_LOG="$matrix_log"
 cargo test --workspace --locked --lib --bins --tests
+python3 scripts/reliability_table.py "$matrix_log" > "${RELIABILITY_OUT:-$matrix_log.md}"
+echo "==> fault matrix: $(tail -n 1 "${RELIABILITY_OUT:-$matrix_log.md}")" >&2
+rm -f "$matrix_log" "$matrix_log.md"
 # The Python tests run the debug binaries (the Kafka harness, and pipeline.sh's connectors).
 cargo build --workspace --locked --bins
 "$PIPELINE_PYTHON" -m pytest -q -rs -p no:cacheprovider consumer/tests compose/tests e2e/tests

@@ -214,12 +214,26 @@ fn values(n: u64, shaped: bool) -> Vec<String> {
 /// a 5 ms linger and the sources' batch size (the record time is the producer's clock), mirrored into a `LogAppendTime`
 /// topic. Returns Fluvio record time -> Kafka append per record after a 2 s warm-up (ms,
 /// sorted): Fluvio's own delivery to the bridge is included, as a user sees it.
-fn bridge_latency(env: &FluvioEnv, broker: &str, rate: u64, secs: u64, kafka: &str) -> Vec<i64> {
+/// The bridge's added latency at `rate` records/s: (Fluvio record time -> Kafka append,
+/// Fluvio record time -> visible to a live `read_committed` consumer), sorted.
+fn bridge_latency(
+    env: &FluvioEnv,
+    broker: &str,
+    rate: u64,
+    secs: u64,
+    kafka: &str,
+) -> (Vec<i64>, Vec<i64>) {
     let warmup = rate * 2;
     let values = values(warmup + rate * secs, true);
     let run = Run::new();
     let topic = env.unique_topic("bench-latency");
     env.run(&["topic", "create", &topic]);
+    let watcher = Command::new(testkit::python().expect("the test Python venv (./test.sh)"))
+        .arg(testkit::workspace_root().join("testkit/kafka/watch.py"))
+        .args([broker, topic.as_str(), &values.len().to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut bridge = run.spawn(
         env,
         "kafka-bridge-sink",
@@ -260,17 +274,28 @@ fn bridge_latency(env: &FluvioEnv, broker: &str, rate: u64, secs: u64, kafka: &s
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    let seen = watcher.wait_with_output().unwrap();
     stop(bridge);
     let fluvio_times = fluvio_record_times(env, &topic);
     env.run(&["topic", "delete", &topic]);
     let records = read_topic(broker, &topic).expect("the test Python venv (./test.sh)");
-    let mut latency: Vec<i64> = records
+    let mut appended: Vec<i64> = records
         .iter()
         .filter(|r| r.fluvio_offset() >= warmup as i64)
         .filter_map(|r| Some(r.ts - fluvio_times.get(&r.fluvio_offset())?))
         .collect();
-    latency.sort_unstable();
-    latency
+    appended.sort_unstable();
+    let mut visible: Vec<i64> = String::from_utf8_lossy(&seen.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (offset, at) = l.split_once(' ')?;
+            let offset: i64 = offset.parse().ok()?;
+            let at: i64 = at.parse().ok()?;
+            (offset >= warmup as i64).then(|| Some(at - fluvio_times.get(&offset)?))?
+        })
+        .collect();
+    visible.sort_unstable();
+    (appended, visible)
 }
 
 /// The record time of each offset of a Fluvio topic (ms).
@@ -448,18 +473,24 @@ fn main() {
         return;
     };
     let broker = broker.bootstrap();
-    println!("== bridge through Fluvio ({n} records per run) ==");
-    bridge_vs_pipe(&env, &broker, n);
+    // `BENCH_ONLY=latency`: only the bridge's latencies (a quick look at a delivery change).
+    let only_latency = std::env::var("BENCH_ONLY").as_deref() == Ok("latency");
+    if !only_latency {
+        println!("== bridge through Fluvio ({n} records per run) ==");
+        bridge_vs_pipe(&env, &broker, n);
+    }
 
     let secs = 20;
     println!("== the bridge alone at 6000 records/s for {secs} s ==");
-    let bridge_alone = bridge_latency(&env, &broker, 6000, secs, "");
+    let (bridge_alone, visible) = bridge_latency(&env, &broker, 6000, secs, "");
+    let (idempotent, idempotent_visible) =
+        bridge_latency(&env, &broker, 6000, secs, "  delivery: at-least-once\n");
     let p = |v: &[i64], q: f64| percentile(v, q);
     for q in [50.0, 99.0] {
         report(&Figure {
             stage: "bridge",
             what: &format!(
-                "added latency p{q} (Fluvio record time -> Kafka append), 6000 rec/s, {} records",
+                "added latency p{q} (Fluvio record time -> Kafka append), 6000 rec/s, {} records, exactly once",
                 bridge_alone.len()
             ),
             value: p(&bridge_alone, q),
@@ -468,8 +499,31 @@ fn main() {
             baseline: 50.0,
             target: if q == 99.0 { "< 50 ms" } else { "-" },
         });
+        report(&Figure {
+            stage: "bridge",
+            what: &format!(
+                "latency p{q} to a live read_committed reader (Fluvio record time -> visible), 6000 rec/s, exactly once (100 ms transactions)"
+            ),
+            value: p(&visible, q),
+            unit: "ms",
+            baseline_what: "the same with delivery: at-least-once",
+            baseline: p(&idempotent_visible, q),
+            target: "-",
+        });
+        report(&Figure {
+            stage: "bridge",
+            what: &format!("added latency p{q} (-> Kafka append), delivery: at-least-once"),
+            value: p(&idempotent, q),
+            unit: "ms",
+            baseline_what: "target",
+            baseline: 50.0,
+            target: if q == 99.0 { "< 50 ms" } else { "-" },
+        });
     }
 
+    if only_latency {
+        return;
+    }
     println!("== whole pipeline at 6000 tweets/s for {secs} s ==");
     let paced = end_to_end(&env, &broker, 6000.0, 6000 * secs);
     println!(

@@ -322,3 +322,39 @@ fn a_replicated_kafka_losing_its_leader_then_the_bridge_killed_leaves_each_recor
         )
         .assert_exactly_once(test);
 }
+
+#[test]
+fn with_at_least_once_delivery_a_refused_batch_leaves_no_gap_behind_it() {
+    // The idempotent producer (no transactions): a refused batch stops the producer before
+    // any later record is written past it, so the next start cannot skip over it.
+    let Some(broker) = KafkaBroker::start_or_skip("bridge refused record, at least once") else {
+        return;
+    };
+    let bridge = Bridge::new(
+        &broker.bootstrap(),
+        &format!("{SMALL_TOPIC}  delivery: at-least-once\n"),
+    );
+    let (n, big) = (3000, 1500);
+    bridge.append(&records_with_a_big_one(n, big));
+    for run in ["the run", "a restart before the fix"] {
+        let mut proc = bridge.start();
+        let status = proc.wait_timeout(T);
+        assert_eq!(status.code(), Some(1), "{run}: {}", proc.output());
+        let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+            return;
+        };
+        let offsets: Vec<i64> = got.iter().map(KafkaRecord::fluvio_offset).collect();
+        let prefix = offsets.len() as i64;
+        assert!(
+            prefix <= big as i64,
+            "{run}: nothing past the refused record"
+        );
+        Count::of(prefix as usize, offsets)
+            .report(
+                "bridge",
+                &format!("broker refuses a record, delivery: at-least-once: {run} (Kafka holds a prefix, no gap)"),
+                "any reader",
+            )
+            .assert_exactly_once(run);
+    }
+}

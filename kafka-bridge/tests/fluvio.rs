@@ -13,10 +13,7 @@ use testkit::kafka::KafkaBroker;
 
 #[test]
 fn mirrors_a_fluvio_topic_exactly_once_through_sigkills() {
-    let Some(env) = FluvioEnv::find_or_skip("bridge from Fluvio") else {
-        return;
-    };
-    let Some(broker) = KafkaBroker::start_or_skip("bridge from Fluvio") else {
+    let Some((env, broker)) = fluvio_and_kafka_or_skip("bridge from Fluvio") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -124,10 +121,7 @@ fn mirror_through_sigkills(
 
 #[test]
 fn reports_the_lag_while_kafka_is_away_and_none_once_caught_up() {
-    let Some(env) = FluvioEnv::find_or_skip("bridge lag") else {
-        return;
-    };
-    let Some(broker) = KafkaBroker::start_or_skip("bridge lag") else {
+    let Some((env, broker)) = fluvio_and_kafka_or_skip("bridge lag") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -150,10 +144,7 @@ fn reports_the_lag_while_kafka_is_away_and_none_once_caught_up() {
 
 #[test]
 fn mirrors_the_last_records_when_the_consumer_skips_them_at_the_end_of_the_topic() {
-    let Some(env) = FluvioEnv::find_or_skip("bridge tail re-read") else {
-        return;
-    };
-    let Some(broker) = KafkaBroker::start_or_skip("bridge tail re-read") else {
+    let Some((env, broker)) = fluvio_and_kafka_or_skip("bridge tail re-read") else {
         return;
     };
     // A ~55 KB batch, then an ~11 KB one: the second straddles the end of the first 64 KB
@@ -190,10 +181,7 @@ fn mirrors_the_last_records_when_the_consumer_skips_them_at_the_end_of_the_topic
 
 #[test]
 fn four_fluvio_partitions_mirror_exactly_once_into_each_partitioning() {
-    let Some(env) = FluvioEnv::find_or_skip("bridge from 4 Fluvio partitions") else {
-        return;
-    };
-    let Some(broker) = KafkaBroker::start_or_skip("bridge from 4 Fluvio partitions") else {
+    let Some((env, broker)) = fluvio_and_kafka_or_skip("bridge from 4 Fluvio partitions") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -254,10 +242,7 @@ fn four_fluvio_partitions_mirror_exactly_once_into_each_partitioning() {
 
 #[test]
 fn a_recreated_fluvio_topic_is_a_clear_error_or_with_start_over_a_fresh_mirror() {
-    let Some(env) = FluvioEnv::find_or_skip("bridge re-created topic") else {
-        return;
-    };
-    let Some(broker) = KafkaBroker::start_or_skip("bridge re-created topic") else {
+    let Some((env, broker)) = fluvio_and_kafka_or_skip("bridge re-created topic") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -317,10 +302,7 @@ fn a_recreated_fluvio_topic_is_a_clear_error_or_with_start_over_a_fresh_mirror()
 
 #[test]
 fn a_filtering_sink_transform_leaves_holes_that_are_not_loss() {
-    let Some(env) = FluvioEnv::find_or_skip("bridge with a filtering transform") else {
-        return;
-    };
-    let Some(broker) = KafkaBroker::start_or_skip("bridge with a filtering transform") else {
+    let Some((env, broker)) = fluvio_and_kafka_or_skip("bridge with a filtering transform") else {
         return;
     };
     let Some((filter, _)) =

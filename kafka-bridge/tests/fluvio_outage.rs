@@ -7,16 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::fluvio::*;
-use testkit::fluvio::FluvioEnv;
-use testkit::kafka::KafkaBroker;
 
 #[test]
 fn the_fluvio_cluster_stopped_and_resumed_under_the_bridge_loses_and_repeats_nothing() {
     let test = "bridge through a Fluvio outage";
-    let Some(env) = FluvioEnv::find_or_skip(test) else {
-        return;
-    };
-    let Some(broker) = KafkaBroker::start_or_skip(test) else {
+    let Some((env, broker)) = fluvio_and_kafka_or_skip(test) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -98,12 +98,8 @@ impl KafkaCluster {
 
     /// The node (index into `brokers`) leading partition `partition` of `topic`.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<usize> {
-        let py = crate::python()?;
-        let out = Command::new(py)
-            .arg(crate::workspace_root().join("testkit/kafka/admin.py"))
-            .args(["leader", &self.bootstrap(), topic, &partition.to_string()])
-            .output()
-            .ok()?;
+        let args = ["leader", &self.bootstrap(), topic, &partition.to_string()];
+        let out = python_script("admin.py", &args)?;
         let id: usize = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
         id.checked_sub(1)
     }
@@ -657,26 +653,7 @@ pub fn read_topic(broker: &str, topic: &str) -> Option<Vec<KafkaRecord>> {
 
 fn read_topic_with(broker: &str, topic: &str, isolation: &str) -> Option<Vec<KafkaRecord>> {
     use base64::Engine as _;
-    let Some(py) = crate::python() else {
-        skip(
-            "reading Kafka with confluent-kafka",
-            "the test Python venv is not installed (./test.sh installs it)",
-        );
-        return None;
-    };
-    let script = crate::workspace_root().join("testkit/kafka/read_topic.py");
-    let out = Command::new(py)
-        .arg(script)
-        .arg(broker)
-        .arg(topic)
-        .arg(isolation)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "read_topic.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = python_script("read_topic.py", &[broker, topic, isolation])?;
     let b64 = |v: &serde_json::Value| {
         base64::engine::general_purpose::STANDARD
             .decode(v.as_str().unwrap_or(""))
@@ -711,24 +688,30 @@ fn read_topic_with(broker: &str, topic: &str, isolation: &str) -> Option<Vec<Kaf
 /// Run `testkit/kafka/admin.py` (confluent-kafka) with `args`; `false` (after SKIPPED) when the
 /// test venv is missing.
 pub fn admin(args: &[&str]) -> bool {
+    python_script("admin.py", args).is_some()
+}
+
+/// Run `testkit/kafka/<script>` with the test venv's Python (confluent-kafka), asserting it
+/// succeeded; `None` after SKIPPED when the venv is missing.
+fn python_script(script: &str, args: &[&str]) -> Option<std::process::Output> {
     let Some(py) = crate::python() else {
         skip(
-            "Kafka admin with confluent-kafka",
+            &format!("Kafka through confluent-kafka ({script})"),
             "the test Python venv is not installed (./test.sh installs it)",
         );
-        return false;
+        return None;
     };
     let out = Command::new(py)
-        .arg(crate::workspace_root().join("testkit/kafka/admin.py"))
+        .arg(crate::workspace_root().join("testkit/kafka").join(script))
         .args(args)
         .output()
         .expect("run python");
     assert!(
         out.status.success(),
-        "admin.py {args:?}: {}",
+        "{script} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    true
+    Some(out)
 }
 
 /// Every record of `topic` as a `read_uncommitted` reader sees it (records of aborted

@@ -12,6 +12,13 @@ use super::BIN;
 
 pub const T: Duration = Duration::from_secs(90);
 
+/// A Fluvio cluster and a Kafka broker, or `None` after SKIPPED.
+pub fn fluvio_and_kafka_or_skip(test: &str) -> Option<(FluvioEnv, KafkaBroker)> {
+    let env = FluvioEnv::find_or_skip(test)?;
+    let broker = KafkaBroker::start_or_skip(test)?;
+    Some((env, broker))
+}
+
 /// A bridge from a Fluvio topic into a Kafka topic, its files in `dir` (named after the Kafka
 /// topic), consumer id `<topic>-<kafka topic>`.
 pub struct BridgeRun<'a> {
