@@ -57,9 +57,9 @@ fn fluvio_down_for_30_s_under_6000_tweets_per_second_loses_and_repeats_nothing()
         proc.output()
     );
     let got: Vec<String> = env
-        .consume_keyed(&topic, 0)
+        .keys_by_offset(&topic, 0)
         .into_iter()
-        .map(|(k, _)| k)
+        .map(|(_, k)| k)
         .collect();
     let position: std::collections::HashMap<&str, i64> = expected
         .iter()
@@ -74,7 +74,7 @@ fn fluvio_down_for_30_s_under_6000_tweets_per_second_loses_and_repeats_nothing()
     .report(
         "source",
         "Fluvio cluster down 30 s under 6,000 tweets/s",
-        "fluvio consume (keys)",
+        "fluvio consume --start/--end (keys)",
     )
     .assert_exactly_once("through the outage");
 }

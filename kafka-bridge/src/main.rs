@@ -127,6 +127,12 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
             ));
         };
         let ctx = Arc::new(sink::connect(&launched).await?);
+        if !ctx.smartmodules.is_empty() {
+            tracing::info!(
+                modules = ctx.smartmodules.len(),
+                "sink transforms run on the SPU"
+            );
+        }
         let partitions = ctx.partitions().await?;
         // The lag is reported from now on, also while Kafka is still awaited.
         let watches: HashMap<u32, Watch> =

@@ -101,20 +101,18 @@ pub async fn partition_ends(fluvio: &Fluvio, topic: &str) -> Result<HashMap<u32,
 }
 
 /// The keys of the last `per_partition` records of each partition of `topic` (records without
-/// a key are left out), read with a plain consumer that stops at each partition's end.
+/// a key are left out), read with a plain consumer positioned from the end by the SPU itself
+/// (the ends the SC reports can lag right after a restart) that stops at the partition's end.
 pub async fn last_keys(fluvio: &Fluvio, topic: &str, per_partition: i64) -> Result<Vec<Vec<u8>>> {
     use futures_util::StreamExt;
     let mut keys = Vec::new();
-    for (partition, end) in partition_ends(fluvio, topic).await? {
-        let start = (end - per_partition).max(0);
-        if start >= end {
-            continue;
-        }
+    let partitions: Vec<u32> = partition_ends(fluvio, topic).await?.into_keys().collect();
+    for partition in partitions {
         let mut builder = ConsumerConfigExtBuilder::default();
         builder
             .topic(topic.to_string())
             .partition(partition)
-            .offset_start(Offset::absolute(start).map_err(|e| anyhow!("offset {start}: {e}"))?)
+            .offset_start(Offset::from_end(per_partition.max(0) as u32))
             .disable_continuous(true)
             .max_bytes(i32::try_from(DEFAULT_CONSUMER_MAX_BYTES).unwrap_or(i32::MAX))
             .retry_mode(RetryMode::Disabled);
@@ -126,16 +124,11 @@ pub async fn last_keys(fluvio: &Fluvio, topic: &str, per_partition: i64) -> Resu
         loop {
             let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
                 .await
-                .map_err(|_| {
-                    anyhow!("reading the end of `{topic}` partition {partition}: no answer in 10 s")
-                })?;
+                .map_err(|_| anyhow!("reading the end of `{topic}` partition {partition}: no answer in 10 s"))?;
             match next {
                 Some(Ok(r)) => {
                     if let Some(k) = r.key() {
                         keys.push(k.to_vec());
-                    }
-                    if r.offset() + 1 >= end {
-                        break;
                     }
                 }
                 Some(Err(e)) => {

@@ -178,6 +178,47 @@ impl FluvioEnv {
         true
     }
 
+    /// Every `(offset, key)` of `topic` partition `partition`, read in windows of 5,000
+    /// offsets (`--start`/`--end`, each window one fetch) up to the first empty one: the CLI
+    /// drops the batch that straddles the end of a fetch when it reads a long backlog, which
+    /// would look like loss.
+    pub fn keys_by_offset(&self, topic: &str, partition: u32) -> Vec<(i64, String)> {
+        let p = partition.to_string();
+        let mut out = Vec::new();
+        let mut start = 0;
+        loop {
+            let last = start + 4_999;
+            let (s, e) = (start.to_string(), last.to_string());
+            let lines = self.run(&[
+                "consume",
+                topic,
+                "-p",
+                &p,
+                "--start",
+                &s,
+                "--end",
+                &e,
+                "-d",
+                "--maxbytes",
+                MAX_BYTES,
+                "-F",
+                "{{offset}}\t{{key}}",
+            ]);
+            let before = out.len();
+            for l in lines.lines() {
+                if let Some((o, k)) = l.split_once('\t') {
+                    if let Ok(o) = o.trim().parse() {
+                        out.push((o, k.to_string()));
+                    }
+                }
+            }
+            if out.len() == before {
+                return out;
+            }
+            start = last + 1;
+        }
+    }
+
     /// The profile path to hand to a connector process (`FLV_PROFILE_PATH`).
     pub fn profile_env(&self) -> Vec<(String, String)> {
         self.profile_path
