@@ -124,7 +124,9 @@ pub async fn last_keys(fluvio: &Fluvio, topic: &str, per_partition: i64) -> Resu
         loop {
             let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
                 .await
-                .map_err(|_| anyhow!("reading the end of `{topic}` partition {partition}: no answer in 10 s"))?;
+                .map_err(|_| {
+                    anyhow!("reading the end of `{topic}` partition {partition}: no answer in 10 s")
+                })?;
             match next {
                 Some(Ok(r)) => {
                     if let Some(k) = r.key() {
