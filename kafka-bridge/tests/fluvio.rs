@@ -229,9 +229,9 @@ fn four_fluvio_partitions_mirror_exactly_once_into_each_partitioning() {
                 &format!(
                     "4 Fluvio partitions into Kafka `{kafka_topic}` ({}), one SIGKILL",
                     if extra.is_empty() {
-                        "same"
+                        "same".to_string()
                     } else {
-                        extra.trim()
+                        extra.trim().replace("\n ", ",")
                     }
                 ),
                 "read_committed (confluent-kafka)",
