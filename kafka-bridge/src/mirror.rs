@@ -24,9 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Delivery, KafkaConfig, Partitioning};
 use crate::timestamps::{Stamp, TimestampRule, DEFAULT_PRODUCER_EXPIRY_MS};
-use crate::transactions::{
-    fenced_message, is_fatal, is_fenced, Fenced, TransactionFailed, Transactions,
-};
+use crate::transactions::{is_fatal, is_fenced, Fenced, TransactionFailed, Transactions};
 
 /// One record read from Fluvio (or the input file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -562,7 +560,7 @@ impl Mirror {
             return fatal;
         }
         if is_fenced(&e) || is_fatal(&e) {
-            return Fenced(format!("{} ({e})", fenced_message(&self.transactional_id))).into();
+            return Fenced::new(&self.transactional_id, &e).into();
         }
         if let Err(auth) = self.auth.check() {
             return auth;

@@ -67,19 +67,23 @@ pub struct SendPermit<'a> {
 
 /// Whether a Kafka error means another instance took over this `transactional.id`.
 pub fn is_fenced(e: &KafkaError) -> bool {
+    e.rdkafka_error_code().is_some_and(is_fenced_code)
+}
+
+fn is_fenced_code(code: RDKafkaErrorCode) -> bool {
     matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::Fenced
-                | RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch
-        )
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
     )
 }
 
-/// The message for a fenced instance.
-pub fn fenced_message(transactional_id: &str) -> String {
-    format!("another bridge instance with the same transactional.id (`{transactional_id}`, from meta.consumer.id and the Fluvio topic) took over: this one stops without committing anything more")
+impl Fenced {
+    /// Another instance with `transactional_id` took over (`cause`: what Kafka said).
+    pub fn new(transactional_id: &str, cause: &dyn std::fmt::Display) -> Self {
+        Self(format!("another bridge instance with the same transactional.id (`{transactional_id}`, from meta.consumer.id and the Fluvio topic) took over: this one stops without committing anything more ({cause})"))
+    }
 }
 
 fn blocking<T: Send + 'static>(
@@ -110,9 +114,7 @@ impl Transactions {
                 Err(e) if is_retriable(&e) => {
                     tracing::warn!(error = %e, waited = ?started.elapsed(), "Kafka's transaction coordinator is not reachable yet; waiting");
                 }
-                Err(e) if is_fenced(&e) => {
-                    return Err(Fenced(fenced_message(transactional_id)).into())
-                }
+                Err(e) if is_fenced(&e) => return Err(Fenced::new(transactional_id, &e).into()),
                 Err(e) => bail!(
                     "kafka: cannot start transactions (transactional.id `{transactional_id}`): {e}"
                 ),
@@ -183,22 +185,11 @@ impl Transactions {
     /// took over, or librdkafka gave up on the transactional producer.
     pub fn fatal(&self) -> Option<anyhow::Error> {
         let (code, reason) = self.producer.client().fatal_error()?;
-        Some(
-            if matches!(
-                code,
-                RDKafkaErrorCode::Fenced
-                    | RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-            ) {
-                Fenced(format!(
-                    "{} ({reason})",
-                    fenced_message(&self.transactional_id)
-                ))
-                .into()
-            } else {
-                anyhow!("kafka: the transactional producer failed for good: {code}: {reason}")
-            },
-        )
+        Some(if is_fenced_code(code) {
+            Fenced::new(&self.transactional_id, &reason).into()
+        } else {
+            anyhow!("kafka: the transactional producer failed for good: {code}: {reason}")
+        })
     }
 
     /// A send or delivery of the open transaction failed: it must not be committed.
@@ -284,9 +275,7 @@ impl Transactions {
                     "Kafka has not committed the transaction yet (a broker away?); trying again"
                 ),
                 Err(e) if is_fenced(&e) || is_fatal(&e) => {
-                    return Err(
-                        Fenced(format!("{} ({e})", fenced_message(&self.transactional_id))).into(),
-                    )
+                    return Err(Fenced::new(&self.transactional_id, &e).into())
                 }
                 Err(e) => {
                     return Err(TransactionFailed(format!(
