@@ -166,7 +166,7 @@ impl Shared {
     /// The tweets are used up and none is still being sent.
     pub fn exhausted(&self, d: Dialect) -> bool {
         self.limit(d)
-            .is_some_and(|l| self.cursors[dialect_index(d)].load(Ordering::Relaxed) >= l)
+            .is_some_and(|l| self.cursors[dialect_index(d)].load(Ordering::SeqCst) >= l)
             && self.in_flight.load(Ordering::SeqCst) == 0
     }
 
@@ -177,15 +177,26 @@ impl Shared {
 
     /// The next tweet the stream selects (skipping those it filters out), or `None`.
     pub fn next_item(&self, spec: &StreamSpec) -> Option<Item> {
+        // Counted in flight before the cursor moves, so that `exhausted` never sees the
+        // cursor at the end while the last tweet is taken but not yet sent.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let item = self.select_next(spec);
+        if item.is_none() {
+            self.item_done();
+        }
+        item
+    }
+
+    fn select_next(&self, spec: &StreamSpec) -> Option<Item> {
+        let cursor = &self.cursors[dialect_index(spec.dialect)];
         for _ in 0..10_000 {
-            let seq = self.cursors[dialect_index(spec.dialect)].fetch_add(1, Ordering::Relaxed);
+            let seq = cursor.fetch_add(1, Ordering::SeqCst);
             if self.limit(spec.dialect).is_some_and(|l| seq >= l) {
-                self.cursors[dialect_index(spec.dialect)].fetch_sub(1, Ordering::Relaxed);
+                cursor.fetch_sub(1, Ordering::SeqCst);
                 return None;
             }
             let item = self.config.corpus.item(spec.dialect, seq)?;
             if self.selects(&spec.selection, &item) {
-                self.in_flight.fetch_add(1, Ordering::SeqCst);
                 return Some(item);
             }
         }
