@@ -216,6 +216,10 @@ async fn mirror_until_stopped(
         }
         tracing::warn!(error = %format!("{e:#}"), "aborting the open Kafka transaction");
         if let Err(abort) = txn.abort().await {
+            if abort.is::<Fenced>() {
+                tracing::error!(error = %format!("{e:#}"), "the run stopped");
+                return Err(abort);
+            }
             return Err(e.context(format!("{abort:#}")));
         }
         if shutdown.is_cancelled() {

@@ -302,9 +302,13 @@ impl Transactions {
     pub async fn abort(&self) -> Result<()> {
         let _alone = self.gate.write().await;
         let number = self.open.load(Ordering::Relaxed);
-        blocking(&self.producer, |p| p.abort_transaction(CALL_TIMEOUT))
-            .await
-            .map_err(|e| anyhow!("kafka: transaction {number} could not be aborted: {e}"))?;
+        match blocking(&self.producer, |p| p.abort_transaction(CALL_TIMEOUT)).await {
+            Ok(()) => {}
+            // A send that failed in an "erroneous state" is how a fenced producer often
+            // learns it first; the abort then names the cause.
+            Err(e) if is_fenced(&e) => return Err(Fenced::new(&self.transactional_id, &e).into()),
+            Err(e) => bail!("kafka: transaction {number} could not be aborted: {e}"),
+        }
         self.aborts.inc();
         self.producer
             .begin_transaction()

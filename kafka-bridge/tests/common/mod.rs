@@ -21,6 +21,8 @@ pub struct Bridge {
     pub dir: tempfile::TempDir,
     pub input: PathBuf,
     pub config: PathBuf,
+    /// How many processes were started: each writes its own log.
+    starts: std::sync::atomic::AtomicUsize,
 }
 
 impl Bridge {
@@ -29,7 +31,12 @@ impl Bridge {
         let input = dir.path().join("input.jsonl");
         std::fs::write(&input, "").unwrap();
         let config = dir.path().join("bridge.yaml");
-        let bridge = Self { dir, input, config };
+        let bridge = Self {
+            dir,
+            input,
+            config,
+            starts: Default::default(),
+        };
         bridge.configure(broker, kafka_extra);
         bridge
     }
@@ -69,7 +76,11 @@ impl Bridge {
         TestProcess::spawn(
             "kafka-bridge-sink",
             cmd,
-            &self.dir.path().join("bridge.log"),
+            &self.dir.path().join(format!(
+                "bridge.{}.log",
+                self.starts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )),
         )
     }
 
