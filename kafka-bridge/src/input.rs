@@ -12,7 +12,16 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
 use crate::lag::PartitionEnd;
-use crate::mirror::SourceRecord;
+
+/// One record read from Fluvio (or the input file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub partition: u32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub timestamp_ms: Option<i64>,
+}
 
 /// How long a Fluvio stream may stay idle short of its partition's end before the records
 /// there count as skipped.
@@ -42,10 +51,6 @@ type Rereading = (tokio::task::JoinHandle<Result<Vec<SourceRecord>>>, i64);
 /// or by the next re-read).
 const TAIL_REREAD_MAX: i64 = 4096;
 
-/// With sink `transforms:` that filter, how long a re-read may wait for a record before the
-/// rest of its range counts as filtered out.
-const FILTERED_TAIL: Duration = Duration::from_secs(5);
-
 pub enum PartitionInput {
     Fluvio {
         partition: u32,
@@ -67,9 +72,6 @@ pub enum PartitionInput {
         rereading: Option<(Rereading, Option<SourceRecord>)>,
         /// Records read and not yet handed out (a re-read gap, then the record after it).
         ready: std::collections::VecDeque<SourceRecord>,
-        /// Sink `transforms:` run on the SPU and may filter: offsets then have holes that are
-        /// not loss, and a re-read takes what the SPU hands out for its range.
-        filtering: bool,
     },
     File(FileInput),
 }
@@ -81,7 +83,6 @@ impl PartitionInput {
         expected: Option<i64>,
         reopen: Reopen,
         end: PartitionEnd,
-        filtering: bool,
     ) -> Self {
         PartitionInput::Fluvio {
             partition,
@@ -92,7 +93,6 @@ impl PartitionInput {
             last_streamed: None,
             rereading: None,
             ready: Default::default(),
-            filtering,
         }
     }
 
@@ -109,7 +109,6 @@ impl PartitionInput {
                 last_streamed,
                 rereading,
                 ready,
-                filtering,
             } => loop {
                 if let Some(((task, _), _)) = rereading.as_mut() {
                     let again = task
@@ -118,7 +117,6 @@ impl PartitionInput {
                     let ((_, to), after) = rereading.take().expect("a re-read under way");
                     ready.extend(again);
                     ready.extend(after);
-                    // What the range did not hand out was filtered (or it was all read).
                     let next = ready.back().map_or(to, |last| (last.offset + 1).max(to));
                     *expected = Some(next);
                 }
@@ -130,19 +128,16 @@ impl PartitionInput {
                     Err(_idle) => {
                         if let (Some(want), Some(end)) = (*expected, end.get()) {
                             if end > want {
-                                if !*filtering {
-                                    tracing::warn!(
-                                        partition,
-                                        expected = want,
-                                        end,
-                                        "the Fluvio consumer stopped short of the partition's end; reading the last records again"
-                                    );
-                                }
+                                tracing::warn!(
+                                    partition,
+                                    expected = want,
+                                    end,
+                                    "the Fluvio consumer stopped short of the partition's end; reading the last records again"
+                                );
                                 // At most a window at a time: a stall deep in a backlog
                                 // must not read the rest of the partition into memory.
                                 let to = end.min(want + TAIL_REREAD_MAX);
-                                *rereading =
-                                    Some((reread(reopen, *partition, want, to, *filtering), None));
+                                *rereading = Some((reread(reopen, *partition, want, to), None));
                             }
                         }
                         continue;
@@ -170,15 +165,13 @@ impl PartitionInput {
                         tracing::debug!(partition, offset = r.offset, "already read again");
                     }
                     Some(want) if r.offset > want => {
-                        if !*filtering {
-                            tracing::warn!(
-                                partition,
-                                expected = want,
-                                got = r.offset,
-                                "the Fluvio consumer skipped records; reading them again"
-                            );
-                        }
-                        let task = reread(reopen, *partition, want, r.offset, *filtering);
+                        tracing::warn!(
+                            partition,
+                            expected = want,
+                            got = r.offset,
+                            "the Fluvio consumer skipped records; reading them again"
+                        );
+                        let task = reread(reopen, *partition, want, r.offset);
                         *rereading = Some((task, Some(r)));
                     }
                     _ => {
@@ -268,24 +261,19 @@ fn source_record(partition: u32, r: &fluvio::consumer::Record) -> SourceRecord {
 }
 
 /// Start reading offsets `from..to` again, on a task of their own.
-fn reread(reopen: &Reopen, partition: u32, from: i64, to: i64, filtering: bool) -> Rereading {
-    let task = tokio::spawn(read_again(reopen(from), partition, from, to, filtering));
+fn reread(reopen: &Reopen, partition: u32, from: i64, to: i64) -> Rereading {
+    let task = tokio::spawn(read_again(reopen(from), partition, from, to));
     (task, to)
 }
 
 /// Offsets `from..to` of a partition, read with a stream of their own: every one of them, in
-/// order, or an error naming the first missing. With `filtering`, whatever the SPU hands out
-/// for the range (the rest was filtered out by the sink's transforms).
+/// order, or an error naming the first missing.
 async fn read_again(
     opening: BoxFuture<'static, Result<FluvioStream>>,
     partition: u32,
     from: i64,
     to: i64,
-    filtering: bool,
 ) -> Result<Vec<SourceRecord>> {
-    if filtering {
-        return read_again_filtered(opening.await?, partition, to).await;
-    }
     let missing = |at: i64| {
         anyhow::anyhow!(
             "Fluvio partition {partition}: offsets {at}..{to} are missing from the topic (expired by retention?); stopping without committing past {}",
@@ -303,24 +291,6 @@ async fn read_again(
         match next {
             Some(Ok(r)) if r.offset() == want => records.push(source_record(partition, &r)),
             Some(Ok(_)) | None => return Err(missing(want)),
-            Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: reading again: {e:?}"),
-        }
-    }
-    Ok(records)
-}
-
-/// The records a filtering stream hands out before offset `to` (waiting at most
-/// [`FILTERED_TAIL`] for each: the rest of the range was filtered out).
-async fn read_again_filtered(
-    mut stream: FluvioStream,
-    partition: u32,
-    to: i64,
-) -> Result<Vec<SourceRecord>> {
-    let mut records: Vec<SourceRecord> = Vec::new();
-    while let Ok(next) = tokio::time::timeout(FILTERED_TAIL, stream.next()).await {
-        match next {
-            Some(Ok(r)) if r.offset() < to => records.push(source_record(partition, &r)),
-            Some(Ok(_)) | None => break,
             Some(Err(e)) => anyhow::bail!("Fluvio partition {partition}: reading again: {e:?}"),
         }
     }

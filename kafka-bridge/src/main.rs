@@ -16,6 +16,7 @@ mod mirror;
 mod resume;
 mod timestamps;
 mod transactions;
+mod transform;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use anyhow::{anyhow, Result};
 use connector_runtime::cluster::{self, StartAt};
 use connector_runtime::launch::{self, ConnectorInfo, Launched};
 use connector_runtime::sink::{self, SinkContext};
+use connector_runtime::transforms::ModuleSpec;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Delivery, KafkaConfig, OnFluvioReset, OnRefused, Partitioning};
@@ -35,6 +37,7 @@ use crate::lag::{Progress, Watch};
 use crate::mirror::{Mirror, PartitionPipe, Refused};
 use crate::resume::Spread;
 use crate::transactions::{Fenced, TransactionFailed};
+use crate::transform::{SinkTransforms, Transformed};
 
 const INFO: ConnectorInfo = ConnectorInfo {
     name: "kafka-bridge-sink",
@@ -58,8 +61,8 @@ fn main() -> ExitCode {
 
 /// Where the records come from.
 enum Source {
-    /// A capture file, read as partition 0.
-    File(PathBuf),
+    /// A capture file, read as partition 0, and the sink transforms.
+    File(PathBuf, Vec<ModuleSpec>),
     /// The Fluvio topic's partitions, each with its lag watch.
     Fluvio {
         ctx: Arc<SinkContext>,
@@ -71,8 +74,16 @@ enum Source {
 impl Source {
     fn partitions(&self) -> Vec<u32> {
         match self {
-            Source::File(_) => vec![0],
+            Source::File(..) => vec![0],
             Source::Fluvio { partitions, .. } => partitions.clone(),
+        }
+    }
+
+    /// The sink `transforms:`, resolved to wasm (run in-process on each record).
+    fn transforms(&self) -> &[ModuleSpec] {
+        match self {
+            Source::File(_, modules) => modules,
+            Source::Fluvio { ctx, .. } => &ctx.transforms,
         }
     }
 
@@ -119,7 +130,9 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
 
     let source = if let Some(file) = std::env::var_os(INPUT_FILE_ENV) {
-        Source::File(PathBuf::from(file))
+        let config = &launched.config;
+        let modules = sink::sink_transforms(&config.transforms, &config.dir(), None).await?;
+        Source::File(PathBuf::from(file), modules)
     } else {
         let Some(consumer_id) = consumer_id.clone() else {
             return Err(anyhow!(
@@ -127,12 +140,6 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
             ));
         };
         let ctx = Arc::new(sink::connect(&launched).await?);
-        if !ctx.smartmodules.is_empty() {
-            tracing::info!(
-                modules = ctx.smartmodules.len(),
-                "sink transforms run on the SPU"
-            );
-        }
         let partitions = ctx.partitions().await?;
         // The lag is reported from now on, also while Kafka is still awaited.
         let watches: HashMap<u32, Watch> =
@@ -294,21 +301,21 @@ async fn session(
     let mut resumed = resume_points(cfg, fluvio_topic, &partitions).await?;
     let mut tasks = tokio::task::JoinSet::new();
     match source {
-        Source::File(path) => {
+        Source::File(path, _) => {
             let committed = FileInput::committed(path);
             let start = start_offset(resumed.get(&0).copied(), committed).unwrap_or(0);
             tracing::info!(file = %path.display(), start, "mirroring a capture file");
             let input = PartitionInput::File(FileInput::open(path.clone(), start)?);
             let in_kafka = start.checked_sub(1).filter(|o| *o >= 0);
-            tasks.spawn(mirror_partition(
-                mirror.clone(),
-                0,
+            let job = PartitionJob {
+                partition: 0,
                 input,
+                transforms: SinkTransforms::new(source.transforms(), mirror.metrics())?,
                 in_kafka,
-                Progress::default(),
-                careful_range(careful, 0),
-                stop.clone(),
-            ));
+                progress: Progress::default(),
+                careful: careful_range(careful, 0),
+            };
+            tasks.spawn(mirror_partition(mirror.clone(), job, stop.clone()));
         }
         Source::Fluvio {
             ctx,
@@ -345,29 +352,22 @@ async fn session(
                     })
                 });
                 let watch = watches[&p].clone();
-                let filtering = !ctx.smartmodules.is_empty();
-                let input = PartitionInput::fluvio(
-                    p,
-                    Box::new(stream),
-                    expected,
-                    reopen,
-                    watch.end,
-                    filtering,
-                );
+                let input =
+                    PartitionInput::fluvio(p, Box::new(stream), expected, reopen, watch.end);
                 let in_kafka = resumed.get(&p).copied().filter(|o| *o >= 0);
                 let progress = watch.progress;
                 if let Some(off) = in_kafka {
                     progress.raise_to(off);
                 }
-                tasks.spawn(mirror_partition(
-                    mirror.clone(),
-                    p,
+                let job = PartitionJob {
+                    partition: p,
                     input,
+                    transforms: SinkTransforms::new(&ctx.transforms, mirror.metrics())?,
                     in_kafka,
                     progress,
-                    careful_range(careful, p),
-                    stop.clone(),
-                ));
+                    careful: careful_range(careful, p),
+                };
+                tasks.spawn(mirror_partition(mirror.clone(), job, stop.clone()));
             }
         }
     }
@@ -510,17 +510,33 @@ fn start_offset(in_kafka: Option<i64>, committed: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Read one partition, send each record in order, commit what Kafka holds; `progress`
-/// follows it (for the lag); `careful`: offsets to send one record per transaction.
+/// One partition to mirror.
+struct PartitionJob {
+    partition: u32,
+    input: PartitionInput,
+    transforms: SinkTransforms,
+    /// The highest offset Kafka holds already (where the partition resumes), if any.
+    in_kafka: Option<i64>,
+    /// Follows the partition's progress, for the lag.
+    progress: Progress,
+    /// Offsets to send one record per transaction.
+    careful: Option<(i64, i64)>,
+}
+
+/// Read one partition, transform and send each record in order, commit what Kafka holds.
 async fn mirror_partition(
     mirror: Arc<Mirror>,
-    partition: u32,
-    mut input: PartitionInput,
-    in_kafka: Option<i64>,
-    progress: Progress,
-    careful: Option<(i64, i64)>,
+    job: PartitionJob,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let PartitionJob {
+        partition,
+        mut input,
+        mut transforms,
+        in_kafka,
+        progress,
+        careful,
+    } = job;
     let mut pipe = PartitionPipe::new(partition, mirror.metrics(), in_kafka);
     let committed_gauge = mirror.metrics().gauge_with(
         "committed_offset",
@@ -545,15 +561,21 @@ async fn mirror_partition(
                 _ = pipe.front_arrived(&mirror), if pipe.in_flight() > 0 => {
                     pipe.collect_ready(&mirror).await?;
                 }
-                record = input.next() => match record? {
-                    Some(rec) if careful.is_some_and(|(from, through)| (from..=through).contains(&rec.offset)) => {
+                record = input.next() => match record?.map(|rec| transforms.apply(rec)) {
+                    Some(Err(refused)) => {
+                        // Everything before it goes to Kafka; the refusal names the record.
+                        pipe.drain(&mirror).await?;
+                        return Err(anyhow::Error::from(refused));
+                    }
+                    Some(Ok(Transformed::Filtered(rec))) => pipe.skip(rec),
+                    Some(Ok(Transformed::Send(rec))) if careful.is_some_and(|(from, through)| (from..=through).contains(&rec.offset)) => {
                         // One record per transaction: a refusal names the record at fault,
                         // and everything before it is committed.
                         pipe.drain(&mirror).await?;
                         pipe.push(&mirror, rec).await?;
                         pipe.drain(&mirror).await.map_err(isolate)?;
                     }
-                    Some(rec) => {
+                    Some(Ok(Transformed::Send(rec))) => {
                         // Whatever came before the first record read is in Kafka or skipped
                         // by the start position.
                         if pipe.acked().is_none() {

@@ -23,24 +23,17 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Delivery, KafkaConfig, Partitioning};
+use crate::input::SourceRecord;
 use crate::timestamps::{Stamp, TimestampRule, DEFAULT_PRODUCER_EXPIRY_MS};
 use crate::transactions::{is_fatal, is_fenced, Fenced, TransactionFailed, Transactions};
 
-/// One record read from Fluvio (or the input file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceRecord {
-    pub partition: u32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub timestamp_ms: Option<i64>,
-}
-
-/// A record Kafka can never take (too large for the topic, not authorised, ...): it is not
-/// skipped; the bridge stops on it, or writes it to the dead-letter topic.
+/// A record Kafka can never take (too large for the topic, not authorised, ...), or that the
+/// sink transforms reject: it is not skipped; the bridge stops on it, or writes it to the
+/// dead-letter topic.
 #[derive(Debug, thiserror::Error)]
-#[error("kafka refused Fluvio partition {} offset {}: {reason} (the record is not committed, and with transactions nothing after it is visible; fix the cause and restart, or set kafka.on_refused: dead-letter)", record.partition, record.offset)]
+#[error("{} refused Fluvio partition {} offset {}: {reason} (the record is not committed, and with transactions nothing after it is visible; fix the cause and restart, or set kafka.on_refused: dead-letter)", by.name(), record.partition, record.offset)]
 pub struct Refused {
+    pub by: RefusedBy,
     /// The first record refused (a broker refuses whole batches: with other records, unless
     /// `isolated`).
     pub record: SourceRecord,
@@ -49,6 +42,29 @@ pub struct Refused {
     /// Whether it was sent alone, so that it is the record at fault.
     pub isolated: bool,
     pub reason: String,
+}
+
+/// Who refused a record (the dead-letter topic's `error.class` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBy {
+    Kafka,
+    Transforms,
+}
+
+impl RefusedBy {
+    fn name(self) -> &'static str {
+        match self {
+            RefusedBy::Kafka => "kafka",
+            RefusedBy::Transforms => "the sink transforms",
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            RefusedBy::Kafka => "refused",
+            RefusedBy::Transforms => "transform",
+        }
+    }
 }
 
 /// The producer and what every pipe shares.
@@ -517,7 +533,7 @@ impl Mirror {
         let extra = [
             ("error.reason", refused.reason.as_str()),
             ("error.topic", self.cfg.topic.as_str()),
-            ("error.class", "refused"),
+            ("error.class", refused.by.class()),
         ];
         let rec = &refused.record;
         let (delivery, number) = self
@@ -536,7 +552,8 @@ impl Mirror {
             offset = rec.offset,
             topic,
             reason = %refused.reason,
-            "Kafka refused a record: written to the dead-letter topic instead"
+            refused_by = refused.by.name(),
+            "a record was refused: written to the dead-letter topic instead"
         );
         Ok(())
     }
@@ -567,6 +584,7 @@ impl Mirror {
         }
         if is_permanent(&e) {
             return Refused {
+                by: RefusedBy::Kafka,
                 record: rec.clone(),
                 through: rec.offset,
                 isolated: false,
@@ -658,6 +676,8 @@ struct InFlight {
     sent: Sent,
     at: Instant,
     txn: u64,
+    /// Filtered out by the sink transforms: nothing was sent, the offset is done in turn.
+    filtered: bool,
 }
 
 /// In-order deliveries of one Fluvio partition.
@@ -740,9 +760,32 @@ impl PartitionPipe {
             sent: Sent::Pending(fut),
             at: Instant::now(),
             txn,
+            filtered: false,
         });
         self.in_flight_gauge.set(self.in_flight.len() as u64);
         Ok(())
+    }
+
+    /// A record the sink transforms filtered out: its offset is done once every record
+    /// before it is in Kafka.
+    pub fn skip(&mut self, rec: SourceRecord) {
+        if self.in_flight.is_empty() {
+            self.acked = Some(rec.offset);
+            self.acked_gauge.set(rec.offset.max(0) as u64);
+            return;
+        }
+        self.in_flight.push_back(InFlight {
+            rec: SourceRecord {
+                key: None,
+                value: Vec::new(),
+                ..rec
+            },
+            sent: Sent::Arrived(Ok(())),
+            at: Instant::now(),
+            txn: 0,
+            filtered: true,
+        });
+        self.in_flight_gauge.set(self.in_flight.len() as u64);
     }
 
     async fn send_with_retry(
@@ -859,6 +902,12 @@ impl PartitionPipe {
             Ok(()) => {
                 let f = self.in_flight.pop_front().expect("front exists");
                 self.in_flight_bytes -= f.rec.value.len();
+                self.acked = Some(f.rec.offset);
+                self.acked_gauge.set(f.rec.offset.max(0) as u64);
+                self.in_flight_gauge.set(self.in_flight.len() as u64);
+                if f.filtered {
+                    return Ok(());
+                }
                 let ms = f.at.elapsed().as_millis() as u64;
                 mirror.m.latency_ms_total.add(ms);
                 if ms > mirror.m.latency_ms_max.get() {
@@ -866,9 +915,6 @@ impl PartitionPipe {
                 }
                 mirror.m.records.inc();
                 mirror.m.bytes.add(f.rec.value.len() as u64);
-                self.acked = Some(f.rec.offset);
-                self.acked_gauge.set(f.rec.offset.max(0) as u64);
-                self.in_flight_gauge.set(self.in_flight.len() as u64);
                 Ok(())
             }
             Err(e) => {

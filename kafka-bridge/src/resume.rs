@@ -11,13 +11,29 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::mirror::client_config;
+
+/// The tail reader's client context: reaching a partition's end is how a scan ends, not an
+/// error worth a log line.
+struct EndIsNoError;
+
+impl ClientContext for EndIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::error::RDKafkaErrorCode::PartitionEOF) {
+            tracing::trace!(reason, "end of partition");
+        } else {
+            tracing::error!(error = %error, reason, "kafka client error (tail reader)");
+        }
+    }
+}
+
+impl ConsumerContext for EndIsNoError {}
 
 /// How far back to look for a Fluvio partition's newest record in one Kafka partition
 /// (records of other Fluvio partitions or other writers may sit after it).
@@ -75,7 +91,7 @@ pub enum Spread {
 
 /// A reader of the end of the Kafka topic (blocking).
 struct KafkaTail {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndIsNoError>,
     topic: String,
     fluvio_topic: String,
 }
@@ -94,8 +110,8 @@ impl KafkaTail {
             ("isolation.level".to_string(), "read_committed".to_string()),
         ];
         settings.extend(cfg.security_settings());
-        let consumer: BaseConsumer = client_config(&settings)
-            .create()
+        let consumer: BaseConsumer<EndIsNoError> = client_config(&settings)
+            .create_with_context(EndIsNoError)
             .map_err(|e| anyhow!("kafka: tail reader: {e}"))?;
         Ok(Self {
             consumer,

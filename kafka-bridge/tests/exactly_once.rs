@@ -358,3 +358,120 @@ fn with_at_least_once_delivery_a_refused_batch_leaves_no_gap_behind_it() {
             .assert_exactly_once(run);
     }
 }
+
+/// `n` v1.1 tweets in several languages, the one at `bad` not JSON; and the offsets of the
+/// English ones other than `bad` (what an English-only filter keeps).
+fn tweets_with_a_bad_one(n: usize, bad: usize) -> (Vec<Record>, Vec<i64>) {
+    let g = x_emulator::generator::Generator::new(1_700_000_000_000);
+    let mut english = Vec::new();
+    let records = (0..n as u64)
+        .map(|seq| {
+            let f = g.facts(seq);
+            let value = if seq as usize == bad {
+                "{not a tweet".to_string()
+            } else {
+                if f.lang == "en" {
+                    english.push(seq as i64);
+                }
+                g.v1(seq)
+            };
+            Record {
+                key: Some(f.id.to_string().into_bytes().into()),
+                value: value.into_bytes().into(),
+                timestamp_ms: Some(f.time_ms),
+            }
+        })
+        .collect();
+    (records, english)
+}
+
+#[test]
+fn sink_transforms_run_in_the_bridge_and_a_record_they_reject_is_not_skipped() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge sink transforms") else {
+        return;
+    };
+    let Some((filter, shape)) = testkit::tweet_smartmodules_or_skip("bridge sink transforms")
+    else {
+        return;
+    };
+    let (n, bad) = (20_000, 10_000);
+    let (all, english) = tweets_with_a_bad_one(n, bad);
+    assert!(
+        english.len() > 1000 && english.len() < n - 1000,
+        "holes to leave"
+    );
+    let transforms = format!(
+        "transforms:\n  - uses: {}\n    with:\n      languages: [en]\n  - uses: {}\n",
+        filter.display(),
+        shape.display()
+    );
+    let bridge = Bridge::new(&broker.bootstrap(), &format!("  linger: 5ms\n{transforms}"));
+    bridge.append(&all);
+    // The record the filter cannot read stops the bridge at it, after everything before it.
+    let mut proc = bridge.start();
+    let status = proc.wait_timeout(T);
+    let out = proc.output();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("the sink transforms refused Fluvio partition 0 offset 10000"),
+        "names the record: {out}"
+    );
+    assert_eq!(bridge.committed(), Some(bad as i64 - 1));
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    let before: Vec<i64> = english
+        .iter()
+        .copied()
+        .filter(|o| *o < bad as i64)
+        .collect();
+    let offsets: Vec<i64> = got.iter().map(KafkaRecord::fluvio_offset).collect();
+    assert_eq!(offsets, before, "the English tweets before it, once each");
+    let shaped: serde_json::Value = serde_json::from_slice(&got[0].value).unwrap();
+    assert_eq!(shaped["lang"], "en", "shaped by tweet-shape: {shaped}");
+    // With the dead-letter topic it goes there, and a SIGKILL on the way changes nothing.
+    bridge.configure(
+        &broker.bootstrap(),
+        &format!("  linger: 5ms\n  on_refused: dead-letter\n{transforms}"),
+    );
+    let mut proc = bridge.start();
+    testkit::wait_for("a commit past the rejected record", T, || {
+        bridge.committed().filter(|c| *c > bad as i64).map(|_| ())
+    });
+    proc.signal(9);
+    proc.wait_timeout(T);
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, n as i64 - 1);
+    let m = testkit::metrics_socket(&bridge.dir.path().join("m.sock"));
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    assert!(m["filtered_total"].as_u64().unwrap_or(0) > 0, "{m}");
+    let got = read_topic(&broker.bootstrap(), "tweets").unwrap();
+    let dead = read_topic(&broker.bootstrap(), "tweets-dead-letter").unwrap();
+    assert_eq!(
+        dead.len(),
+        1,
+        "the rejected record in the dead-letter topic"
+    );
+    assert_eq!(dead[0].fluvio_offset(), bad as i64);
+    assert_eq!(dead[0].headers["error.class"].as_deref(), Some("transform"));
+    assert_eq!(
+        &dead[0].value[..],
+        b"{not a tweet",
+        "as it came from Fluvio"
+    );
+    let mut kept = english.clone();
+    kept.push(bad as i64);
+    kept.sort_unstable();
+    let found = got.iter().chain(&dead).map(|r| {
+        let o = r.fluvio_offset();
+        kept.binary_search(&o).map_or(-1, |i| i as i64)
+    });
+    Count::of(kept.len(), found)
+        .report(
+            "bridge",
+            "a filtering sink transform (tweet-filter English only + tweet-shape), a record it rejects dead-lettered, one SIGKILL",
+            "read_committed (confluent-kafka)",
+        )
+        .assert_exactly_once("the English tweets and the rejected one, once each");
+}

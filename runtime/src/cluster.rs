@@ -295,8 +295,6 @@ pub enum StartAt {
 pub struct PartitionStreamOptions {
     pub partition: u32,
     pub start: StartAt,
-    /// SmartModules applied on the SPU (registered names with parameters).
-    pub smartmodules: Vec<fluvio::SmartModuleInvocation>,
 }
 
 /// One consumer stream for one partition, offset-managed by `meta.consumer.id`.
@@ -342,7 +340,6 @@ pub async fn partition_stream(
     // default while keeping the client's queue of 10 fetches small.
     let max_bytes = params.max_bytes.unwrap_or(DEFAULT_CONSUMER_MAX_BYTES);
     builder.max_bytes(i32::try_from(max_bytes).unwrap_or(i32::MAX));
-    builder.smartmodule(options.smartmodules);
     // Errors reach the sink, which stops loudly (a restart resumes from its commits, and the
     // bridge from Kafka) instead of Fluvio 0.50's reconnect, whose new stream can hang.
     builder.retry_mode(RetryMode::Disabled);

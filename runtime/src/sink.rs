@@ -1,16 +1,14 @@
 //! The sink driver: connects to Fluvio and hands the connector a [`SinkContext`] from which it
-//! opens one offset-managed consumer stream per partition, with the `transforms:` applied on the
-//! SPU. The connector decides when a record is durable and commits its offset itself.
+//! opens one offset-managed consumer stream per partition, and the `transforms:` resolved to
+//! wasm for the connector to run in-process (Fluvio 0.18's SPU does not apply them to a
+//! consumer-id stream). The connector decides when a record is durable and commits its offset.
 
 use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use fluvio::consumer::ConsumerStream;
-use fluvio::{
-    Fluvio, SmartModuleExtraParams, SmartModuleInvocation, SmartModuleInvocationWasm,
-    SmartModuleKind,
-};
+use fluvio::Fluvio;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +16,7 @@ use crate::cluster::{self, PartitionStreamOptions, StartAt};
 use crate::config::{ConnectorConfig, MetaConfig, TransformStep};
 use crate::launch::{self, ConnectorInfo, Launched};
 use crate::metrics::Metrics;
-use crate::transforms::{module_source, ModuleSource};
+use crate::transforms::{self, ModuleSpec};
 
 /// How long a sink waits at start for the topic's partitions to have a leader.
 const PARTITIONS_ONLINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -27,7 +25,8 @@ const PARTITIONS_ONLINE_TIMEOUT: std::time::Duration = std::time::Duration::from
 pub struct SinkContext {
     pub fluvio: Fluvio,
     pub meta: MetaConfig,
-    pub smartmodules: Vec<SmartModuleInvocation>,
+    /// The `transforms:` chain, to run in-process on each record read (see [`transforms`]).
+    pub transforms: Vec<ModuleSpec>,
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
 }
@@ -71,11 +70,7 @@ impl SinkContext {
         cluster::partition_stream(
             &self.fluvio,
             meta,
-            PartitionStreamOptions {
-                partition,
-                start,
-                smartmodules: self.smartmodules.clone(),
-            },
+            PartitionStreamOptions { partition, start },
         )
         .await
     }
@@ -97,7 +92,7 @@ where
     })
 }
 
-/// Connect a sink to Fluvio: check the direction, prepare the SPU transforms, create the topic.
+/// Connect a sink to Fluvio: check the direction, resolve the transforms, create the topic.
 pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
     let config = &launched.config;
     anyhow::ensure!(
@@ -105,51 +100,31 @@ pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
         "meta.type `{}` is a source, but this connector is a sink",
         config.meta.kind
     );
-    let config_dir = config.dir();
-    let smartmodules = spu_invocations(&config.transforms, &config_dir)?;
     let fluvio = cluster::connect(&config.meta.name).await?;
+    let transforms = sink_transforms(&config.transforms, &config.dir(), Some(&fluvio)).await?;
     cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
     cluster::wait_until_online(&fluvio, &config.meta.topic.name, PARTITIONS_ONLINE_TIMEOUT).await?;
     crate::quick_ack::spawn();
     Ok(SinkContext {
         fluvio,
         meta: config.meta.clone(),
-        smartmodules,
+        transforms,
         shutdown: launched.shutdown.clone(),
         metrics: launched.metrics.clone(),
     })
 }
 
-/// Sink transforms run on the SPU: registered names go by name, local `.wasm` files ad hoc.
-pub fn spu_invocations(
+/// Resolve a sink's `transforms:` to wasm (registered names need `fluvio`). `lookback` needs
+/// the SPU, which sinks no longer run transforms on: it is refused, not ignored.
+pub async fn sink_transforms(
     steps: &[TransformStep],
     config_dir: &std::path::Path,
-) -> Result<Vec<SmartModuleInvocation>> {
-    steps
-        .iter()
-        .enumerate()
-        .map(|(i, step)| {
-            let wasm = match module_source(&step.uses, config_dir) {
-                ModuleSource::Registered(name) => SmartModuleInvocationWasm::Predefined(name),
-                ModuleSource::File(path) => {
-                    let bytes = std::fs::read(&path).with_context(|| {
-                        format!("transforms[{i}].uses: cannot read {}", path.display())
-                    })?;
-                    SmartModuleInvocationWasm::adhoc_from_bytes(&bytes)?
-                }
-            };
-            let lookback =
-                step.lookback
-                    .map(|l| fluvio_smartmodule::dataplane::smartmodule::Lookback {
-                        last: l.last.unwrap_or(0),
-                        age: l.age,
-                    });
-            Ok(SmartModuleInvocation {
-                wasm,
-                kind: SmartModuleKind::Generic(Default::default()),
-                params: SmartModuleExtraParams::new(step.with.clone(), lookback),
-                name: Some(step.uses.clone()),
-            })
-        })
-        .collect()
+    fluvio: Option<&Fluvio>,
+) -> Result<Vec<ModuleSpec>> {
+    if let Some(i) = steps.iter().position(|s| s.lookback.is_some()) {
+        anyhow::bail!("transforms[{i}].lookback: not supported by sink transforms (they run in the connector, one record at a time)");
+    }
+    transforms::resolve(steps, config_dir, fluvio)
+        .await
+        .context("sink transforms")
 }
