@@ -228,10 +228,12 @@ fn bridge_latency(
     let run = Run::new();
     let topic = env.unique_topic("bench-latency");
     env.run(&["topic", "create", &topic]);
+    // Into a file: a pipe read only at the end would fill and hold the watcher back.
+    let seen_path = run.dir.path().join("visible.txt");
     let watcher = Command::new(testkit::python().expect("the test Python venv (./test.sh)"))
         .arg(testkit::workspace_root().join("testkit/kafka/watch.py"))
         .args([broker, topic.as_str(), &values.len().to_string()])
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(&seen_path).unwrap())
         .spawn()
         .unwrap();
     let mut bridge = run.spawn(
@@ -253,16 +255,28 @@ fn bridge_latency(
             .topic_producer_with_config(&topic, config)
             .await
             .unwrap();
-        let started = tokio::time::Instant::now();
-        for (i, v) in values.iter().enumerate() {
-            tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate as f64))
-                .await;
-            producer
-                .send(fluvio::RecordKey::NULL, v.as_str())
-                .await
-                .unwrap();
+        // The warm-up, then a wait until the bridge mirrored it (its start-up, e.g.
+        // init_transactions, is not what is measured), then the measured records.
+        for (part, range) in [(0, 0..warmup as usize), (1, warmup as usize..values.len())] {
+            let started = tokio::time::Instant::now();
+            for (i, v) in values[range].iter().enumerate() {
+                tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate as f64))
+                    .await;
+                producer
+                    .send(fluvio::RecordKey::NULL, v.as_str())
+                    .await
+                    .unwrap();
+            }
+            producer.flush().await.unwrap();
+            let waiting = Instant::now();
+            while part == 0 && run.metric("kafka-bridge-sink", "records_mirrored_total") < warmup {
+                assert!(
+                    waiting.elapsed() < Duration::from_secs(60),
+                    "the bridge did not mirror the warm-up"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        producer.flush().await.unwrap();
     });
     let n = values.len() as u64;
     let started = Instant::now();
@@ -274,7 +288,17 @@ fn bridge_latency(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let seen = watcher.wait_with_output().unwrap();
+    let mut watcher = watcher;
+    watcher.wait().unwrap();
+    let seen = std::fs::read_to_string(&seen_path).unwrap();
+    let commits = run.metric("kafka-bridge-sink", "transactions_committed_total");
+    if commits > 0 {
+        println!(
+            "   {commits} transactions, commits held sends back {:.1} ms on average, {} ms at most",
+            run.metric("kafka-bridge-sink", "transaction_commit_ms_total") as f64 / commits as f64,
+            run.metric("kafka-bridge-sink", "transaction_commit_ms_max")
+        );
+    }
     stop(bridge);
     let fluvio_times = fluvio_record_times(env, &topic);
     env.run(&["topic", "delete", &topic]);
@@ -285,7 +309,7 @@ fn bridge_latency(
         .filter_map(|r| Some(r.ts - fluvio_times.get(&r.fluvio_offset())?))
         .collect();
     appended.sort_unstable();
-    let mut visible: Vec<i64> = String::from_utf8_lossy(&seen.stdout)
+    let mut visible: Vec<i64> = seen
         .lines()
         .filter_map(|l| {
             let (offset, at) = l.split_once(' ')?;

@@ -5,13 +5,13 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-
-use crate::lag::PartitionEnd;
 
 /// One record read from Fluvio (or the input file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,27 @@ pub struct SourceRecord {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub timestamp_ms: Option<i64>,
+}
+
+/// The end of a Fluvio partition (the offset after its last record) as last reported.
+#[derive(Clone, Debug)]
+pub struct PartitionEnd(Arc<AtomicI64>);
+
+impl Default for PartitionEnd {
+    fn default() -> Self {
+        Self(Arc::new(AtomicI64::new(-1)))
+    }
+}
+
+impl PartitionEnd {
+    /// `None` until the cluster has reported it.
+    pub fn get(&self) -> Option<i64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|e| *e >= 0)
+    }
+
+    pub fn set(&self, end: i64) {
+        self.0.store(end, Ordering::Relaxed);
+    }
 }
 
 /// How long a Fluvio stream may stay idle short of its partition's end before the records
@@ -376,5 +397,274 @@ impl FileInput {
         std::fs::write(&tmp, offset.to_string())?;
         std::fs::rename(&tmp, &path)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The Fluvio input against scripted partition streams: gaps read again, the tail read
+    //! again, commit gating, and the ways a stream fails.
+
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context as TaskContext, Poll};
+
+    use fluvio::consumer::{ConsumerBoxFuture, ConsumerStream};
+    use fluvio::dataplane::link::ErrorCode;
+    use fluvio::dataplane::record::{Batch, Record as DataRecord};
+
+    use super::*;
+
+    type Item = Result<fluvio::consumer::Record, ErrorCode>;
+    /// What a scripted stream's commits were, and where re-reads opened a stream.
+    type Commits = Arc<Mutex<Vec<&'static str>>>;
+    type Opened = Arc<Mutex<Vec<i64>>>;
+
+    /// A partition stream that hands out its items, then idles (or ends, like a stream whose
+    /// connection went away); it notes its commits.
+    struct Scripted {
+        items: VecDeque<Item>,
+        ends: bool,
+        commits: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl futures_util::Stream for Scripted {
+        type Item = Item;
+        fn poll_next(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<Item>> {
+            let this = self.get_mut();
+            match this.items.pop_front() {
+                Some(item) => Poll::Ready(Some(item)),
+                None if this.ends => Poll::Ready(None),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    impl ConsumerStream for Scripted {
+        fn offset_commit(&mut self) -> ConsumerBoxFuture<'_> {
+            self.commits.lock().unwrap().push("commit");
+            Box::pin(async { Ok(()) })
+        }
+        fn offset_flush(&mut self) -> ConsumerBoxFuture<'_> {
+            self.commits.lock().unwrap().push("flush");
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn record(offset: i64) -> Item {
+        let mut batch = Batch::new();
+        batch.add_record(DataRecord::new(format!("value {offset}")));
+        batch.base_offset = offset;
+        Ok(batch
+            .into_consumer_records_iter(0)
+            .next()
+            .expect("one record"))
+    }
+
+    fn stream(offsets: &[i64]) -> (FluvioStream, Arc<Mutex<Vec<&'static str>>>) {
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let s = Scripted {
+            items: offsets.iter().map(|o| record(*o)).collect(),
+            ends: false,
+            commits: commits.clone(),
+        };
+        (Box::new(s), commits)
+    }
+
+    /// Re-reads open a stream at the offset asked for over `offsets`; each opening is noted.
+    fn reopen(offsets: Vec<i64>) -> (Reopen, Arc<Mutex<Vec<i64>>>) {
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let seen = opened.clone();
+        let reopen: Reopen = Box::new(move |from| {
+            seen.lock().unwrap().push(from);
+            let rest: Vec<i64> = offsets.iter().copied().filter(|o| *o >= from).collect();
+            Box::pin(async move { Ok(stream(&rest).0) })
+        });
+        (reopen, opened)
+    }
+
+    fn fluvio_input(
+        offsets: &[i64],
+        again: Vec<i64>,
+        end: Option<i64>,
+    ) -> (PartitionInput, Commits, Opened) {
+        let (s, commits) = stream(offsets);
+        let (reopen, opened) = reopen(again);
+        let partition_end = PartitionEnd::default();
+        if let Some(e) = end {
+            partition_end.set(e);
+        }
+        let first = offsets.first().copied();
+        (
+            PartitionInput::fluvio(7, s, first, reopen, partition_end),
+            commits,
+            opened,
+        )
+    }
+
+    async fn offsets(input: &mut PartitionInput, n: usize) -> Vec<i64> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let r = input.next().await.unwrap().expect("a record");
+            assert_eq!(r.partition, 7);
+            assert_eq!(r.value, format!("value {}", r.offset).into_bytes());
+            out.push(r.offset);
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_in_order_pass_and_only_the_last_read_is_committed() {
+        let (mut input, commits, opened) = fluvio_input(&[0, 1, 2], vec![], Some(3));
+        assert_eq!(offsets(&mut input, 3).await, vec![0, 1, 2]);
+        assert!(!input.commit(1).await.unwrap(), "2 was read after 1");
+        assert!(commits.lock().unwrap().is_empty());
+        assert!(input.commit(2).await.unwrap());
+        assert_eq!(*commits.lock().unwrap(), vec!["commit", "flush"]);
+        assert!(opened.lock().unwrap().is_empty(), "nothing read again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_jump_reads_the_skipped_records_again_in_order() {
+        let (mut input, _, opened) = fluvio_input(&[0, 3, 4], vec![0, 1, 2, 3, 4], None);
+        assert_eq!(offsets(&mut input, 5).await, vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            *opened.lock().unwrap(),
+            vec![1],
+            "one re-read, from the gap"
+        );
+        assert!(input.commit(4).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_commit_while_records_read_again_are_still_to_be_handed_out() {
+        let (mut input, commits, _) = fluvio_input(&[0, 3], vec![1, 2, 3], None);
+        assert_eq!(offsets(&mut input, 2).await, vec![0, 1]);
+        assert!(input.holds_records());
+        assert!(!input.commit(1).await.unwrap());
+        assert_eq!(offsets(&mut input, 2).await, vec![2, 3]);
+        assert!(!input.holds_records());
+        assert!(input.commit(3).await.unwrap());
+        assert_eq!(*commits.lock().unwrap(), vec!["commit", "flush"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_gone_from_the_topic_stop_the_partition_naming_them() {
+        // Offset 2 expired by retention: the re-read finds 1, then 3.
+        let (mut input, _, _) = fluvio_input(&[0, 3], vec![1, 3], None);
+        assert_eq!(offsets(&mut input, 1).await, vec![0]);
+        let e = input.next().await.unwrap_err().to_string();
+        assert!(
+            e.contains("offsets 2..3 are missing") && e.contains("without committing past 0"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_idle_short_of_the_partition_end_reads_the_tail_again() {
+        // The batch holding 1 and 2 was dropped at the end of the partition: no jump shows it.
+        let (mut input, _, opened) = fluvio_input(&[0], vec![0, 1, 2], Some(3));
+        assert_eq!(offsets(&mut input, 3).await, vec![0, 1, 2]);
+        assert_eq!(*opened.lock().unwrap(), vec![1]);
+        assert!(
+            input.commit(2).await.is_ok_and(|c| !c),
+            "the consumer id's stream handed out 0 only"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tail_read_again_is_bounded_by_a_window() {
+        let n = TAIL_REREAD_MAX * 2 + 10;
+        let (mut input, _, opened) = fluvio_input(&[0], (0..n).collect(), Some(n));
+        let got = offsets(&mut input, n as usize).await;
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+        assert_eq!(
+            *opened.lock().unwrap(),
+            vec![1, 1 + TAIL_REREAD_MAX, 1 + 2 * TAIL_REREAD_MAX],
+            "one window at a time"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_stream_at_the_partition_end_waits() {
+        let (mut input, _, opened) = fluvio_input(&[0, 1], vec![], Some(2));
+        assert_eq!(offsets(&mut input, 2).await, vec![0, 1]);
+        let waited = tokio::time::timeout(TAIL_CHECK * 5, input.next()).await;
+        assert!(waited.is_err(), "nothing to hand out");
+        assert!(opened.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_ends_or_fails_is_a_fluvio_failure() {
+        let (mut input, _, _) = fluvio_input(&[0], vec![], None);
+        if let PartitionInput::Fluvio { stream, .. } = &mut input {
+            let commits = Arc::new(Mutex::new(Vec::new()));
+            *stream = Box::new(Scripted {
+                items: [record(0)].into(),
+                ends: true,
+                commits,
+            });
+        }
+        assert_eq!(offsets(&mut input, 1).await, vec![0]);
+        let e = input.next().await.unwrap_err();
+        assert!(e.is::<FluvioFailed>(), "{e}");
+        assert!(e
+            .to_string()
+            .contains("Fluvio partition 7: the stream ended"));
+
+        let (mut input, _, _) = fluvio_input(&[0], vec![], None);
+        if let PartitionInput::Fluvio { stream, .. } = &mut input {
+            *stream = Box::new(Scripted {
+                items: [Err(ErrorCode::OffsetOutOfRange)].into(),
+                ends: false,
+                commits: Default::default(),
+            });
+        }
+        let e = input.next().await.unwrap_err();
+        assert!(
+            e.is::<FluvioFailed>() && e.to_string().contains("OffsetOutOfRange"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_cut_short_by_shutdown_loses_nothing() {
+        // `next` is raced with acknowledgements and signals: dropping it mid-re-read keeps the
+        // re-read, and the next call hands its records out.
+        let (mut input, _, opened) = fluvio_input(&[0, 3], vec![1, 2, 3], None);
+        assert_eq!(offsets(&mut input, 1).await, vec![0]);
+        let mut cut = 0;
+        let got = loop {
+            match futures_util::FutureExt::now_or_never(input.next()) {
+                Some(r) => break r.unwrap().unwrap().offset,
+                None => cut += 1,
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(cut > 0, "the re-read runs on its own task");
+        assert_eq!(got, 1);
+        assert_eq!(offsets(&mut input, 2).await, vec![2, 3]);
+        assert_eq!(opened.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_capture_file_is_read_from_its_start_and_commits_any_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let lines: String = (0..5)
+            .map(|i| {
+                connector_runtime::output::capture_line(&connector_runtime::Record::new(
+                    None,
+                    format!("v{i}"),
+                ))
+            })
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let mut input = PartitionInput::File(FileInput::open(path.clone(), 3).unwrap());
+        let r = input.next().await.unwrap().unwrap();
+        assert_eq!((r.offset, r.value), (3, b"v3".to_vec()));
+        assert!(input.commit(1).await.unwrap());
+        assert_eq!(FileInput::committed(&path), Some(1));
     }
 }

@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use connector_runtime::cluster;
 use connector_runtime::metrics::Metrics;
+
 use fluvio::Fluvio;
 use tokio_util::sync::CancellationToken;
+
+use crate::input::PartitionEnd;
 
 /// How often the partition ends are asked for.
 pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
@@ -34,27 +37,6 @@ impl Progress {
 
     fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// The end of a Fluvio partition (the offset after its last record) as last reported.
-#[derive(Clone, Debug)]
-pub struct PartitionEnd(Arc<AtomicI64>);
-
-impl Default for PartitionEnd {
-    fn default() -> Self {
-        Self(Arc::new(AtomicI64::new(-1)))
-    }
-}
-
-impl PartitionEnd {
-    /// `None` until the cluster has reported it.
-    pub fn get(&self) -> Option<i64> {
-        Some(self.0.load(Ordering::Relaxed)).filter(|e| *e >= 0)
-    }
-
-    fn set(&self, end: i64) {
-        self.0.store(end, Ordering::Relaxed);
     }
 }
 

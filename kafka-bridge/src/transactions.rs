@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use connector_runtime::metrics::{Counter, Metrics};
+use connector_runtime::metrics::{Counter, Gauge, Metrics};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::{watch, Notify, RwLock, RwLockReadGuard};
@@ -57,6 +57,9 @@ pub struct Transactions {
     commit_now: Notify,
     commits: Counter,
     aborts: Counter,
+    /// How long commits held sends back (sum and longest, ms).
+    commit_ms: Counter,
+    commit_ms_max: Gauge,
 }
 
 /// The permission to produce into the open transaction `number`; commits wait for it.
@@ -83,6 +86,22 @@ impl Fenced {
     /// Another instance with `transactional_id` took over (`cause`: what Kafka said).
     pub fn new(transactional_id: &str, cause: &dyn std::fmt::Display) -> Self {
         Self(format!("another bridge instance with the same transactional.id (`{transactional_id}`, from meta.consumer.id and the Fluvio topic) took over: this one stops without committing anything more ({cause})"))
+    }
+}
+
+/// How long one flush waits before the committer looks at the transaction's state again.
+const FLUSH_STEP: Duration = Duration::from_millis(100);
+
+/// librdkafka's own flush: what lingers is sent at once, and it returns as soon as every
+/// delivery is in (or after `timeout`).
+fn flush_now(producer: &FutureProducer<AuthWatch>, timeout: Duration) -> Result<(), KafkaError> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `producer` keeps its librdkafka handle alive for the call, and rd_kafka_flush
+    // may be called from any thread.
+    let code = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), ms) };
+    match RDKafkaErrorCode::from(code) {
+        RDKafkaErrorCode::NoError => Ok(()),
+        e => Err(KafkaError::Flush(e)),
     }
 }
 
@@ -145,6 +164,14 @@ impl Transactions {
             aborts: metrics.counter(
                 "transactions_aborted_total",
                 "Kafka transactions aborted (their records are read again from Fluvio)",
+            ),
+            commit_ms: metrics.counter(
+                "transaction_commit_ms_total",
+                "time commits held sends back, summed (divide by transactions_committed_total)",
+            ),
+            commit_ms_max: metrics.gauge(
+                "transaction_commit_ms_max",
+                "the longest time one commit held sends back",
             ),
         }))
     }
@@ -245,9 +272,8 @@ impl Transactions {
         let _alone = self.gate.write().await;
         let number = self.open.load(Ordering::Relaxed);
         let started = std::time::Instant::now();
-        // Wait for every delivery first: rdkafka's commit flushes, and its flush waits 100 ms
-        // whenever anything is still outstanding (it polls a queue the producer's own thread
-        // serves), which would cap the bridge at ten commits a second.
+        // Every delivery first, sent at once (not after the linger): rdkafka's commit flushes
+        // in 100 ms polling steps, which would hold sends back that long on every commit.
         let mut reported = started;
         while self.producer.in_flight_count() > 0 {
             if self.doomed.load(Ordering::Relaxed) || abandon.is_cancelled() {
@@ -257,7 +283,7 @@ impl Transactions {
                 tracing::warn!(waited = ?started.elapsed(), outstanding = self.producer.in_flight_count(), "Kafka has not acknowledged the transaction's records yet (a broker away?); waiting");
                 reported = std::time::Instant::now();
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            let _ = blocking(&self.producer, |p| flush_now(p, FLUSH_STEP)).await;
         }
         loop {
             if self.doomed.load(Ordering::Relaxed) || abandon.is_cancelled() {
@@ -291,6 +317,11 @@ impl Transactions {
         self.open.store(number + 1, Ordering::Relaxed);
         self.sent.store(0, Ordering::Relaxed);
         self.commits.inc();
+        let took = started.elapsed().as_millis() as u64;
+        self.commit_ms.add(took);
+        if took > self.commit_ms_max.get() {
+            self.commit_ms_max.set(took);
+        }
         self.state.send_modify(|s| s.committed = number);
         tracing::trace!(number, took = ?started.elapsed(), "transaction committed");
         Ok(())

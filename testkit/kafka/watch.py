@@ -21,14 +21,12 @@ c.subscribe([topic])
 seen = 0
 out = sys.stdout
 while seen < n and time.time() < deadline:
-    m = c.poll(0.1)
-    if m is None:
-        continue
-    if m.error():
-        raise KafkaException(m.error())
-    now = int(time.time() * 1000)
-    offset = dict(m.headers() or []).get("fluvio.offset", b"-1").decode()
-    out.write(f"{offset} {now}\n")
-    seen += 1
+    for m in c.consume(num_messages=1000, timeout=0.05):
+        if m.error():
+            raise KafkaException(m.error())
+        now = int(time.time() * 1000)
+        offset = dict(m.headers() or []).get("fluvio.offset", b"-1").decode()
+        out.write(f"{offset} {now}\n")
+        seen += 1
 out.flush()
 c.close()
