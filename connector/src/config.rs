@@ -108,7 +108,7 @@ pub struct TwitterConfig {
 
     /// Reconnect when nothing, not even a keep-alive, arrived for this long
     /// (default 30s for v2, 90s for v1.1).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "connector_runtime::units::opt_duration")]
     pub stall_timeout: Option<Duration>,
     #[serde(default)]
     pub reconnect: ReconnectConfig,
@@ -158,22 +158,40 @@ pub struct RuleConfig {
 #[serde(deny_unknown_fields)]
 pub struct ReconnectConfig {
     /// Network errors: linear steps of this much...
-    #[serde(default = "d_250ms", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_250ms",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub network_step: Duration,
     /// ...up to this.
-    #[serde(default = "d_16s", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_16s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub network_max: Duration,
     /// Retryable HTTP errors: exponential from this...
-    #[serde(default = "d_5s", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_5s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub http_initial: Duration,
     /// ...up to this.
-    #[serde(default = "d_320s", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_320s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub http_max: Duration,
     /// 420/429: exponential from this (and never before `x-rate-limit-reset`)...
-    #[serde(default = "d_60s", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_60s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub rate_limit_initial: Duration,
     /// ...up to this.
-    #[serde(default = "d_960s", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_960s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub rate_limit_max: Duration,
     /// Give up (exit 1) after this many failed attempts in a row (default: never).
     #[serde(default)]
@@ -400,22 +418,18 @@ fn d_960s() -> Duration {
     Duration::from_secs(960)
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    use serde::de::Error;
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| D::Error::custom(format!("expected a duration like `250ms`: {e}")))
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    de_duration(d).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use connector_runtime::secrets::SecretStore;
     use connector_runtime::ConnectorConfig;
+
+    #[test]
+    fn connector_toml_lists_every_field() {
+        testkit::connector_toml::assert_lists_every_field::<TwitterConfig>(
+            &testkit::workspace_root().join("connector/Connector.toml"),
+        );
+    }
 
     #[test]
     fn every_example_config_parses_and_validates() {

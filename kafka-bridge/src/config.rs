@@ -41,10 +41,13 @@ pub struct KafkaConfig {
     #[serde(default = "yes")]
     pub timestamps: bool,
     /// `none`, `gzip`, `snappy`, `lz4` (default) or `zstd`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
+    #[serde(default)]
+    pub compression: Compression,
     /// Producer linger (default 20ms).
-    #[serde(default = "d_20ms", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_20ms",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub linger: Duration,
     /// Producer batch size in bytes (default 1 MiB).
     #[serde(default = "default_batch")]
@@ -57,12 +60,15 @@ pub struct KafkaConfig {
     #[serde(default = "default_in_flight_bytes")]
     pub max_in_flight_bytes: usize,
     /// How often to commit the Fluvio offset (default 2s; also on shutdown).
-    #[serde(default = "d_2s", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_2s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub commit_interval: Duration,
     /// Stop (exit 1) when Kafka has not acknowledged a record this long after it was read.
     /// Default: never; librdkafka sends it again, in order and without duplicates, until a
     /// broker takes it. Either way nothing is skipped: the next start resumes from Kafka.
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "connector_runtime::units::opt_duration")]
     pub delivery_timeout: Option<Duration>,
     /// Resume each Fluvio partition after the `fluvio.offset` header of the last record in
     /// Kafka (default true; required by `exactly-once`).
@@ -77,7 +83,10 @@ pub struct KafkaConfig {
     pub delivery: Delivery,
     /// How often the open transaction commits (default 100ms): `read_committed` readers see
     /// records this much later at most, plus the commit itself.
-    #[serde(default = "d_100ms", deserialize_with = "de_duration")]
+    #[serde(
+        default = "d_100ms",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
     pub transaction_interval: Duration,
     /// What to do with a record Kafka refuses (too large for the topic, invalid): `stop`
     /// (default; exit 1 naming it, everything before it mirrored, every restart stops there
@@ -98,6 +107,97 @@ pub struct KafkaConfig {
     /// Raw librdkafka settings, passed through (they win over everything above).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// librdkafka's `compression.type`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    #[default]
+    #[serde(alias = "PLAINTEXT")]
+    Plaintext,
+    #[serde(alias = "SSL")]
+    Ssl,
+    #[serde(alias = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(alias = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl Protocol {
+    /// librdkafka's `security.protocol`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn is_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// librdkafka's `sasl.mechanism`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// A config value that is well-formed but does not fit with the rest.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigError {
+    /// The field's path, e.g. `kafka.security.sasl`.
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError {
+        field,
+        problem: problem.into(),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -163,26 +263,16 @@ impl<'de> Deserialize<'de> for Partitioning {
 }
 
 /// How to talk to the brokers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
     /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
+    #[serde(default)]
+    pub protocol: Protocol,
     #[serde(default)]
     pub ssl: Option<Ssl>,
     #[serde(default)]
     pub sasl: Option<Sasl>,
-}
-
-impl Default for Security {
-    fn default() -> Self {
-        Self {
-            protocol: default_protocol(),
-            ssl: None,
-            sasl: None,
-        }
-    }
 }
 
 /// TLS material, as files or inline PEM.
@@ -213,65 +303,54 @@ pub struct Ssl {
 #[serde(deny_unknown_fields)]
 pub struct Sasl {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
-    pub mechanism: String,
+    pub mechanism: SaslMechanism,
     pub username: SecretString,
     pub password: SecretString,
 }
 
 impl KafkaConfig {
     /// Cross-field checks, with the field path in each message.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.brokers.trim().is_empty() {
-            return Err("kafka.brokers: empty".into());
+            return invalid("kafka.brokers", "empty");
         }
         if self.topic.trim().is_empty() {
-            return Err("kafka.topic: empty".into());
+            return invalid("kafka.topic", "empty");
         }
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
-            return Err(format!(
-                "kafka.compression: expected one of none, gzip, snappy, lz4, zstd, got `{}`",
-                self.compression
-            ));
-        }
-        let p = self.security.protocol.to_ascii_lowercase();
-        if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&p.as_str()) {
-            return Err(format!("kafka.security.protocol: expected one of plaintext, ssl, sasl_plaintext, sasl_ssl, got `{}`", self.security.protocol));
-        }
-        if p.starts_with("sasl") {
-            let Some(sasl) = &self.security.sasl else {
-                return Err(format!(
-                    "kafka.security.sasl: protocol `{p}` needs {{mechanism, username, password}}"
-                ));
-            };
-            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&sasl.mechanism.as_str()) {
-                return Err(format!("kafka.security.sasl.mechanism: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got `{}`", sasl.mechanism));
-            }
+        if self.security.protocol.is_sasl() && self.security.sasl.is_none() {
+            return invalid(
+                "kafka.security.sasl",
+                format!(
+                    "protocol `{}` needs {{mechanism, username, password}}",
+                    self.security.protocol.as_str()
+                ),
+            );
         }
         if let Some(ssl) = &self.security.ssl {
             if ssl.ca_file.is_some() && ssl.ca_pem.is_some() {
-                return Err("kafka.security.ssl: give ca_file or ca_pem, not both".into());
+                return invalid("kafka.security.ssl", "give ca_file or ca_pem, not both");
             }
             if ssl.key_file.is_some() && ssl.key_pem.is_some() {
-                return Err("kafka.security.ssl: give key_file or key_pem, not both".into());
+                return invalid("kafka.security.ssl", "give key_file or key_pem, not both");
             }
         }
         if self.max_in_flight == 0 {
-            return Err("kafka.max_in_flight: expected at least 1".into());
+            return invalid("kafka.max_in_flight", "expected at least 1");
         }
         if self.replication < 1 {
-            return Err("kafka.replication: expected at least 1".into());
+            return invalid("kafka.replication", "expected at least 1");
         }
         if self.delivery == Delivery::ExactlyOnce && !(self.headers && self.resume_from_kafka) {
-            return Err("kafka.delivery: `exactly-once` resumes from the fluvio.* headers in Kafka: it needs headers: true and resume_from_kafka: true (or set delivery: at-least-once)".into());
+            return invalid("kafka.delivery", "`exactly-once` resumes from the fluvio.* headers in Kafka: it needs headers: true and resume_from_kafka: true (or set delivery: at-least-once)");
         }
         if self.on_refused == OnRefused::DeadLetter && self.delivery != Delivery::ExactlyOnce {
-            return Err("kafka.on_refused: `dead-letter` needs delivery: exactly-once (the records after a refused one must not become visible before it is set aside)".into());
+            return invalid("kafka.on_refused", "`dead-letter` needs delivery: exactly-once (the records after a refused one must not become visible before it is set aside)");
         }
         if self.on_refused == OnRefused::DeadLetter && self.dead_letter_topic() == self.topic {
-            return Err("kafka.dead_letter_topic: must differ from kafka.topic".into());
+            return invalid("kafka.dead_letter_topic", "must differ from kafka.topic");
         }
         if self.transaction_interval.is_zero() {
-            return Err("kafka.transaction_interval: expected more than 0".into());
+            return invalid("kafka.transaction_interval", "expected more than 0");
         }
         Ok(())
     }
@@ -300,7 +379,7 @@ impl KafkaConfig {
             ("client.id".into(), client_id.into()),
             ("enable.idempotence".into(), "true".into()),
             ("acks".into(), "all".into()),
-            ("compression.type".into(), self.compression.clone()),
+            ("compression.type".into(), self.compression.as_str().into()),
             ("linger.ms".into(), self.linger.as_millis().to_string()),
             (
                 "batch.size".into(),
@@ -316,6 +395,10 @@ impl KafkaConfig {
             // For the `kafka_request_failures` metric.
             ("statistics.interval.ms".into(), "1000".into()),
         ];
+        if self.partitioning == Partitioning::Key {
+            // Keys land where the Java client (and the Scala producer this replaces) put them.
+            s.push(("partitioner".into(), "murmur2_random".into()));
+        }
         if self.delivery == Delivery::ExactlyOnce {
             s.push(("transactional.id".into(), transactional_id.into()));
             // The broker answers the first record of a transaction that follows a commit
@@ -341,7 +424,7 @@ impl KafkaConfig {
     pub fn security_settings(&self) -> Vec<(String, String)> {
         let mut s = vec![(
             "security.protocol".to_string(),
-            self.security.protocol.to_ascii_lowercase(),
+            self.security.protocol.as_str().to_string(),
         )];
         if let Some(ssl) = &self.security.ssl {
             let mut put = |k: &str, v: &Option<String>| {
@@ -370,7 +453,7 @@ impl KafkaConfig {
             }
         }
         if let Some(sasl) = &self.security.sasl {
-            s.push(("sasl.mechanism".into(), sasl.mechanism.clone()));
+            s.push(("sasl.mechanism".into(), sasl.mechanism.as_str().into()));
             s.push(("sasl.username".into(), sasl.username.expose().into()));
             s.push(("sasl.password".into(), sasl.password.expose().into()));
         }
@@ -386,12 +469,6 @@ impl KafkaConfig {
 
 fn default_topic() -> String {
     "tweets".into()
-}
-fn default_compression() -> String {
-    "lz4".into()
-}
-fn default_protocol() -> String {
-    "plaintext".into()
 }
 fn default_batch() -> u64 {
     1 << 20
@@ -417,23 +494,19 @@ fn d_100ms() -> Duration {
 fn d_2s() -> Duration {
     Duration::from_secs(2)
 }
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    de_duration(d).map(Some)
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    use serde::de::Error;
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| D::Error::custom(format!("expected a duration like `20ms`: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(y: &str) -> KafkaConfig {
         serde_yaml::from_str(y).unwrap()
+    }
+
+    #[test]
+    fn connector_toml_lists_every_field() {
+        testkit::connector_toml::assert_lists_every_field::<KafkaConfig>(
+            &testkit::workspace_root().join("kafka-bridge/Connector.toml"),
+        );
     }
 
     #[test]
@@ -499,15 +572,24 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        assert!(parse("brokers: b\ncompression: brotli\n")
-            .validate()
-            .unwrap_err()
-            .starts_with("kafka.compression"));
-        assert!(parse("brokers: b\nsecurity: {protocol: sasl_plaintext}\n")
-            .validate()
-            .unwrap_err()
-            .starts_with("kafka.security.sasl"));
-        assert!(parse("brokers: b\nsecurity: {protocol: sasl_plaintext, sasl: {mechanism: GSSAPI, username: u, password: p}}\n").validate().unwrap_err().contains("mechanism"));
+        let refused = |y: &str| {
+            serde_yaml::from_str::<KafkaConfig>(y)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = refused("brokers: b\ncompression: brotli\n");
+        assert!(e.contains("brotli") && e.contains("zstd"), "{e}");
+        assert_eq!(
+            parse("brokers: b\nsecurity: {protocol: sasl_plaintext}\n")
+                .validate()
+                .unwrap_err()
+                .field,
+            "kafka.security.sasl"
+        );
+        let e = refused("brokers: b\nsecurity: {protocol: sasl_plaintext, sasl: {mechanism: GSSAPI, username: u, password: p}}\n");
+        assert!(e.contains("GSSAPI") && e.contains("SCRAM-SHA-512"), "{e}");
+        let e = refused("brokers: b\nsecurity: {protocol: tls}\n");
+        assert!(e.contains("sasl_ssl"), "{e}");
         assert!(serde_yaml::from_str::<KafkaConfig>("brokers: b\npartitioning: random\n").is_err());
         assert!(
             serde_yaml::from_str::<KafkaConfig>("brokers: b\ndelivery: twice\n")
@@ -515,18 +597,22 @@ mod tests {
                 .to_string()
                 .contains("exactly-once")
         );
-        assert!(parse("brokers: b\nresume_from_kafka: false\n")
-            .validate()
-            .unwrap_err()
-            .starts_with("kafka.delivery"));
+        assert_eq!(
+            parse("brokers: b\nresume_from_kafka: false\n")
+                .validate()
+                .unwrap_err()
+                .field,
+            "kafka.delivery"
+        );
         parse("brokers: b\nresume_from_kafka: false\ndelivery: at-least-once\n")
             .validate()
             .unwrap();
-        assert!(
+        assert_eq!(
             parse("brokers: b\non_refused: dead-letter\ndead_letter_topic: tweets\n")
                 .validate()
                 .unwrap_err()
-                .starts_with("kafka.dead_letter_topic")
+                .field,
+            "kafka.dead_letter_topic"
         );
         assert!(
             serde_yaml::from_str::<KafkaConfig>("brokers: b\nbrokerz: c\n")

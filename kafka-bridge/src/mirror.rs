@@ -751,6 +751,13 @@ impl PartitionPipe {
                         return Err(refused.into());
                     }
                 }
+                // A send refused because the transaction failed under earlier records: the
+                // first of them Kafka did not take says what happened.
+                if mirror.txn.is_some() && !self.in_flight.is_empty() {
+                    if let Some(first) = self.failed_delivery(mirror).await {
+                        return Err(first);
+                    }
+                }
                 return Err(e);
             }
         };

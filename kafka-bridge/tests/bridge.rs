@@ -721,3 +721,16 @@ fn sigterm_with_kafka_gone_exits_in_bounded_time_without_committing_unacknowledg
         "nothing Kafka did not acknowledge is committed"
     );
 }
+
+#[test]
+fn the_java_partitioner_of_the_checks_matches_kafkas_own_test_vectors() {
+    // Kafka's UtilsTest: murmur2 of these keys, made positive (2^31 partitions: the hash itself).
+    for (key, positive) in [
+        ("21", 1_173_551_340),
+        ("foobar", 1_357_151_166),
+        ("a-little-bit-long-string", 1_161_502_112),
+        ("abc", 479_470_107),
+    ] {
+        assert_eq!(java_partition(key.as_bytes(), 1 << 31), positive, "{key}");
+    }
+}

@@ -3,7 +3,8 @@
 //! Loading renders secrets first (see [`crate::secrets`]), then deserialises each part with the
 //! path of every field kept, so an error reads
 //! `config.yaml: meta.consumer.offset.strategy: unknown variant `x`, expected one of `none`, `manual`, `auto``.
-//! Unknown keys are tolerated like upstream, but each is logged as a warning (typos show up).
+//! Unknown keys in `meta` and at the top level are tolerated like upstream, each logged as a
+//! warning (typos show up); a connector's own section refuses them (its struct names them).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -114,13 +115,13 @@ impl TopicConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub struct ProducerParams {
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "crate::units::opt_duration")]
     pub linger: Option<Duration>,
     #[serde(default)]
     pub compression: Option<Compression>,
-    #[serde(default, deserialize_with = "de_opt_bytes")]
+    #[serde(default, deserialize_with = "crate::units::opt_bytes")]
     pub batch_size: Option<u64>,
-    #[serde(default, deserialize_with = "de_opt_bytes")]
+    #[serde(default, deserialize_with = "crate::units::opt_bytes")]
     pub max_request_size: Option<u64>,
 }
 
@@ -157,7 +158,7 @@ pub struct ConsumerParams {
     pub id: Option<String>,
     #[serde(default)]
     pub partition: PartitionSelection,
-    #[serde(default, deserialize_with = "de_opt_bytes")]
+    #[serde(default, deserialize_with = "crate::units::opt_bytes")]
     pub max_bytes: Option<u64>,
     #[serde(default)]
     pub offset: OffsetConfig,
@@ -269,7 +270,7 @@ pub struct TransformStep {
 pub struct Lookback {
     #[serde(default)]
     pub last: Option<u64>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "crate::units::opt_duration")]
     pub age: Option<Duration>,
 }
 
@@ -331,16 +332,16 @@ struct RawTopicPartition {
     replication: Option<u32>,
     #[serde(default)]
     ignore_rack_assignment: Option<bool>,
-    #[serde(default, deserialize_with = "de_opt_bytes")]
+    #[serde(default, deserialize_with = "crate::units::opt_bytes")]
     max_size: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 struct RawTopicRetention {
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "crate::units::opt_duration")]
     time: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_bytes")]
+    #[serde(default, deserialize_with = "crate::units::opt_bytes")]
     segment_size: Option<u64>,
 }
 
@@ -657,19 +658,6 @@ fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => humantime::parse_duration(&s).map(Some).map_err(|e| {
-            D::Error::custom(format!("expected a duration like `100ms` or `5s`: {e}"))
-        }),
-        Some(Value::Number(n)) if n.is_u64() => {
-            Ok(Some(Duration::from_millis(n.as_u64().unwrap_or(0))))
-        }
-        Some(_) => Err(D::Error::custom("expected a duration like `100ms` or `5s`")),
-    }
-}
-
 fn de_opt_flush_period<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
@@ -679,32 +667,12 @@ fn de_opt_flush_period<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
             let nanos = u32::try_from(nanos).map_err(|_| D::Error::custom("nanos out of range"))?;
             Ok(Some(Duration::new(secs, nanos)))
         }
-        Some(Value::String(s)) => humantime::parse_duration(&s).map(Some).map_err(|e| {
-            D::Error::custom(format!(
-                "expected {{secs, nanos}} or a duration like `10s`: {e}"
-            ))
-        }),
+        Some(v @ Value::String(_)) => crate::units::parse_duration(v)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("expected {{secs, nanos}} or {e}"))),
         Some(_) => Err(D::Error::custom(
             "expected {secs, nanos} or a duration like `10s`",
         )),
-    }
-}
-
-fn de_opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| D::Error::custom("expected a positive byte count")),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|b| Some(b.as_u64()))
-            .map_err(|e| {
-                D::Error::custom(format!("expected a size like `512 KB` or `1 MiB`: {e}"))
-            }),
-        Some(_) => Err(D::Error::custom("expected a size like `512 KB` or `1 MiB`")),
     }
 }
 

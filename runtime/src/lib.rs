@@ -44,6 +44,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod transforms;
+pub mod units;
 
 pub use config::ConnectorConfig;
 pub use launch::ConnectorInfo;

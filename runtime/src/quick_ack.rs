@@ -1,7 +1,7 @@
 //! Prompt TCP acknowledgements for sinks.
 //!
-//! Fluvio 0.50's SPU writes to its sockets without `TCP_NODELAY`: a small write waits until the
-//! client acknowledged the previous one. A client that only reads (a sink) delays its
+//! Fluvio 0.18's SPU (client crates 0.50) writes to its sockets without `TCP_NODELAY`: a small
+//! write waits until the client acknowledged the previous one. A client that only reads (a sink) delays its
 //! acknowledgements, by up to 40 ms on Linux, so records reach a sink in bursts every ~44 ms.
 //! Measured on the bridge at 6,000 records/s: p50 30 ms and p99 98 ms from the producer to the
 //! bridge, against 4 ms and 7 ms with immediate acknowledgements. Until the SPU sets

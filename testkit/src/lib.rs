@@ -11,6 +11,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 pub mod bench;
+pub mod connector_toml;
 pub mod data;
 pub mod fluvio;
 pub mod kafka;

@@ -147,7 +147,40 @@ pub fn fluvio_offset(r: &KafkaRecord) -> i64 {
         .unwrap()
 }
 
-/// Each Fluvio offset exactly once, in order, in each Kafka partition (key partitioning).
+/// The partition the Java client's default partitioner picks for `key`: Kafka's murmur2
+/// (seed 0x9747b28c), made positive, modulo the partition count. Written from the algorithm
+/// (Kafka's `Utils.murmur2`), to check the bridge against it.
+pub fn java_partition(key: &[u8], partitions: u32) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ key.len() as u32;
+    let mut chunks = key.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() == 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    (h & 0x7fff_ffff) % partitions
+}
+
+/// Each Fluvio offset exactly once, in order, in each Kafka partition (key partitioning), each
+/// key in the partition the Java client would put it in.
 pub fn assert_exactly_once_by_key(got: &[KafkaRecord], n: usize) {
     let mut by_partition: std::collections::BTreeMap<i32, Vec<&KafkaRecord>> = Default::default();
     for r in got {
@@ -157,6 +190,16 @@ pub fn assert_exactly_once_by_key(got: &[KafkaRecord], n: usize) {
         by_partition.len() > 1,
         "key partitioning used one partition"
     );
+    let partitions = by_partition.len().max(3) as u32;
+    for r in got.iter().take(200) {
+        let key = r.key.as_deref().expect("a keyed record");
+        assert_eq!(
+            r.partition as u32,
+            java_partition(key, partitions),
+            "the Java client's partition for key {}",
+            String::from_utf8_lossy(key)
+        );
+    }
     for (p, records) in &by_partition {
         let offsets: Vec<i64> = records.iter().map(|r| fluvio_offset(r)).collect();
         assert!(
