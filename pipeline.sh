@@ -131,7 +131,7 @@ sed "s|brokers: 127.0.0.1:9092|brokers: $brokers|" kafka-bridge/config.yaml >"$r
 
 deploy() { # name config metrics-port binary
   if command -v cdk >/dev/null 2>&1; then
-    (cd "$root" && CONNECTOR_METRICS_ADDR="127.0.0.1:$3" cdk deploy start --config "$2" --secrets "$secrets")
+    (cd "$root" && CONNECTOR_METRICS_ADDR="127.0.0.1:$3" cdk deploy -p "$4" start --config "$2" --secrets "$secrets")
     sed -n 's/^  name: //p' "$2" | head -1 >"$run/$1.cdk"
   else
     # What `cdk deploy start` does: the release binary with --config, logs to ./<name>.log.

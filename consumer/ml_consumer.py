@@ -3,12 +3,19 @@
 tweet (the tweet-shape record, see smartmodules/tweet-shape/tweet.schema.json) into a feature
 dict, ready for a model. Raw v1.1/v2 tweets are accepted too (only the id and text are used).
 
+    pip install -r consumer/requirements.txt
     python consumer/ml_consumer.py --brokers 127.0.0.1:9092 [--group ml] [--max N]
+    python consumer/ml_consumer.py --brokers 127.0.0.1:9092 --batch train.csv --max 10000
 
-Offsets are committed after each record is handled (at-least-once), so a crash re-reads
-at most what was in hand; the `fluvio.offset` header lets a model store deduplicate.
+Each record's offset is stored once it is handled and committed in the background
+(`enable.auto.offset.store: false` + auto-commit): at-least-once without a synchronous commit
+per record; a crash re-reads at most the last few seconds, and the `fluvio.offset` header lets
+a model store deduplicate. It reads `read_committed` (confluent-kafka's default), so it sees
+what the bridge mirrored exactly once. `--batch` writes the features as a CSV training batch
+instead of JSON lines.
 """
 import argparse
+import csv
 import json
 import math
 import re
@@ -50,16 +57,45 @@ def parse(value: bytes) -> dict:
     return {"id": data.get("id_str") or data.get("id"), "text": data.get("text"), "lang": data.get("lang")}
 
 
-def run(brokers: str, topic: str, group: str, max_records: int | None, out=sys.stdout) -> int:
+COLUMNS = ["id", "fluvio_offset", "lang", "kind", "tokens", "chars", "hashtags", "n_mentions", "n_urls",
+           "has_media", "log_followers", "verified", "hour_utc", "interests"]
+
+
+class CsvBatch:
+    """Feature rows as CSV (lists joined with `|`), header first."""
+
+    def __init__(self, out):
+        self.writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
+        self.writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        flat = {k: "|".join(v) if isinstance(v, list) else ("" if v is None else v) for k, v in row.items()}
+        self.writer.writerow(flat)
+
+
+class JsonLines:
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, row: dict) -> None:
+        print(json.dumps(row, ensure_ascii=False), file=self.out, flush=True)
+
+
+def run(brokers: str, topic: str, group: str, max_records: int | None, out=sys.stdout,
+        batch: bool = False, idle_secs: float | None = None) -> int:
+    """Read until a signal, `max_records`, or (with `idle_secs`) that long without a record."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({
         "bootstrap.servers": brokers,
         "group.id": group,
         "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
+        "enable.auto.commit": True,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
     })
     consumer.subscribe([topic])
+    sink = CsvBatch(out) if batch else JsonLines(out)
     stopping = False
 
     def stop(*_):
@@ -69,26 +105,31 @@ def run(brokers: str, topic: str, group: str, max_records: int | None, out=sys.s
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     n = 0
+    idle = 0.0
     try:
         while not stopping and (max_records is None or n < max_records):
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            if msg.error():
-                print(f"kafka: {msg.error()}", file=sys.stderr)
-                continue
-            try:
-                row = features(parse(msg.value()))
-            except (ValueError, AttributeError) as e:
-                print(f"skipped offset {msg.offset()}: {e}", file=sys.stderr)
-            else:
-                offset = dict(msg.headers() or []).get("fluvio.offset")
-                row["fluvio_offset"] = int(offset) if offset else None
-                print(json.dumps(row, ensure_ascii=False), file=out, flush=True)
-            consumer.commit(message=msg, asynchronous=False)
-            n += 1
+            if idle_secs is not None and idle >= idle_secs:
+                break
+            want = 500 if max_records is None else min(500, max_records - n)
+            msgs = consumer.consume(num_messages=want, timeout=0.5)
+            idle = idle + 0.5 if not msgs else 0.0
+            for msg in msgs:
+                if msg.error():
+                    print(f"kafka: {msg.error()}", file=sys.stderr)
+                    continue
+                try:
+                    row = features(parse(msg.value()))
+                except (ValueError, AttributeError) as e:
+                    print(f"skipped offset {msg.offset()}: {e}", file=sys.stderr)
+                else:
+                    offset = dict(msg.headers() or []).get("fluvio.offset")
+                    row["fluvio_offset"] = int(offset) if offset else None
+                    sink.write(row)
+                consumer.store_offsets(message=msg)
+                n += 1
     finally:
-        consumer.close()
+        out.flush()
+        consumer.close()  # commits the stored offsets
     return n
 
 
@@ -98,8 +139,15 @@ def main() -> None:
     ap.add_argument("--topic", default="tweets")
     ap.add_argument("--group", default="ml-features")
     ap.add_argument("--max", type=int, default=None, help="stop after this many records")
+    ap.add_argument("--batch", metavar="CSV", help="write a CSV training batch of features to this file")
+    ap.add_argument("--idle", type=float, default=None, help="stop after this many seconds without a record")
     a = ap.parse_args()
-    run(a.brokers, a.topic, a.group, a.max)
+    if a.batch:
+        with open(a.batch, "w", newline="", encoding="utf-8") as f:
+            n = run(a.brokers, a.topic, a.group, a.max, out=f, batch=True, idle_secs=a.idle or 10.0)
+        print(f"wrote {n} rows to {a.batch}", file=sys.stderr)
+    else:
+        run(a.brokers, a.topic, a.group, a.max, idle_secs=a.idle)
 
 
 if __name__ == "__main__":

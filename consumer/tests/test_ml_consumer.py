@@ -83,3 +83,29 @@ def test_consumer_group_reads_features_and_commits(broker):
     p.flush(10)
     assert ml_consumer.run(broker, "tweets", "ml-test", 1, out=out2) == 1
     assert json.loads(out2.getvalue())["id"] == shaped(99)["id"]
+
+
+def test_a_training_batch_as_csv(broker, tmp_path):
+    import csv
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker})
+    admin.create_topics([NewTopic("batch", 1, 1)])["batch"].result()
+    p = Producer({"bootstrap.servers": broker})
+    for i in range(30):
+        p.produce("batch", value=json.dumps(shaped(i)), headers=[("fluvio.offset", str(i).encode())])
+    assert p.flush(10) == 0
+    out = tmp_path / "train.csv"
+    # As the module docstring says to run it.
+    r = subprocess.run([sys.executable, str(ROOT / "consumer" / "ml_consumer.py"), "--brokers", broker,
+                        "--topic", "batch", "--group", "ml-batch", "--batch", str(out), "--idle", "3"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 30 rows" in r.stderr, r.stderr
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["fluvio_offset"]) for r in rows] == list(range(30))
+    assert rows[3]["hashtags"] == "rust" and rows[3]["tokens"] == "7" and rows[0]["lang"] == "fr"
+    assert list(rows[0].keys())[:2] == ["id", "fluvio_offset"]

@@ -752,10 +752,11 @@ impl PartitionPipe {
                     }
                 }
                 // A send refused because the transaction failed under earlier records: the
-                // first of them Kafka did not take says what happened.
-                if mirror.txn.is_some() && !self.in_flight.is_empty() {
-                    if let Some(first) = self.failed_delivery(mirror).await {
-                        return Err(first);
+                // first of them Kafka did not take (if its outcome is in) says what happened.
+                if mirror.txn.is_some() {
+                    if let Some((first, why)) = self.first_failed() {
+                        mirror.doom();
+                        return Err(self.widen(mirror.classify(&first, why)));
                     }
                 }
                 return Err(e);
@@ -809,6 +810,14 @@ impl PartitionPipe {
                     mirror.doom();
                     return Err(mirror.classify(rec, e));
                 }
+                // The producer stopped for good (at least once: a refused batch under the
+                // gap-less guarantee): the first delivery that failed says why.
+                Err(e) if let Some((code, reason)) = mirror.producer.client().fatal_error() => {
+                    if let Some((first, why)) = self.first_failed() {
+                        return Err(self.widen(mirror.classify(&first, why)));
+                    }
+                    return Err(anyhow!("kafka: the producer stopped for good at Fluvio partition {} offset {}: {code}: {reason} ({e}; nothing Kafka did not acknowledge is committed, and the next start resumes from Kafka)", rec.partition, rec.offset));
+                }
                 Err(e) => {
                     tracing::warn!(partition = rec.partition, offset = rec.offset, error = %e, "send failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -840,20 +849,21 @@ impl PartitionPipe {
         };
         match t.is_committed(txn) {
             Ok(done) => Ok(done),
-            Err(why) => {
-                let failed = self
-                    .in_flight
-                    .iter_mut()
-                    .find_map(|f| match f.sent.now_or_never() {
-                        Some(Err(e)) => Some((f.rec.clone(), e)),
-                        _ => None,
-                    });
-                match failed {
-                    Some((rec, e)) => Err(self.widen(mirror.classify(&rec, e))),
-                    None => Err(TransactionFailed(format!("{why:#}")).into()),
-                }
-            }
+            Err(why) => match self.first_failed() {
+                Some((rec, e)) => Err(self.widen(mirror.classify(&rec, e))),
+                None => Err(TransactionFailed(format!("{why:#}")).into()),
+            },
         }
+    }
+
+    /// The first record in flight whose delivery failed, among the outcomes already in.
+    fn first_failed(&mut self) -> Option<(SourceRecord, KafkaError)> {
+        self.in_flight
+            .iter_mut()
+            .find_map(|f| match f.sent.now_or_never() {
+                Some(Err(e)) => Some((f.rec.clone(), e)),
+                _ => None,
+            })
     }
 
     /// Records sent and not yet settled.
