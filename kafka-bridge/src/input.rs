@@ -1,5 +1,5 @@
 //! Where records come from: a Fluvio partition stream (offsets committed with the consumer
-//! id), or, with `KAFKA_BRIDGE_INPUT_FILE`, a capture file as sources write with `--capture`
+//! id), or, with `--input-file`, a capture file as sources write with `--capture`
 //! (one partition; line n is offset n; the committed offset kept in `<file>.committed`), to
 //! mirror an offline capture or test the bridge without a Fluvio cluster.
 
@@ -330,7 +330,7 @@ impl FileInput {
     /// Open at `start` (the first offset to read).
     pub fn open(path: PathBuf, start: i64) -> Result<Self> {
         let file = std::fs::File::open(&path)
-            .with_context(|| format!("KAFKA_BRIDGE_INPUT_FILE {}", path.display()))?;
+            .with_context(|| format!("--input-file {}", path.display()))?;
         let mut input = Self {
             path,
             reader: std::io::BufReader::with_capacity(1 << 20, file),

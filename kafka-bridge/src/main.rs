@@ -49,9 +49,6 @@ const INFO: ConnectorInfo = ConnectorInfo {
 /// How long the way out waits for Kafka to acknowledge what is in flight.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
 
-/// Mirror a capture file instead of Fluvio (tests, offline captures).
-const INPUT_FILE_ENV: &str = "KAFKA_BRIDGE_INPUT_FILE";
-
 /// How long the bridge waits before it goes on after an aborted transaction.
 const AFTER_ABORT: Duration = Duration::from_secs(1);
 
@@ -129,10 +126,10 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     let fluvio_topic = meta.topic.name.clone();
     let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
 
-    let source = if let Some(file) = std::env::var_os(INPUT_FILE_ENV) {
+    let source = if let Some(file) = launched.args.input_file.clone() {
         let config = &launched.config;
         let modules = sink::sink_transforms(&config.transforms, &config.dir(), None).await?;
-        Source::File(PathBuf::from(file), modules)
+        Source::File(file, modules)
     } else {
         let Some(consumer_id) = consumer_id.clone() else {
             return Err(anyhow!(

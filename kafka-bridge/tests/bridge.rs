@@ -1,6 +1,6 @@
 //! The bridge against a real Apache Kafka broker (from the test harness), read back by real
 //! clients (Python confluent-kafka, kcat). Records come from a capture file
-//! (`KAFKA_BRIDGE_INPUT_FILE`), which exercises the same core as Fluvio partitions (ordering,
+//! (`--input-file`), which exercises the same core as Fluvio partitions (ordering,
 //! commit after acknowledgement, resume from the headers) without a Fluvio cluster.
 
 mod common;

@@ -1,5 +1,6 @@
 //! The connector command line: `--config <PATH>` and `--secrets <PATH>` as `cdk` passes them,
-//! plus the options this runtime adds (metrics address, capture file) and `--help`/`--version`.
+//! plus the options this runtime adds (metrics address, capture and input files) and
+//! `--help`/`--version`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,12 @@ pub struct ConnectorArgs {
     /// instead of producing it to Fluvio; no cluster needed (tests, dry runs).
     #[arg(long, value_name = "PATH", env = "CONNECTOR_CAPTURE")]
     pub capture: Option<PathBuf>,
+
+    /// Sink connectors: read records from this file (JSON lines as `--capture` writes them;
+    /// line n is offset n of partition 0) instead of the Fluvio topic; no cluster needed
+    /// (mirroring an offline capture, tests).
+    #[arg(long, value_name = "PATH")]
+    pub input_file: Option<PathBuf>,
 }
 
 /// Parse the process arguments; `--help`/`--version` print and exit 0, bad flags exit 2.

@@ -226,6 +226,10 @@ where
         "meta.type `{}` is not a source (a source's type ends in `-source`)",
         config.meta.kind
     );
+    anyhow::ensure!(
+        args.input_file.is_none(),
+        "--input-file is for sink connectors (a source writes a file with --capture)"
+    );
 
     let config_dir = config.dir();
     let (mut output, fluvio) = match &args.capture {

@@ -1,5 +1,5 @@
 //! What the bridge's integration tests share: a bridge process mirroring a capture file
-//! (`KAFKA_BRIDGE_INPUT_FILE`, the same core as Fluvio partitions) into a real broker, the
+//! (`--input-file`, the same core as Fluvio partitions) into a real broker, the
 //! test records, and exactly-once checks that describe what differs.
 #![allow(dead_code)]
 
@@ -70,7 +70,8 @@ impl Bridge {
         let mut cmd = Command::new(BIN);
         cmd.arg("--config")
             .arg(&self.config)
-            .env("KAFKA_BRIDGE_INPUT_FILE", &self.input)
+            .arg("--input-file")
+            .arg(&self.input)
             .env("RUST_LOG", rust_log)
             .env("FLUVIO_METRIC_CONNECTOR", self.dir.path().join("m.sock"));
         TestProcess::spawn(
