@@ -696,10 +696,10 @@ impl PartitionPipe {
     /// `acked`: what is known to be in Kafka already (where the partition resumes), if anything.
     pub fn new(partition: u32, metrics: &Metrics, acked: Option<i64>) -> Self {
         let p = partition.to_string();
-        let pipe = Self {
+        let mut pipe = Self {
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
-            acked,
+            acked: None,
             in_flight_gauge: metrics.gauge_with(
                 "in_flight",
                 &[("partition", &p)],
@@ -712,7 +712,7 @@ impl PartitionPipe {
             ),
         };
         if let Some(a) = acked {
-            pipe.acked_gauge.set(a.max(0) as u64);
+            pipe.mark_acked(a);
         }
         pipe
     }
@@ -778,8 +778,7 @@ impl PartitionPipe {
     /// before it is in Kafka.
     pub fn skip(&mut self, rec: SourceRecord) {
         if self.in_flight.is_empty() {
-            self.acked = Some(rec.offset);
-            self.acked_gauge.set(rec.offset.max(0) as u64);
+            self.mark_acked(rec.offset);
             return;
         }
         self.in_flight.push_back(InFlight {
@@ -856,6 +855,12 @@ impl PartitionPipe {
         }
     }
 
+    /// Kafka holds `offset` and every earlier one.
+    fn mark_acked(&mut self, offset: i64) {
+        self.acked = Some(offset);
+        self.acked_gauge.set(offset.max(0) as u64);
+    }
+
     /// The first record in flight whose delivery failed, among the outcomes already in.
     fn first_failed(&mut self) -> Option<(SourceRecord, KafkaError)> {
         self.in_flight
@@ -919,17 +924,14 @@ impl PartitionPipe {
             Ok(()) => {
                 let f = self.in_flight.pop_front().expect("front exists");
                 self.in_flight_bytes -= f.rec.value.len();
-                self.acked = Some(f.rec.offset);
-                self.acked_gauge.set(f.rec.offset.max(0) as u64);
+                self.mark_acked(f.rec.offset);
                 self.in_flight_gauge.set(self.in_flight.len() as u64);
                 if f.filtered {
                     return Ok(());
                 }
                 let ms = f.at.elapsed().as_millis() as u64;
                 mirror.m.latency_ms_total.add(ms);
-                if ms > mirror.m.latency_ms_max.get() {
-                    mirror.m.latency_ms_max.set(ms);
-                }
+                mirror.m.latency_ms_max.raise_to(ms);
                 mirror.m.records.inc();
                 mirror.m.bytes.add(f.rec.value.len() as u64);
                 Ok(())

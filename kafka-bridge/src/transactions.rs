@@ -317,13 +317,11 @@ impl Transactions {
         self.open.store(number + 1, Ordering::Relaxed);
         self.sent.store(0, Ordering::Relaxed);
         self.commits.inc();
-        let took = started.elapsed().as_millis() as u64;
-        self.commit_ms.add(took);
-        if took > self.commit_ms_max.get() {
-            self.commit_ms_max.set(took);
-        }
+        let took = started.elapsed();
+        self.commit_ms.add(took.as_millis() as u64);
+        self.commit_ms_max.raise_to(took.as_millis() as u64);
         self.state.send_modify(|s| s.committed = number);
-        tracing::trace!(number, took = ?started.elapsed(), "transaction committed");
+        tracing::trace!(number, ?took, "transaction committed");
         Ok(())
     }
 

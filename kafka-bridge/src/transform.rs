@@ -18,7 +18,8 @@ use crate::mirror::{Refused, RefusedBy};
 pub enum Transformed {
     /// Send this (the input's partition and offset, the chain's key and value).
     Send(SourceRecord),
-    /// Filtered out: nothing to send, the offset is done.
+    /// Filtered out: nothing to send, the offset is done (the record keeps its position and
+    /// time, not its bytes).
     Filtered(SourceRecord),
 }
 
@@ -45,21 +46,26 @@ impl SinkTransforms {
         })
     }
 
-    pub fn apply(&mut self, rec: SourceRecord) -> Result<Transformed, Refused> {
+    pub fn apply(&mut self, mut rec: SourceRecord) -> Result<Transformed, Refused> {
         let Some(chain) = self.chain.as_mut() else {
             return Ok(Transformed::Send(rec));
         };
+        // The bytes move into the chain's input (no copy); a refused record gets them back.
         let input = Record {
-            key: rec.key.clone().map(Bytes::from),
-            value: Bytes::from(rec.value.clone()),
+            key: rec.key.take().map(Bytes::from),
+            value: Bytes::from(std::mem::take(&mut rec.value)),
             timestamp_ms: rec.timestamp_ms,
         };
-        let refuse = |rec: SourceRecord, reason: String| Refused {
-            by: RefusedBy::Transforms,
-            through: rec.offset,
-            record: rec,
-            isolated: true,
-            reason,
+        let refuse = |mut rec: SourceRecord, reason: String| {
+            rec.key = input.key.as_ref().map(|k| k.to_vec());
+            rec.value = input.value.to_vec();
+            Refused {
+                by: RefusedBy::Transforms,
+                through: rec.offset,
+                record: rec,
+                isolated: true,
+                reason,
+            }
         };
         let mut out = match chain.apply(&input) {
             Ok(out) => out,
