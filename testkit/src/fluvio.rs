@@ -129,8 +129,9 @@ impl FluvioEnv {
     }
 
     /// Stop the cluster (SC and SPU: `fluvio cluster shutdown`) for `down`, then resume it
-    /// with its data and wait until it answers. Only the private cluster `./test.sh` started
-    /// (under the test cache) is ever stopped; with any other, `false` after SKIPPED.
+    /// with its data and wait until every partition is online again. Only the private cluster
+    /// `./test.sh` started (under the test cache) is ever stopped; with any other, `false`
+    /// after SKIPPED.
     pub fn outage(&self, test: &str, down: std::time::Duration) -> bool {
         let home = crate::cache_dir().join("fluvio-home");
         if self.profile_path.as_deref() != Some(home.join(".fluvio").join("config").as_path()) {
@@ -164,15 +165,20 @@ impl FluvioEnv {
         cluster("shutdown");
         std::thread::sleep(down);
         cluster("resume");
+        // Answering is not enough: a produce before every partition has its leader back is
+        // refused ("the given SPU is not the leader for the partition").
         crate::wait_for(
-            "the Fluvio cluster to answer after resuming",
+            "every Fluvio partition to be online after resuming",
             std::time::Duration::from_secs(60),
             || {
-                self.command()
-                    .args(["topic", "list"])
-                    .output()
-                    .ok()
-                    .filter(|o| o.status.success())
+                let out = self.command().args(["partition", "list"]).output().ok()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let rows: Vec<&str> = text
+                    .lines()
+                    .skip(1)
+                    .filter(|l| !l.trim().is_empty())
+                    .collect();
+                (out.status.success() && rows.iter().all(|r| r.contains(" Online "))).then_some(())
             },
         );
         true
