@@ -1,18 +1,21 @@
 //! Producing into a Fluvio topic without losing what the source accepted. Every record is kept
 //! until the cluster confirms it. When the cluster fails (an SPU down, a connection broken), the
-//! client and producer are made anew, with backoff and progress in the log, and the unconfirmed records are
-//! sent again in order, except those the end of the topic shows already written (by key: a
-//! record whose confirmation was lost is not written twice). Meanwhile nothing new is taken,
-//! so the bounded queue holds the stream reader back.
+//! client and producer are made anew, with backoff and progress in the log, and the unconfirmed
+//! records are sent again in order, except those the end of the topic shows already written (by
+//! key: a record whose confirmation was lost is not written twice). The failed producer keeps the
+//! batches it holds and writes them once it reaches the cluster again, so the end of the topic is
+//! read only after it has settled each of them (stored, or failed for good). Meanwhile nothing new
+//! is taken, so the bounded queue holds the stream reader back.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use fluvio::{Fluvio, RecordKey, TopicProducerPool};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MetaConfig;
@@ -28,13 +31,28 @@ const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// After a shutdown signal, how long recovery keeps trying before it gives up.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(30);
+/// Once the cluster answers again, how long the failed producer may take to settle the records
+/// it holds (it reconnects with its own backoff, at most 30 s apart) before they are looked for
+/// in the topic and sent again regardless.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(90);
 
 type Confirmation = BoxFuture<'static, Result<()>>;
 
-/// A record handed to the producer, and its confirmation to come (none: to send again).
+/// Where a record handed to a producer stands.
+enum Delivery {
+    /// Its confirmation is to come.
+    Pending(Confirmation),
+    /// Confirmed stored.
+    Stored,
+    /// Not handed over, or its producer failed to store it: to look for in the topic and
+    /// send again if absent.
+    Unknown,
+}
+
+/// A record handed to the producer, and where its delivery stands.
 struct Unconfirmed {
     record: Record,
-    confirm: Option<Confirmation>,
+    delivery: Delivery,
 }
 
 /// The Fluvio producer of one topic, with recovery.
@@ -47,6 +65,7 @@ pub struct FluvioOutput {
     recoveries: Counter,
     resent: Counter,
     found: Counter,
+    unsettled: Counter,
     unconfirmed_gauge: Gauge,
 }
 
@@ -81,6 +100,11 @@ impl FluvioOutput {
                 &l,
                 "unconfirmed records found already in the topic after a producer failure (not sent again)",
             ),
+            unsettled: metrics.counter_with(
+                "records_unsettled_total",
+                &l,
+                "records a failed producer still held after the settle patience (looked for and sent again; one it writes late is a duplicate)",
+            ),
             unconfirmed_gauge: metrics.gauge_with(
                 "records_unconfirmed",
                 &l,
@@ -99,12 +123,12 @@ impl FluvioOutput {
         match sent {
             Ok(confirm) => self.unconfirmed.push_back(Unconfirmed {
                 record,
-                confirm: Some(confirm),
+                delivery: Delivery::Pending(confirm),
             }),
             Err(e) => {
                 self.unconfirmed.push_back(Unconfirmed {
                     record,
-                    confirm: None,
+                    delivery: Delivery::Unknown,
                 });
                 self.recover(e).await?;
             }
@@ -128,7 +152,7 @@ impl FluvioOutput {
     /// Drop the confirmed records at the front, without waiting.
     async fn settle_ready(&mut self) -> Result<()> {
         while let Some(front) = self.unconfirmed.front_mut() {
-            let Some(confirm) = front.confirm.as_mut() else {
+            let Delivery::Pending(confirm) = &mut front.delivery else {
                 break;
             };
             match confirm.now_or_never() {
@@ -136,7 +160,10 @@ impl FluvioOutput {
                 Some(Ok(())) => {
                     self.unconfirmed.pop_front();
                 }
-                Some(Err(e)) => return self.recover(e).await,
+                Some(Err(e)) => {
+                    front.delivery = Delivery::Unknown;
+                    return self.recover(e).await;
+                }
             }
         }
         Ok(())
@@ -147,9 +174,10 @@ impl FluvioOutput {
         let Some(front) = self.unconfirmed.front_mut() else {
             return Ok(());
         };
-        let result = match front.confirm.as_mut() {
-            Some(confirm) => timed(confirm).await,
-            None => Err(anyhow!("not sent")),
+        let result = match &mut front.delivery {
+            Delivery::Pending(confirm) => timed(confirm).await,
+            Delivery::Stored => Ok(()),
+            Delivery::Unknown => Err(anyhow!("not sent")),
         };
         match result {
             Ok(()) => {
@@ -160,8 +188,8 @@ impl FluvioOutput {
         }
     }
 
-    /// Make a new producer and store every unconfirmed record, retrying with backoff; after
-    /// a shutdown signal, give up after [`SHUTDOWN_PATIENCE`] naming how many are not stored.
+    /// Store every unconfirmed record, retrying with backoff; after a shutdown signal, give up
+    /// after [`SHUTDOWN_PATIENCE`] naming how many are not stored.
     async fn recover(&mut self, error: anyhow::Error) -> Result<()> {
         let topic = self.meta.topic.name.clone();
         tracing::warn!(
@@ -173,17 +201,19 @@ impl FluvioOutput {
         self.recoveries.inc();
         let mut delay = RETRY_FIRST;
         let mut give_up_at = None;
+        let mut settle_by = None;
         loop {
-            match self.store_unconfirmed().await {
+            match self.store_unconfirmed(&mut settle_by).await {
                 Ok(()) => {
                     tracing::info!(topic, "the Fluvio producer recovered; nothing was lost");
+                    self.unconfirmed_gauge.set(self.unconfirmed.len() as u64);
                     return Ok(());
                 }
                 Err(e) => {
                     if self.shutdown.is_cancelled() {
-                        let at = *give_up_at
-                            .get_or_insert_with(|| tokio::time::Instant::now() + SHUTDOWN_PATIENCE);
-                        if tokio::time::Instant::now() >= at {
+                        let at =
+                            *give_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_PATIENCE);
+                        if Instant::now() >= at {
                             return Err(e.context(format!(
                                 "stopping with {} records accepted but not stored in `{topic}` (Fluvio unreachable for {SHUTDOWN_PATIENCE:?} after the shutdown signal)",
                                 self.unconfirmed.len()
@@ -198,13 +228,33 @@ impl FluvioOutput {
         }
     }
 
-    /// One attempt: a new producer; the unconfirmed records not already at the end of the
-    /// topic sent again in order, flushed and confirmed.
-    async fn store_unconfirmed(&mut self) -> Result<()> {
+    /// One attempt: once the cluster answers and the current producer has settled what it
+    /// holds (by `settle_by`, set on the first attempt that reaches the cluster), a new
+    /// producer sends again in order the records neither confirmed nor at the end of the
+    /// topic, and every confirmation is awaited.
+    async fn store_unconfirmed(&mut self, settle_by: &mut Option<Instant>) -> Result<()> {
         // A cluster that restarted is reached anew: the old client's connections are gone.
         self.fluvio = Arc::new(timed(cluster::connect(&self.meta.name)).await?);
-        let producer = timed(cluster::producer(&self.fluvio, &self.meta)).await?;
         let window = self.unconfirmed.len() as i64 + 1000;
+        let by = *settle_by.get_or_insert_with(|| Instant::now() + SETTLE_PATIENCE);
+        let pending = self.settle_all(by.min(Instant::now() + CALL_TIMEOUT)).await;
+        if pending > 0 {
+            if Instant::now() < by {
+                bail!("the failed producer still holds {pending} records it may yet store");
+            }
+            tracing::warn!(
+                pending,
+                patience = ?SETTLE_PATIENCE,
+                "the failed producer did not settle these records in time; looking for them in the topic and sending the others again (one it still writes late is written twice)"
+            );
+            self.unsettled.add(pending as u64);
+            for u in &mut self.unconfirmed {
+                u.delivery = Delivery::Unknown;
+            }
+        }
+        // The failed producer holds nothing more: it goes, and the new one gets its own patience.
+        self.producer = timed(cluster::producer(&self.fluvio, &self.meta)).await?;
+        *settle_by = None;
         let written: HashSet<Vec<u8>> = timed(cluster::last_keys(
             &self.fluvio,
             &self.meta.topic.name,
@@ -213,39 +263,52 @@ impl FluvioOutput {
         .await?
         .into_iter()
         .collect();
-        let to_send: Vec<Record> = self
-            .unconfirmed
-            .iter()
-            .filter(|u| {
-                !u.record
-                    .key
-                    .as_ref()
-                    .is_some_and(|k| written.contains(&k[..]))
-            })
-            .map(|u| u.record.clone())
-            .collect();
-        let (found, resent) = (
-            (self.unconfirmed.len() - to_send.len()) as u64,
-            to_send.len() as u64,
-        );
-        let mut confirms = Vec::new();
-        for record in &to_send {
-            confirms.push(timed(send(&producer, record)).await?);
-        }
-        timed(producer.flush()).await?;
-        for c in confirms {
-            timed(c).await?;
+        let (mut found, mut resent) = (0, 0);
+        for u in &mut self.unconfirmed {
+            if u.record
+                .key
+                .as_ref()
+                .is_some_and(|k| written.contains(&k[..]))
+            {
+                u.delivery = Delivery::Stored;
+                found += 1;
+            } else {
+                u.delivery = Delivery::Pending(timed(send(&self.producer, &u.record)).await?);
+                resent += 1;
+            }
         }
         self.found.add(found);
         self.resent.add(resent);
+        timed(self.producer.flush()).await?;
+        let pending = self.settle_all(Instant::now() + CALL_TIMEOUT).await;
+        let failed = self.unconfirmed.len() - pending;
+        if !self.unconfirmed.is_empty() {
+            bail!("{pending} records sent again are not confirmed yet and {failed} failed");
+        }
         tracing::info!(
             found_written = found,
             sent_again = resent,
             "unconfirmed records stored"
         );
-        self.unconfirmed.clear();
-        self.producer = producer;
         Ok(())
+    }
+
+    /// Await each pending confirmation until `until`, in order; drop the stored records. The
+    /// number still pending (the others left are [`Delivery::Unknown`]).
+    async fn settle_all(&mut self, until: Instant) -> usize {
+        let mut pending = 0;
+        for u in &mut self.unconfirmed {
+            if let Delivery::Pending(confirm) = &mut u.delivery {
+                match tokio::time::timeout_at(until, confirm).await {
+                    Ok(Ok(())) => u.delivery = Delivery::Stored,
+                    Ok(Err(_)) => u.delivery = Delivery::Unknown,
+                    Err(_) => pending += 1,
+                }
+            }
+        }
+        self.unconfirmed
+            .retain(|u| !matches!(u.delivery, Delivery::Stored));
+        pending
     }
 }
 
