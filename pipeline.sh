@@ -152,7 +152,7 @@ total = 0
 for line in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode().splitlines():
     if line.startswith(name) and not line.startswith("#"):
         total += float(line.rsplit(" ", 1)[1])
-print(int(total))
+print(int(total) if total == int(total) else f"{total:.3f}")
 PY
 }
 say "the pipeline is running; live counts for $watch_secs s (Ctrl-C to skip):"
@@ -162,8 +162,9 @@ for _ in $(seq 1 $(( (watch_secs + 1) / 2 ))); do
   src=$(metric "$source_metrics" twitter_source_tweets_total); prod=$(metric "$source_metrics" twitter_source_records_produced_total)
   filt=$(metric "$source_metrics" twitter_source_records_filtered_total); br=$(metric "$bridge_metrics" kafka_bridge_sink_records_mirrored_total)
   lag=$(metric "$bridge_metrics" kafka_bridge_sink_in_flight)
-  printf '  X stream %6s tweets (%4s/s) | SmartModules: %6s kept, %6s filtered out | Kafka: %6s mirrored (%4s/s), %s in flight\n' \
-    "$src" $(( (src - prev_src) / 2 )) "$prod" "$filt" "$br" $(( (br - prev_br) / 2 )) "$lag"
+  spend=$(metric "$source_metrics" twitter_source_estimated_cost_usd_total)
+  printf '  X stream %6s tweets (%4s/s, $%s at pay-per-use) | SmartModules: %6s kept, %6s filtered out | Kafka: %6s mirrored (%4s/s), %s in flight\n' \
+    "$src" $(( (src - prev_src) / 2 )) "$spend" "$prod" "$filt" "$br" $(( (br - prev_br) / 2 )) "$lag"
   prev_src=$src; prev_br=$br
 done
 say "what the ML consumer receives from Kafka topic tweets (5 records):"

@@ -66,7 +66,7 @@ impl Auth {
         if !status.is_success() {
             bail!(
                 "POST {url} answered {status}: {}",
-                crate::stream::problem_detail(&body)
+                crate::problem::Problem::parse(&body).summary
             );
         }
         let v: serde_json::Value =

@@ -18,6 +18,11 @@ pub enum Mode {
     Sample,
     /// v2 `GET /2/tweets/sample10/stream` (10%, with `partition`).
     Sample10,
+    /// v2 `GET /2/tweets/firehose/stream` (Enterprise): one connection per partition (1-20).
+    Firehose,
+    /// v2 `GET /2/tweets/firehose/stream/lang/{lang}` (Enterprise): one language's firehose,
+    /// one connection per partition (en 1-8; ja, ko, pt 1-2).
+    FirehoseLang,
     /// v1.1 `GET /1.1/statuses/sample.json` (OAuth 1.0a).
     V1Sample,
     /// v1.1 `POST /1.1/statuses/filter.json` (OAuth 1.0a, `track`/`follow`/`locations`).
@@ -42,6 +47,16 @@ pub struct TwitterConfig {
     pub base_url: String,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Allow an `http://` `base_url` on a host other than loopback (credentials would travel
+    /// in clear; default: refused).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// v2: on 429 `TooManyConnections`, end the app's stale connections once with
+    /// `DELETE /2/connections/all` and reconnect at once (default: back off as from a rate
+    /// limit). It also ends the app's other live connections: leave it off when several
+    /// consumers share the app.
+    #[serde(default)]
+    pub clear_stale_connections: bool,
 
     /// `filtered`: the rules this connector owns, `{value, tag}`.
     #[serde(default)]
@@ -49,9 +64,21 @@ pub struct TwitterConfig {
     /// `filtered`: keep rules of the app that are not in `rules` (default: delete them).
     #[serde(default)]
     pub keep_unowned_rules: bool,
+    /// `filtered`: the rule limits of the app's access level, checked before any call:
+    /// `pay-per-use` (1,000 rules of up to 1,024 characters; the default), `enterprise`
+    /// (25,000 of up to 2,048), or `{count: N, length: N}`.
+    #[serde(default)]
+    pub rule_limits: RuleLimits,
     /// `sample10`: partition 1 or 2.
     #[serde(default)]
     pub partition: Option<u8>,
+    /// `firehose`, `firehose-lang`: the partitions to read, one connection each (default:
+    /// all of the endpoint's; together they are the whole stream).
+    #[serde(default)]
+    pub partitions: Vec<u8>,
+    /// `firehose-lang`: `en`, `ja`, `ko` or `pt`.
+    #[serde(default)]
+    pub lang: Option<String>,
 
     /// v1.1 `filter`: phrases (comma = OR, space = AND).
     #[serde(default)]
@@ -119,6 +146,10 @@ pub struct TwitterConfig {
     /// request size).
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// What reading costs on pay-per-use: `{price_per_post_usd: 0.005, monthly_cap: N}`
+    /// (default for `filtered`: $0.005 and no cap; other modes count nothing unless given).
+    #[serde(default)]
+    pub billing: Option<BillingConfig>,
     /// Send deletes and withholdings to this topic, keyed by tweet or user id.
     #[serde(default)]
     pub events_topic: Option<String>,
@@ -151,6 +182,81 @@ pub struct RuleConfig {
     pub value: String,
     #[serde(default)]
     pub tag: Option<String>,
+}
+
+/// `billing:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Dollars per post read (each post billed once per UTC day); default 0.005.
+    #[serde(default = "default_price")]
+    pub price_per_post_usd: f64,
+    /// Posts a month the app may read; warnings at 80% and 95% of it.
+    #[serde(default)]
+    pub monthly_cap: Option<u64>,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            price_per_post_usd: default_price(),
+            monthly_cap: None,
+        }
+    }
+}
+
+fn default_price() -> f64 {
+    0.005
+}
+
+/// How many filtered-stream rules an app may have, and how long each may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleLimits {
+    pub count: usize,
+    pub length: usize,
+    /// The access level named, for messages (`pay-per-use`, `enterprise`, `custom`).
+    pub tier: &'static str,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        Self {
+            count: 1000,
+            length: 1024,
+            tier: "pay-per-use",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleLimits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Custom {
+            count: usize,
+            length: usize,
+        }
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) if s == "pay-per-use" => Ok(Self::default()),
+            serde_yaml::Value::String(s) if s == "enterprise" => Ok(Self {
+                count: 25_000,
+                length: 2048,
+                tier: "enterprise",
+            }),
+            v @ serde_yaml::Value::Mapping(_) => {
+                let c: Custom = serde_yaml::from_value(v).map_err(D::Error::custom)?;
+                Ok(Self {
+                    count: c.count,
+                    length: c.length,
+                    tier: "custom",
+                })
+            }
+            _ => Err(D::Error::custom(
+                "expected `pay-per-use`, `enterprise` or `{count: N, length: N}`",
+            )),
+        }
+    }
 }
 
 /// The official reconnect policy's steps; change them only for tests.
@@ -265,9 +371,16 @@ impl<'de> Deserialize<'de> for ReplayRate {
 impl TwitterConfig {
     /// Cross-field checks, with the field path in each message.
     pub fn validate(&self) -> Result<(), String> {
+        if self.mode != Mode::Replay {
+            self.check_base_url()?;
+        }
         let a = &self.auth;
         match self.mode {
-            Mode::Filtered | Mode::Sample | Mode::Sample10 => {
+            Mode::Filtered
+            | Mode::Sample
+            | Mode::Sample10
+            | Mode::Firehose
+            | Mode::FirehoseLang => {
                 let has_app = a.consumer_key.is_some() && a.consumer_secret.is_some();
                 if a.bearer_token.is_none() && !has_app {
                     return Err("twitter.auth: v2 streams need `bearer_token`, or `consumer_key` and `consumer_secret`".into());
@@ -294,10 +407,42 @@ impl TwitterConfig {
         if self.mode == Mode::Filtered && self.rules.is_empty() && !self.keep_unowned_rules {
             return Err("twitter.rules: mode `filtered` needs at least one rule (or `keep_unowned_rules: true` to use the app's existing rules)".into());
         }
+        let limits = &self.rule_limits;
+        if self.rules.len() > limits.count {
+            return Err(format!(
+                "twitter.rules: {} rules, more than the {} limit of {} (`rule_limits`)",
+                self.rules.len(),
+                limits.tier,
+                limits.count
+            ));
+        }
         for (i, r) in self.rules.iter().enumerate() {
             if r.value.trim().is_empty() {
                 return Err(format!("twitter.rules[{i}].value: empty rule"));
             }
+            let chars = r.value.chars().count();
+            if chars > limits.length {
+                return Err(format!(
+                    "twitter.rules[{i}].value: {chars} characters, longer than the {} limit of {} (`rule_limits`): `{}`",
+                    limits.tier,
+                    limits.length,
+                    crate::message::excerpt(r.value.as_bytes())
+                ));
+            }
+        }
+        if let Some(count) = self.partition_count() {
+            if let Some(bad) = self.partitions.iter().find(|p| !(1..=count).contains(*p)) {
+                return Err(format!(
+                    "twitter.partitions: partition {bad} does not exist: this stream has 1 to {count}"
+                ));
+            }
+        } else if !self.partitions.is_empty() {
+            return Err("twitter.partitions: only for modes `firehose` and `firehose-lang`".into());
+        }
+        if self.mode == Mode::FirehoseLang && self.partition_count().is_none() {
+            return Err(
+                "twitter.lang: mode `firehose-lang` needs `lang: en`, `ja`, `ko` or `pt`".into(),
+            );
         }
         if self.mode == Mode::Sample10 && !matches!(self.partition, Some(1) | Some(2)) {
             return Err("twitter.partition: mode `sample10` needs `partition: 1` or `2`".into());
@@ -354,10 +499,74 @@ impl TwitterConfig {
                 return Err("twitter.replay.speed: expected a positive number".into());
             }
         }
+        if let Some(b) = &self.billing {
+            if !b.price_per_post_usd.is_finite() || b.price_per_post_usd < 0.0 {
+                return Err("twitter.billing.price_per_post_usd: expected a price of 0 or more (dollars per post)".into());
+            }
+        }
         if self.max_message_bytes < 1024 {
             return Err("twitter.max_message_bytes: expected at least 1024".into());
         }
         Ok(())
+    }
+
+    /// Credentials go only over TLS, except to this machine or where allowed; a URL never
+    /// holds them (URLs are logged). The messages never repeat the URL: it may be a secret.
+    fn check_base_url(&self) -> Result<(), String> {
+        let url = reqwest::Url::parse(&self.base_url)
+            .map_err(|e| format!("twitter.base_url: not a URL ({e})"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("twitter.base_url: holds credentials (`user:password@`); give them in `twitter.auth` (secrets), since URLs are logged".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("twitter.base_url: expected no `?query` or `#fragment` (API paths are appended to it)".into());
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if loopback || self.allow_insecure_http => Ok(()),
+            "http" => Err(format!(
+                "twitter.base_url: plain http:// to `{}` would send the credentials in clear; use https://, or set `twitter.allow_insecure_http: true` on a network you trust",
+                url.host_str().unwrap_or_default()
+            )),
+            other => Err(format!(
+                "twitter.base_url: scheme `{other}` is neither https nor http"
+            )),
+        }
+    }
+
+    /// What to count as billed: as configured, or pay-per-use's price for `filtered`.
+    pub fn billing(&self) -> Option<BillingConfig> {
+        match (&self.billing, self.mode) {
+            (Some(b), _) => Some(b.clone()),
+            (None, Mode::Filtered) => Some(BillingConfig::default()),
+            (None, _) => None,
+        }
+    }
+
+    /// How many partitions the mode's endpoint has (None: not a partitioned mode, or an
+    /// unknown `lang`).
+    pub fn partition_count(&self) -> Option<u8> {
+        match (self.mode, self.lang.as_deref()) {
+            (Mode::Firehose, _) => Some(20),
+            (Mode::FirehoseLang, Some("en")) => Some(8),
+            (Mode::FirehoseLang, Some("ja" | "ko" | "pt")) => Some(2),
+            _ => None,
+        }
+    }
+
+    /// The partitions to connect to (none for a stream without partitions).
+    pub fn partitions_to_read(&self) -> Vec<u8> {
+        match self.partition_count() {
+            Some(n) if self.partitions.is_empty() => (1..=n).collect(),
+            Some(_) => self.partitions.clone(),
+            None => Vec::new(),
+        }
     }
 
     pub fn stall_timeout(&self) -> Duration {
@@ -437,7 +646,7 @@ mod tests {
         let secrets = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(
             secrets.path(),
-            "TWITTER_BASE_URL=http://x\nTWITTER_BEARER_TOKEN=t\nTWITTERCONSUMERKEY=k\nTWITTERCONSUMERSECRET=s\nTWITTERACCESSTOKEN=a\nTWITTERACCESSTOKENSECRET=b\n",
+            "TWITTER_BASE_URL=http://127.0.0.1:8089\nTWITTER_BEARER_TOKEN=t\nTWITTERCONSUMERKEY=k\nTWITTERCONSUMERSECRET=s\nTWITTERACCESSTOKEN=a\nTWITTERACCESSTOKENSECRET=b\n",
         )
         .unwrap();
         let store = SecretStore::from_file(secrets.path()).unwrap();
@@ -495,6 +704,95 @@ mod tests {
                 .unwrap_err()
                 .starts_with("twitter.backfill_minutes")
         );
+        let filtered = "mode: filtered\nauth: {bearer_token: t}\n";
+        let long = "x".repeat(1100);
+        let err = parse(&format!(
+            "{filtered}rules: [{{value: a}}, {{value: {long}}}]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("twitter.rules[1].value: 1100 characters, longer than the pay-per-use limit of 1024"),
+            "{err}"
+        );
+        assert!(parse(&format!(
+            "{filtered}rule_limits: enterprise\nrules: [{{value: {long}}}]\n"
+        ))
+        .is_ok());
+        let three = "rules: [{value: a}, {value: b}, {value: c}]\n";
+        assert_eq!(
+            parse(&format!(
+                "{filtered}rule_limits: {{count: 2, length: 10}}\n{three}"
+            ))
+            .unwrap_err(),
+            "twitter.rules: 3 rules, more than the custom limit of 2 (`rule_limits`)"
+        );
+        assert!(
+            serde_yaml::from_str::<TwitterConfig>(&format!("{filtered}rule_limits: gold\n"))
+                .unwrap_err()
+                .to_string()
+                .contains("pay-per-use")
+        );
+        let firehose = "mode: firehose\nauth: {bearer_token: t}\n";
+        let all = serde_yaml::from_str::<TwitterConfig>(firehose).unwrap();
+        assert_eq!(all.partitions_to_read(), (1..=20).collect::<Vec<u8>>());
+        assert!(parse(&format!("{firehose}partitions: [3, 21]\n"))
+            .unwrap_err()
+            .starts_with(
+                "twitter.partitions: partition 21 does not exist: this stream has 1 to 20"
+            ));
+        let lang = "mode: firehose-lang\nauth: {bearer_token: t}\n";
+        assert!(parse(lang).unwrap_err().starts_with("twitter.lang"));
+        assert!(parse(&format!("{lang}lang: de\n"))
+            .unwrap_err()
+            .starts_with("twitter.lang"));
+        assert!(parse(&format!("{lang}lang: ja\npartitions: [3]\n"))
+            .unwrap_err()
+            .contains("this stream has 1 to 2"));
+        let en = serde_yaml::from_str::<TwitterConfig>(&format!("{lang}lang: en\n")).unwrap();
+        assert_eq!(en.partitions_to_read().len(), 8);
+        assert!(
+            parse("mode: sample\nauth: {bearer_token: t}\npartitions: [1]\n")
+                .unwrap_err()
+                .starts_with("twitter.partitions: only for")
+        );
+        let sample = "mode: sample\nauth: {bearer_token: t}\n";
+        for ok in [
+            "https://api.x.com",
+            "http://127.0.0.1:8089/",
+            "http://localhost:1",
+            "http://[::1]:2",
+        ] {
+            assert!(
+                parse(&format!("{sample}base_url: '{ok}'\n")).is_ok(),
+                "{ok}"
+            );
+        }
+        let err = parse(&format!("{sample}base_url: 'http://emulator:8089'\n")).unwrap_err();
+        assert!(
+            err.starts_with("twitter.base_url: plain http:// to `emulator`")
+                && err.contains("allow_insecure_http"),
+            "{err}"
+        );
+        assert!(parse(&format!(
+            "{sample}base_url: 'http://emulator:8089'\nallow_insecure_http: true\n"
+        ))
+        .is_ok());
+        let err = parse(&format!(
+            "{sample}base_url: 'https://me:hunter2@proxy.example'\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("twitter.base_url: holds credentials") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(
+            parse(&format!("{sample}base_url: 'https://h/?key=s3cret'\n"))
+                .unwrap_err()
+                .starts_with("twitter.base_url: expected no `?query`")
+        );
+        assert!(parse(&format!("{sample}base_url: 'ftp://h'\n"))
+            .unwrap_err()
+            .contains("scheme `ftp`"));
         assert!(serde_yaml::from_str::<TwitterConfig>("mode: nope\n")
             .unwrap_err()
             .to_string()

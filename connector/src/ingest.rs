@@ -7,6 +7,7 @@ use connector_runtime::metrics::{Counter, Gauge, Metrics};
 use connector_runtime::source::QueueClosed;
 use connector_runtime::{Record, RecordSender};
 
+use crate::billing::Billing;
 use crate::dedup::DedupWindow;
 use crate::message::{classify, excerpt, BadMessage, Message};
 
@@ -116,6 +117,7 @@ pub struct Ingest {
     records: RecordSender,
     events: Option<RecordSender>,
     dedup: DedupWindow,
+    billing: Option<Billing>,
     pub m: IngestMetrics,
 }
 
@@ -130,8 +132,15 @@ impl Ingest {
             records,
             events,
             dedup: DedupWindow::new(dedup_window),
+            billing: None,
             m: IngestMetrics::new(metrics),
         }
+    }
+
+    /// Count what the delivered posts cost (pay-per-use).
+    pub fn with_billing(mut self, billing: Billing) -> Self {
+        self.billing = Some(billing);
+        self
     }
 
     /// Seed deduplication with the ids already at the end of the topic (keys of the last
@@ -169,9 +178,12 @@ impl Ingest {
                     tracing::debug!(%id, "duplicate tweet dropped");
                     return Ok(Next::Continue);
                 }
+                let now = connector_runtime::now_ms();
                 if let Some(t) = time_ms {
-                    let now = connector_runtime::now_ms();
                     self.m.lag_ms.set(now.saturating_sub(t).max(0) as u64);
+                }
+                if let Some(b) = &mut self.billing {
+                    b.post(now);
                 }
                 self.m.tweets.inc();
                 self.m.bytes.add(bytes.len() as u64);

@@ -11,11 +11,14 @@
 
 mod auth;
 mod backoff;
+mod billing;
 mod config;
+mod connections;
 mod dedup;
 mod framing;
 mod ingest;
 mod message;
+mod problem;
 mod replay;
 mod rules;
 mod stream;
@@ -51,6 +54,9 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
         None => None,
     };
     let mut ingest = Ingest::new(ctx.records.clone(), events, cfg.dedup_window, &ctx.metrics);
+    if let Some(billing) = cfg.billing() {
+        ingest = ingest.with_billing(billing::Billing::new(&billing, &ctx.metrics));
+    }
     if cfg.dedup_window > 0 && cfg.mode != Mode::Replay {
         let keys = ctx
             .recent_keys(cfg.dedup_window.min(DEDUP_SEED_MAX))

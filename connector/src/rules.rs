@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Auth;
 use crate::config::RuleConfig;
-use crate::stream::problem_detail;
+use crate::problem::Problem;
 
 /// A rule as the app has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,39 +52,48 @@ pub struct RulesApi<'a> {
 }
 
 impl RulesApi<'_> {
+    /// Every rule of the app, page after page (`max_results=1000`, `pagination_token`).
     pub async fn list(&self) -> Result<Vec<AppRule>> {
-        let resp = self
-            .client
-            .get(&self.url)
-            .header("authorization", self.auth.header("GET", &self.url, &[]))
-            .send()
-            .await
-            .with_context(|| format!("GET {}", self.url))?;
-        let (status, body) = (resp.status(), resp.text().await.unwrap_or_default());
-        if !status.is_success() {
-            bail!(
-                "GET {} answered {status}: {}",
-                self.url,
-                problem_detail(&body)
-            );
+        let mut rules = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut params = vec![("max_results".to_string(), "1000".to_string())];
+            if let Some(t) = &token {
+                params.push(("pagination_token".to_string(), t.clone()));
+            }
+            let url = format!("{}?{}", self.url, crate::auth::form(&params));
+            let resp = self
+                .client
+                .get(&url)
+                .header("authorization", self.auth.header("GET", &self.url, &params))
+                .send()
+                .await
+                .map_err(reqwest::Error::without_url)
+                .with_context(|| format!("GET {}", self.url))?;
+            let (status, body) = (resp.status(), resp.text().await.unwrap_or_default());
+            if !status.is_success() {
+                bail!(
+                    "GET {} answered {status}: {}",
+                    self.url,
+                    Problem::parse(&body).summary
+                );
+            }
+            let v: Value = serde_json::from_str(&body).context("rules response is not JSON")?;
+            rules.extend(v["data"].as_array().into_iter().flatten().map(|r| {
+                AppRule {
+                    id: r["id"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| r["id"].to_string()),
+                    value: r["value"].as_str().unwrap_or("").to_string(),
+                    tag: r["tag"].as_str().map(str::to_string),
+                }
+            }));
+            match v["meta"]["next_token"].as_str() {
+                Some(next) if token.as_deref() != Some(next) => token = Some(next.to_string()),
+                _ => return Ok(rules),
+            }
         }
-        let v: Value = serde_json::from_str(&body).context("rules response is not JSON")?;
-        Ok(v["data"]
-            .as_array()
-            .map(|rules| {
-                rules
-                    .iter()
-                    .map(|r| AppRule {
-                        id: r["id"]
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| r["id"].to_string()),
-                        value: r["value"].as_str().unwrap_or("").to_string(),
-                        tag: r["tag"].as_str().map(str::to_string),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 
     async fn post(&self, body: Value, dry_run: bool) -> Result<Value> {
@@ -111,11 +120,21 @@ impl RulesApi<'_> {
             .await
             .with_context(|| format!("POST {url}"))?;
         let (status, text) = (resp.status(), resp.text().await.unwrap_or_default());
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if !status.is_success()
-            || v.get("errors")
-                .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()))
-        {
+        let mut v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        // A rule that already exists is what an add wants: `DuplicateRule` is not an error
+        // (a server that honours no `dry_run` answers it after validation added the rules).
+        let present = take_duplicates(&mut v);
+        if present > 0 {
+            tracing::info!(
+                present,
+                "rules already present (DuplicateRule): kept as they are"
+            );
+        }
+        let errors_left = v
+            .get("errors")
+            .is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()));
+        let only_duplicates = present > 0 && !errors_left && status.as_u16() == 400;
+        if (!status.is_success() && !only_duplicates) || errors_left {
             bail!(
                 "X rejected the rules (HTTP {status}): {}",
                 rule_errors(&v, &text)
@@ -172,10 +191,25 @@ impl RulesApi<'_> {
     }
 }
 
+/// Remove the `DuplicateRule` entries from an answer's `errors`; how many there were.
+fn take_duplicates(v: &mut Value) -> usize {
+    let Some(errors) = v.get_mut("errors").and_then(Value::as_array_mut) else {
+        return 0;
+    };
+    let before = errors.len();
+    errors.retain(|e| {
+        e["title"].as_str() != Some("DuplicateRule")
+            && !e["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("/problems/duplicate-rules"))
+    });
+    before - errors.len()
+}
+
 /// X's per-rule error messages, e.g. `"cats bogus:op": Reference to invalid operator 'bogus'`.
 fn rule_errors(v: &Value, raw: &str) -> String {
     let Some(errors) = v["errors"].as_array() else {
-        return problem_detail(raw);
+        return Problem::parse(raw).summary;
     };
     errors
         .iter()
@@ -247,6 +281,17 @@ mod tests {
             "unowned `other` is kept"
         );
         assert_eq!(plan(&existing[..1], &wanted[..1], false), Plan::default());
+    }
+
+    #[test]
+    fn duplicate_rules_are_taken_out_of_the_errors() {
+        let mut v: Value = serde_json::from_str(r#"{"errors":[
+            {"value":"cats","id":"1","title":"DuplicateRule","type":"https://api.twitter.com/2/problems/duplicate-rules"},
+            {"value":"x bogus:op","details":["Reference to invalid operator 'bogus'"],"title":"UnprocessableEntity"}]}"#).unwrap();
+        assert_eq!(take_duplicates(&mut v), 1);
+        assert_eq!(v["errors"].as_array().unwrap().len(), 1);
+        assert!(rule_errors(&v, "").contains("bogus"));
+        assert_eq!(take_duplicates(&mut json!({"data": []})), 0);
     }
 
     #[test]

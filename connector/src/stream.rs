@@ -1,7 +1,11 @@
-//! The live streams (v2 filtered, sample, sample10; v1.1 sample and filter): connect, read
-//! with a stall timer, decode, hand messages to [`Ingest`], and reconnect by the official
-//! policy ([`crate::backoff`]) until shutdown or a configuration error.
+//! The live streams (v2 filtered, sample, sample10, firehose and language firehoses; v1.1
+//! sample and filter): connect, read with a stall timer, decode, hand messages to [`Ingest`],
+//! and reconnect by the official policy ([`crate::backoff`]) until shutdown or a configuration
+//! error. A partitioned stream (firehose) is one connection per partition, each with its own
+//! reconnect state, stall timer and metrics (labelled `partition`), all into one [`Ingest`]
+//! (one deduplication, one topic).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Result};
@@ -14,6 +18,7 @@ use crate::config::{Mode, TwitterConfig};
 use crate::framing::{Decoder, Frame, Framing};
 use crate::ingest::{Ingest, Next};
 use crate::message::excerpt;
+use crate::problem::Problem;
 use crate::rules::RulesApi;
 
 /// Where and how to connect for a mode.
@@ -25,10 +30,30 @@ pub struct Endpoint {
     /// Parameters go in a form body (v1.1 filter) instead of the query.
     pub form_body: bool,
     pub framing: Framing,
+    /// The partition this connection reads, of a partitioned stream.
+    pub partition: Option<u8>,
 }
 
 impl Endpoint {
-    pub fn for_config(cfg: &TwitterConfig) -> Self {
+    /// The connections a mode makes: one, or one per partition.
+    pub fn for_config(cfg: &TwitterConfig) -> Vec<Self> {
+        let one = Self::single(cfg);
+        let partitions = cfg.partitions_to_read();
+        if partitions.is_empty() {
+            return vec![one];
+        }
+        partitions
+            .into_iter()
+            .map(|p| {
+                let mut e = one.clone();
+                e.params.insert(0, ("partition".into(), p.to_string()));
+                e.partition = Some(p);
+                e
+            })
+            .collect()
+    }
+
+    fn single(cfg: &TwitterConfig) -> Self {
         let base = cfg.base_url.trim_end_matches('/');
         let mut params: Vec<(String, String)> = Vec::new();
         let mut push = |k: &str, v: &str| {
@@ -37,7 +62,11 @@ impl Endpoint {
             }
         };
         let (method, path, form_body) = match cfg.mode {
-            Mode::Filtered | Mode::Sample | Mode::Sample10 => {
+            Mode::Filtered
+            | Mode::Sample
+            | Mode::Sample10
+            | Mode::Firehose
+            | Mode::FirehoseLang => {
                 if cfg.mode == Mode::Sample10 {
                     push("partition", &cfg.partition.unwrap_or(1).to_string());
                 }
@@ -51,9 +80,14 @@ impl Endpoint {
                     push("backfill_minutes", &m.to_string());
                 }
                 let path = match cfg.mode {
-                    Mode::Filtered => "/2/tweets/search/stream",
-                    Mode::Sample => "/2/tweets/sample/stream",
-                    _ => "/2/tweets/sample10/stream",
+                    Mode::Filtered => "/2/tweets/search/stream".to_string(),
+                    Mode::Sample => "/2/tweets/sample/stream".to_string(),
+                    Mode::Firehose => "/2/tweets/firehose/stream".to_string(),
+                    Mode::FirehoseLang => format!(
+                        "/2/tweets/firehose/stream/lang/{}",
+                        cfg.lang.as_deref().unwrap_or("en")
+                    ),
+                    _ => "/2/tweets/sample10/stream".to_string(),
                 };
                 ("GET", path, false)
             }
@@ -69,12 +103,12 @@ impl Endpoint {
                     push("track", &cfg.track.join(","));
                     push("follow", &cfg.follow.join(","));
                     push("locations", &cfg.locations.join(","));
-                    ("POST", "/1.1/statuses/filter.json", true)
+                    ("POST", "/1.1/statuses/filter.json".to_string(), true)
                 } else {
-                    ("GET", "/1.1/statuses/sample.json", false)
+                    ("GET", "/1.1/statuses/sample.json".to_string(), false)
                 }
             }
-            Mode::Replay => ("GET", "", false),
+            Mode::Replay => ("GET", String::new(), false),
         };
         let framing = if cfg.mode.is_v1() && cfg.delimited {
             Framing::Length
@@ -87,6 +121,7 @@ impl Endpoint {
             params,
             form_body,
             framing,
+            partition: None,
         }
     }
 
@@ -107,80 +142,71 @@ impl Endpoint {
     }
 }
 
-/// The short reason of an X error body: v2 problem `title: detail`, or v1.1 `errors[].message`.
-pub fn problem_detail(body: &str) -> String {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        return excerpt(body.as_bytes());
-    };
-    let mut parts = Vec::new();
-    if let Some(t) = v["title"].as_str() {
-        parts.push(t.to_string());
-    }
-    if let Some(d) = v["detail"].as_str() {
-        parts.push(d.to_string());
-    }
-    if let Some(errors) = v["errors"].as_array() {
-        for e in errors.iter().take(3) {
-            if let Some(m) = e["message"].as_str().or_else(|| e["detail"].as_str()) {
-                parts.push(m.to_string());
-            }
-        }
-    }
-    if let Some(c) = v["connection_issue"].as_str() {
-        parts.push(format!("connection_issue: {c}"));
-    }
-    if parts.is_empty() {
-        excerpt(body.as_bytes())
-    } else {
-        parts.join(": ")
-    }
-}
-
 enum Outcome {
     Shutdown,
     Fatal(anyhow::Error),
     Failed(Failure, String),
+    /// 429 `TooManyConnections`: a rate limit, unless the stale connection can be cleared.
+    TooManyConnections(Failure, String),
 }
 
+/// One connection's metrics; labelled `partition` on a partitioned stream.
 struct StreamMetrics {
     connected: Gauge,
     backoff_ms: Gauge,
     keepalives: Counter,
     stalls: Counter,
     connects: Counter,
+    partition: Option<String>,
     ctx: SourceContext,
 }
 
 impl StreamMetrics {
-    fn new(ctx: &SourceContext) -> Self {
+    fn new(ctx: &SourceContext, partition: Option<u8>) -> Self {
         let m = &ctx.metrics;
+        let partition = partition.map(|p| p.to_string());
+        let l: Vec<(&str, &str)> = partition
+            .as_deref()
+            .map(|p| vec![("partition", p)])
+            .unwrap_or_default();
         Self {
-            connected: m.gauge("connected", "1 while a stream connection is open"),
-            backoff_ms: m.gauge("backoff_ms", "the current wait before reconnecting"),
-            keepalives: m.counter("keepalives_total", "keep-alive newlines received"),
-            stalls: m.counter(
+            connected: m.gauge_with("connected", &l, "1 while a stream connection is open"),
+            backoff_ms: m.gauge_with("backoff_ms", &l, "the current wait before reconnecting"),
+            keepalives: m.counter_with("keepalives_total", &l, "keep-alive newlines received"),
+            stalls: m.counter_with(
                 "stalls_total",
+                &l,
                 "connections closed because nothing arrived in time",
             ),
-            connects: m.counter("connections_total", "stream connection attempts"),
+            connects: m.counter_with("connections_total", &l, "stream connection attempts"),
+            partition,
             ctx: ctx.clone(),
         }
     }
 
     fn reconnect(&self, cause: &str) {
+        let mut l = vec![("cause", cause)];
+        if let Some(p) = &self.partition {
+            l.push(("partition", p));
+        }
         self.ctx
             .metrics
-            .counter_with(
-                "reconnects_total",
-                &[("cause", cause)],
-                "reconnects by cause",
-            )
+            .counter_with("reconnects_total", &l, "reconnects by cause")
             .inc();
     }
 }
 
+/// What every connection of a run shares.
+struct Streams {
+    client: reqwest::Client,
+    auth: Auth,
+    cfg: TwitterConfig,
+    ctx: SourceContext,
+    ingest: tokio::sync::Mutex<Ingest>,
+}
+
 /// Read a live stream until shutdown (Ok) or a configuration error (Err).
-pub async fn run(cfg: TwitterConfig, ctx: SourceContext, mut ingest: Ingest) -> Result<()> {
+pub async fn run(cfg: TwitterConfig, ctx: SourceContext, ingest: Ingest) -> Result<()> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .tcp_keepalive(Duration::from_secs(30))
@@ -202,17 +228,45 @@ pub async fn run(cfg: TwitterConfig, ctx: SourceContext, mut ingest: Ingest) -> 
         };
         api.reconcile(&cfg.rules, cfg.keep_unowned_rules).await?;
     }
-    let endpoint = Endpoint::for_config(&cfg);
+    let endpoints = Endpoint::for_config(&cfg);
+    if endpoints.len() > 1 {
+        tracing::info!(
+            connections = endpoints.len(),
+            "one connection per partition"
+        );
+    }
+    let streams = Arc::new(Streams {
+        client,
+        auth,
+        cfg,
+        ctx,
+        ingest: tokio::sync::Mutex::new(ingest),
+    });
+    // The first configuration error ends every connection.
+    futures_util::future::try_join_all(
+        endpoints
+            .into_iter()
+            .map(|e| keep_reading(streams.clone(), e)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One connection (of a partition, or the stream's only one), reconnected until shutdown.
+async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
+    let Streams { cfg, ctx, .. } = &*streams;
     let stall = cfg.stall_timeout();
     let mut backoff = Backoff::new(cfg.reconnect.clone());
     let mut decoder = Decoder::new(endpoint.framing, cfg.max_message_bytes);
-    let m = StreamMetrics::new(&ctx);
+    let m = StreamMetrics::new(ctx, endpoint.partition);
     let mut delay = Duration::ZERO;
     let mut first = true;
+    // `DELETE /2/connections/all` is tried once per run of refusals, not in a loop.
+    let mut cleared_stale = false;
     loop {
         if !delay.is_zero() {
             m.backoff_ms.set(delay.as_millis() as u64);
-            tracing::info!(delay = ?delay, "reconnecting after a wait");
+            tracing::info!(delay = ?delay, partition = endpoint.partition, "reconnecting after a wait");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = ctx.shutdown.cancelled() => return Ok(()),
@@ -223,70 +277,104 @@ pub async fn run(cfg: TwitterConfig, ctx: SourceContext, mut ingest: Ingest) -> 
             return Ok(());
         }
         if !first {
-            tracing::info!(url = %endpoint.url, "reconnecting");
+            tracing::info!(url = %endpoint.url, partition = endpoint.partition, "reconnecting");
         }
         first = false;
         m.connects.inc();
-        let outcome = connect_and_read(
-            &client,
-            &auth,
-            &endpoint,
+        let connection = Connection {
+            streams: &streams,
+            endpoint: &endpoint,
             stall,
-            &mut decoder,
-            &mut ingest,
-            &mut backoff,
-            &ctx,
-            &m,
-        )
-        .await;
+            m: &m,
+        };
+        let outcome = connection.read(&mut decoder, &mut backoff).await;
         m.connected.set(0);
-        match outcome {
+        let (failure, reason) = match outcome {
             Outcome::Shutdown => return Ok(()),
             Outcome::Fatal(e) => return Err(e),
-            Outcome::Failed(failure, reason) => {
-                if backoff
-                    .max_attempts()
-                    .is_some_and(|max| backoff.consecutive + 1 >= max)
+            Outcome::TooManyConnections(failure, reason)
+                if cfg.clear_stale_connections && !cleared_stale =>
+            {
+                cleared_stale = true;
+                match crate::connections::clear_all(&streams.client, &cfg.base_url, &streams.auth)
+                    .await
                 {
-                    return Err(anyhow!(
-                        "giving up after {} failed attempts in a row; last: {reason}",
-                        backoff.consecutive + 1
-                    ));
+                    Ok(answer) => {
+                        m.reconnect("stale_connection_cleared");
+                        tracing::warn!(%reason, %answer, partition = endpoint.partition, "X refused the connection (TooManyConnections): ended the app's stale connections with DELETE /2/connections/all; reconnecting at once");
+                        delay = Duration::ZERO;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "could not clear the stale connections; backing off as from a rate limit");
+                        (failure, reason)
+                    }
                 }
-                delay = backoff.next_delay(&failure, SystemTime::now());
-                m.reconnect(failure.cause());
-                tracing::warn!(cause = failure.cause(), %reason, next_attempt_in = ?delay, "stream connection ended");
             }
+            Outcome::TooManyConnections(failure, reason) | Outcome::Failed(failure, reason) => {
+                (failure, reason)
+            }
+        };
+        if failure == (Failure::Dropped { delivered: true }) {
+            cleared_stale = false;
         }
+        if backoff
+            .max_attempts()
+            .is_some_and(|max| backoff.consecutive + 1 >= max)
+        {
+            return Err(anyhow!(
+                "giving up after {} failed attempts in a row; last: {reason}",
+                backoff.consecutive + 1
+            ));
+        }
+        delay = backoff.next_delay(&failure, SystemTime::now());
+        m.reconnect(failure.cause());
+        tracing::warn!(cause = failure.cause(), %reason, partition = endpoint.partition, next_attempt_in = ?delay, "stream connection ended");
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn connect_and_read(
-    client: &reqwest::Client,
-    auth: &Auth,
-    endpoint: &Endpoint,
+/// One connection attempt and its reading.
+struct Connection<'a> {
+    streams: &'a Streams,
+    endpoint: &'a Endpoint,
     stall: Duration,
-    decoder: &mut Decoder,
-    ingest: &mut Ingest,
-    backoff: &mut Backoff,
-    ctx: &SourceContext,
-    m: &StreamMetrics,
-) -> Outcome {
-    let send = tokio::time::timeout(stall, endpoint.request(client, auth).send());
-    let resp = tokio::select! {
-        r = send => r,
-        _ = ctx.shutdown.cancelled() => return Outcome::Shutdown,
-    };
-    let mut resp = match resp {
-        Err(_) => {
-            return Outcome::Failed(Failure::Network, format!("no response within {stall:?}"))
+    m: &'a StreamMetrics,
+}
+
+impl Connection<'_> {
+    /// Connect, then read until the stream ends.
+    async fn read(&self, decoder: &mut Decoder, backoff: &mut Backoff) -> Outcome {
+        match self.connect().await {
+            Ok(resp) => self.read_body(resp, decoder, backoff).await,
+            Err(outcome) => outcome,
         }
-        Ok(Err(e)) => return Outcome::Failed(Failure::Network, format!("{e}")),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status().as_u16();
-    if status != 200 {
+    }
+
+    /// The stream's response, or what its absence or error status means.
+    async fn connect(&self) -> Result<reqwest::Response, Outcome> {
+        let (endpoint, stall) = (self.endpoint, self.stall);
+        let Streams {
+            client, auth, ctx, ..
+        } = self.streams;
+        let send = tokio::time::timeout(stall, endpoint.request(client, auth).send());
+        let resp = tokio::select! {
+            r = send => r,
+            _ = ctx.shutdown.cancelled() => return Err(Outcome::Shutdown),
+        };
+        let resp = match resp {
+            Err(_) => {
+                return Err(Outcome::Failed(
+                    Failure::Network,
+                    format!("no response within {stall:?}"),
+                ))
+            }
+            Ok(Err(e)) => return Err(Outcome::Failed(Failure::Network, format!("{e}"))),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return Ok(resp);
+        }
         let reset_at = resp
             .headers()
             .get("x-rate-limit-reset")
@@ -298,10 +386,108 @@ async fn connect_and_read(
             .ok()
             .and_then(|r| r.ok())
             .unwrap_or_default();
-        let detail = problem_detail(&body);
+        Err(endpoint.refused(status, &Problem::parse(&body), reset_at))
+    }
+
+    /// Read frames into the ingest until the stream ends, stalls or shutdown.
+    async fn read_body(
+        &self,
+        mut resp: reqwest::Response,
+        decoder: &mut Decoder,
+        backoff: &mut Backoff,
+    ) -> Outcome {
+        let (endpoint, stall, m) = (self.endpoint, self.stall, self.m);
+        let Streams { ingest, ctx, .. } = self.streams;
+        m.connected.set(1);
+        tracing::info!(url = %endpoint.url, partition = endpoint.partition, "stream connected");
+        decoder.reset();
+        // The backoff starts over only once this connection proved healthy: it delivered
+        // tweets, or stayed up a minute. Keep-alives alone do not count: a server that accepts
+        // and drops at once (X answers a reconnect storm with 429 TooManyConnections) is
+        // backed off from.
+        let mut delivered = false;
+        let connected_at = std::time::Instant::now();
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => return Outcome::Shutdown,
+                c = tokio::time::timeout(stall, resp.chunk()) => c,
+            };
+            let bytes = match chunk {
+                Err(_) => {
+                    m.stalls.inc();
+                    return Outcome::Failed(
+                        Failure::Dropped { delivered },
+                        format!("stall: nothing, not even a keep-alive, for {stall:?}"),
+                    );
+                }
+                Ok(Err(e)) => {
+                    return Outcome::Failed(
+                        Failure::Dropped { delivered },
+                        format!("read error: {e}"),
+                    )
+                }
+                Ok(Ok(None)) => {
+                    let lost = decoder.pending();
+                    let why = if lost > 0 {
+                        format!("the server closed the stream mid-message ({lost} bytes dropped)")
+                    } else {
+                        "the server closed the stream".to_string()
+                    };
+                    return Outcome::Failed(Failure::Dropped { delivered }, why);
+                }
+                Ok(Ok(Some(b))) => b,
+            };
+            decoder.feed(&bytes);
+            while let Some(frame) = decoder.next_frame() {
+                let mut tweet = false;
+                match frame {
+                    Frame::KeepAlive => m.keepalives.inc(),
+                    Frame::Message(msg) => {
+                        let mut ingest = ingest.lock().await;
+                        let before = ingest.m.tweets.get();
+                        let next = ingest.message(msg).await;
+                        tweet = ingest.m.tweets.get() > before;
+                        match next {
+                            Ok(Next::Continue) => {}
+                            Ok(Next::Reconnect(reason)) => {
+                                return Outcome::Failed(Failure::Dropped { delivered }, reason)
+                            }
+                            Err(_) => return Outcome::Shutdown,
+                        }
+                    }
+                    Frame::Oversized { len, excerpt: ex } => {
+                        ingest.lock().await.m.error("oversized");
+                        tracing::warn!(len, excerpt = %excerpt(&ex), "skipped a message over max_message_bytes");
+                    }
+                    Frame::BadLength { excerpt: ex } => {
+                        ingest.lock().await.m.error("bad_length");
+                        tracing::warn!(excerpt = %excerpt(&ex), "skipped a line that is not a length (resynced)");
+                    }
+                }
+                if !delivered && (tweet || connected_at.elapsed() >= HEALTHY_AFTER) {
+                    delivered = true;
+                    backoff.delivered();
+                }
+            }
+        }
+    }
+}
+
+impl Endpoint {
+    /// What an error status from this endpoint means: stop (a configuration error or a
+    /// spent usage cap), or back off and retry.
+    fn refused(&self, status: u16, problem: &Problem, reset_at: Option<SystemTime>) -> Outcome {
+        if let Some(kind) = problem.unknown_type() {
+            tracing::warn!(status, problem_type = kind, detail = %problem.summary, "X answered with a problem type this connector does not know");
+        }
+        if status == 429 && problem.is_usage_capped() {
+            return Outcome::Fatal(anyhow!(problem.usage_cap_message()));
+        }
+        let detail = &problem.summary;
         if is_fatal_status(status) {
             let hint = match status {
-                401 if endpoint.framing == Framing::Length || endpoint.url.contains("/1.1/") => {
+                401 if self.framing == Framing::Length || self.url.contains("/1.1/") => {
                     " (check the four OAuth 1.0a keys, and this machine's clock)"
                 }
                 401 => " (check the bearer token)",
@@ -310,8 +496,8 @@ async fn connect_and_read(
             };
             return Outcome::Fatal(anyhow!(
                 "{} {} answered {status}: {detail}{hint}",
-                endpoint.method,
-                endpoint.url
+                self.method,
+                self.url
             ));
         }
         let failure = if status == 420 || status == 429 {
@@ -319,72 +505,11 @@ async fn connect_and_read(
         } else {
             Failure::Http { status }
         };
-        return Outcome::Failed(failure, format!("HTTP {status}: {detail}"));
-    }
-    m.connected.set(1);
-    tracing::info!(url = %endpoint.url, "stream connected");
-    decoder.reset();
-    // The backoff starts over only once this connection proved healthy: it delivered tweets,
-    // or stayed up a minute. Keep-alives alone do not count: a server that accepts and drops
-    // at once (X answers a reconnect storm with 429 TooManyConnections) is backed off from.
-    let mut delivered = false;
-    let tweets_before = ingest.m.tweets.get();
-    let connected_at = std::time::Instant::now();
-    loop {
-        let chunk = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return Outcome::Shutdown,
-            c = tokio::time::timeout(stall, resp.chunk()) => c,
-        };
-        let bytes = match chunk {
-            Err(_) => {
-                m.stalls.inc();
-                return Outcome::Failed(
-                    Failure::Dropped { delivered },
-                    format!("stall: nothing, not even a keep-alive, for {stall:?}"),
-                );
-            }
-            Ok(Err(e)) => {
-                return Outcome::Failed(Failure::Dropped { delivered }, format!("read error: {e}"))
-            }
-            Ok(Ok(None)) => {
-                let lost = decoder.pending();
-                let why = if lost > 0 {
-                    format!("the server closed the stream mid-message ({lost} bytes dropped)")
-                } else {
-                    "the server closed the stream".to_string()
-                };
-                return Outcome::Failed(Failure::Dropped { delivered }, why);
-            }
-            Ok(Ok(Some(b))) => b,
-        };
-        decoder.feed(&bytes);
-        while let Some(frame) = decoder.next_frame() {
-            match frame {
-                Frame::KeepAlive => m.keepalives.inc(),
-                Frame::Message(msg) => match ingest.message(msg).await {
-                    Ok(Next::Continue) => {}
-                    Ok(Next::Reconnect(reason)) => {
-                        return Outcome::Failed(Failure::Dropped { delivered }, reason)
-                    }
-                    Err(_) => return Outcome::Shutdown,
-                },
-                Frame::Oversized { len, excerpt: ex } => {
-                    ingest.m.error("oversized");
-                    tracing::warn!(len, excerpt = %excerpt(&ex), "skipped a message over max_message_bytes");
-                }
-                Frame::BadLength { excerpt: ex } => {
-                    ingest.m.error("bad_length");
-                    tracing::warn!(excerpt = %excerpt(&ex), "skipped a line that is not a length (resynced)");
-                }
-            }
-            if !delivered
-                && (ingest.m.tweets.get() > tweets_before
-                    || connected_at.elapsed() >= HEALTHY_AFTER)
-            {
-                delivered = true;
-                backoff.delivered();
-            }
+        let reason = format!("HTTP {status}: {detail}");
+        if problem.is_too_many_connections() {
+            Outcome::TooManyConnections(failure, reason)
+        } else {
+            Outcome::Failed(failure, reason)
         }
     }
 }
@@ -402,9 +527,12 @@ mod tests {
 
     #[test]
     fn endpoints_per_mode() {
-        let e = Endpoint::for_config(&cfg(
-            "mode: filtered\nbase_url: http://h:1/\nbackfill_minutes: 2\n",
-        ));
+        let one = |yaml: &str| {
+            let mut all = Endpoint::for_config(&cfg(yaml));
+            assert_eq!(all.len(), 1);
+            all.remove(0)
+        };
+        let e = one("mode: filtered\nbase_url: http://h:1/\nbackfill_minutes: 2\n");
         assert_eq!(e.url, "http://h:1/2/tweets/search/stream");
         assert!(e
             .params
@@ -412,12 +540,10 @@ mod tests {
             .any(|(k, v)| k == "tweet.fields" && v.contains("note_tweet")));
         assert!(e.params.contains(&("backfill_minutes".into(), "2".into())));
         assert!(e.params.contains(&("expansions".into(), "author_id,referenced_tweets.id,referenced_tweets.id.author_id,attachments.media_keys,geo.place_id".into())));
-        let e = Endpoint::for_config(&cfg("mode: sample10\npartition: 2\n"));
+        let e = one("mode: sample10\npartition: 2\n");
         assert_eq!(e.url, "https://api.x.com/2/tweets/sample10/stream");
         assert_eq!(e.params[0], ("partition".into(), "2".into()));
-        let e = Endpoint::for_config(&cfg(
-            "mode: v1-filter\ntrack: [rust, data model]\nfollow: ['12']\nlanguage: [en]\n",
-        ));
+        let e = one("mode: v1-filter\ntrack: [rust, data model]\nfollow: ['12']\nlanguage: [en]\n");
         assert_eq!(
             (e.method, e.form_body, e.framing),
             ("POST", true, Framing::Length)
@@ -426,24 +552,17 @@ mod tests {
             .params
             .contains(&("track".into(), "rust,data model".into())));
         assert!(e.params.contains(&("stall_warnings".into(), "true".into())));
-        let e = Endpoint::for_config(&cfg("mode: v1-sample\ndelimited: false\n"));
+        let e = one("mode: v1-sample\ndelimited: false\n");
         assert_eq!((e.method, e.framing), ("GET", Framing::Lines));
-    }
-
-    #[test]
-    fn problem_details() {
+        let fire = Endpoint::for_config(&cfg("mode: firehose\npartitions: [3, 7]\n"));
+        assert_eq!(fire.len(), 2);
+        assert_eq!(fire[1].url, "https://api.x.com/2/tweets/firehose/stream");
+        assert_eq!(fire[1].params[0], ("partition".into(), "7".into()));
+        assert_eq!(fire[1].partition, Some(7));
+        let ja = Endpoint::for_config(&cfg("mode: firehose-lang\nlang: ja\n"));
         assert_eq!(
-            problem_detail(r#"{"title":"Unauthorized","detail":"Unauthorized","status":401}"#),
-            "Unauthorized: Unauthorized"
+            ja.iter().map(|e| e.url.as_str()).collect::<Vec<_>>(),
+            vec!["https://api.x.com/2/tweets/firehose/stream/lang/ja"; 2]
         );
-        assert_eq!(
-            problem_detail(r#"{"errors":[{"code":32,"message":"Could not authenticate you."}]}"#),
-            "Could not authenticate you."
-        );
-        assert!(problem_detail(
-            r#"{"title":"ConnectionException","connection_issue":"TooManyConnections"}"#
-        )
-        .contains("TooManyConnections"));
-        assert_eq!(problem_detail("<html>"), "<html>");
     }
 }

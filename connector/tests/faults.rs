@@ -28,33 +28,6 @@ fn sample_v1(emu: &Emulator, extra: &str) -> String {
     )
 }
 
-/// A finished run and its metrics, read just before it was stopped.
-struct Done {
-    run: Run,
-    metrics: serde_json::Value,
-}
-
-/// Run until the emulator has sent all its tweets and the connector delivered them; check
-/// exactly-once in-order delivery; return the run and its metrics for more checks.
-fn deliver_all(emu: &Emulator, config: &str) -> Done {
-    let mut run = Run::start(config);
-    testkit::wait_for("the emulator to send everything", T, || {
-        if let Some(s) = run.proc.try_status() {
-            panic!("connector exited with {s}: {}", run.output());
-        }
-        (emu.exhausted(x_emulator::Dialect::V2) || emu.exhausted(x_emulator::Dialect::V1))
-            .then_some(())
-    });
-    let expected = unique_in_order(&emu.sent_ids());
-    run.wait_metric("tweets_total", expected.len() as u64, T);
-    let metrics = run.metrics();
-    assert_eq!(run.stop(), 0, "{}", run.output());
-    let got = keys(&run.records());
-    assert_eq!(got.len(), expected.len(), "count; log:\n{}", run.output());
-    assert_eq!(got, expected, "every tweet sent, once, in order");
-    Done { run, metrics }
-}
-
 /// Gaps (ms) between successive connection attempts' start times.
 fn gaps(emu: &Emulator) -> Vec<u64> {
     let log = emu.log();

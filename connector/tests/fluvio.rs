@@ -238,3 +238,53 @@ fn transforms_by_local_path_and_by_registered_name() {
         .collect();
     assert_eq!(got, expected, "filtered then shaped, in order");
 }
+
+#[test]
+fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
+    let Some(env) = FluvioEnv::find_or_skip("firehose into Fluvio") else {
+        return;
+    };
+    let topic = env.unique_topic("firehose");
+    let mut cfg = generated(6000);
+    cfg.plans = vec![ConnectionPlan {
+        after: Some(100),
+        end: Some(x_emulator::End::Close),
+        ..Default::default()
+    }];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let config = with_topic(
+        &config_yaml(
+            &emu.base_url(),
+            &format!("  mode: firehose\n{BEARER}{FAST_RECONNECT}"),
+            "",
+        ),
+        &topic,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut proc = start_into_fluvio(&env, &config, &dir);
+    testkit::wait_for("the 20 partitions to send everything", T, || {
+        if let Some(s) = proc.try_status() {
+            panic!("the source exited ({s}): {}", proc.output());
+        }
+        emu.exhausted(x_emulator::Dialect::V2).then_some(())
+    });
+    let metric = |name: &str| testkit::metrics_socket(&dir.path().join("m.sock"))[name].as_u64();
+    testkit::wait_for("every tweet produced", T, || {
+        (metric("records_produced_total").unwrap_or(0) >= 6000).then_some(())
+    });
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    let mut got: Vec<String> = env
+        .keys_by_offset(&topic, 0)
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    let mut sent = unique_in_order(&emu.sent_ids());
+    assert_eq!(sent.len(), 6000, "a clean close loses no tweet");
+    got.sort();
+    sent.sort();
+    let before = got.len();
+    got.dedup();
+    assert_eq!(before, got.len(), "no tweet twice in the topic");
+    assert_eq!(got, sent, "every tweet of every partition in the topic");
+}

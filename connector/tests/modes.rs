@@ -64,6 +64,113 @@ fn v2_sample10_needs_and_sends_its_partition() {
     );
 }
 
+/// Each key once; the partitions interleave, so the order is only kept within one.
+fn assert_each_sent_tweet_once(emu: &Emulator, records: &[connector_runtime::Record]) {
+    let got = keys(records);
+    let unique: std::collections::HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "no tweet twice");
+    let mut sent = unique_in_order(&emu.sent_ids());
+    let mut got = got.clone();
+    sent.sort();
+    got.sort();
+    assert_eq!(got, sent, "every tweet sent, once");
+}
+
+/// The partitions the emulator saw connections for, sorted, each once.
+fn partitions_connected(emu: &Emulator) -> Vec<u8> {
+    let mut p: Vec<u8> = emu
+        .log()
+        .iter()
+        .filter(|c| c.status == 200)
+        .filter_map(|c| {
+            c.query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("partition="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect();
+    p.sort();
+    p.dedup();
+    p
+}
+
+#[test]
+fn v2_firehose_reads_all_20_partitions_into_one_topic_each_reconnecting_alone() {
+    let mut cfg = generated(3000);
+    // One partition's connection breaks mid-message; it alone reconnects.
+    cfg.plans = vec![x_emulator::ConnectionPlan {
+        after: Some(40),
+        end: Some(x_emulator::End::CloseMidMessage),
+        ..Default::default()
+    }];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let mut run = Run::start(&config_yaml(
+        &emu.base_url(),
+        &format!("  mode: firehose\n{BEARER}{FAST_RECONNECT}"),
+        "",
+    ));
+    testkit::wait_for("every partition to send everything", T, || {
+        if let Some(s) = run.proc.try_status() {
+            panic!("connector exited with {s}: {}", run.output());
+        }
+        emu.exhausted(x_emulator::Dialect::V2).then_some(())
+    });
+    let sent = unique_in_order(&emu.sent_ids()).len() as u64;
+    assert_eq!(
+        sent, 2999,
+        "the 20 partitions together are the whole stream, less the tweet cut mid-message"
+    );
+    run.wait_metric("tweets_total", sent, T);
+    let m = run.metrics();
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    assert_each_sent_tweet_once(&emu, &run.records());
+    assert_eq!(partitions_connected(&emu), (1..=20).collect::<Vec<u8>>());
+    let count = |prefix: &str| -> u64 {
+        m.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(count("connections_total{partition="), 21, "{m}");
+    assert_eq!(count("reconnects_total{cause=dropped"), 1, "{m}");
+    assert_eq!(
+        emu.log().len(),
+        21,
+        "the other partitions never reconnected"
+    );
+}
+
+#[test]
+fn v2_language_firehose_reads_the_chosen_partitions_of_one_language() {
+    let emu = Emulator::start_background(generated(2000)).unwrap();
+    let mut run = Run::start(&config_yaml(
+        &emu.base_url(),
+        &format!("  mode: firehose-lang\n  lang: en\n  partitions: [2, 5]\n{BEARER}"),
+        "",
+    ));
+    let path = "/2/tweets/firehose/stream/lang/en";
+    testkit::wait_for("partitions 2 and 5 to send everything", T, || {
+        if let Some(s) = run.proc.try_status() {
+            panic!("connector exited with {s}: {}", run.output());
+        }
+        emu.partitions_exhausted(path, &[2, 5]).then_some(())
+    });
+    let sent = unique_in_order(&emu.sent_ids()).len() as u64;
+    assert!(sent > 50, "English tweets in 2 of 8 partitions: {sent}");
+    run.wait_metric("tweets_total", sent, T);
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    let records = run.records();
+    assert_each_sent_tweet_once(&emu, &records);
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+        assert_eq!(v["data"]["lang"], "en", "{v}");
+    }
+    assert_eq!(partitions_connected(&emu), vec![2, 5]);
+    assert!(emu.log().iter().all(|c| c.path == path));
+}
+
 #[test]
 fn v2_filtered_reconciles_rules_and_tags_tweets() {
     let mut cfg = generated(2000);

@@ -79,6 +79,9 @@ def test_pipeline_runs_shows_records_and_stops_what_it_started(pipeline_env):
     assert len(mirrored) == 3, out.stdout
     tweets = [int(m) for m in re.findall(r"X stream\s+(\d+) tweets", out.stdout)]
     assert tweets[-1] > 0, out.stdout
+    # The filtered stream is billed per post: the spend is the tweets at $0.005.
+    spend = [float(m) for m in re.findall(r"\$([0-9.]+) at pay-per-use", out.stdout)]
+    assert len(spend) == 3 and spend[-1] > 0, out.stdout
     records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 5, out.stdout
     for r in records:

@@ -45,10 +45,39 @@ impl Gauge {
     }
 }
 
+/// A monotonically increasing amount that is not a whole number (a cost in dollars); the
+/// `f64` is kept as its bits.
+#[derive(Clone, Debug, Default)]
+pub struct FloatCounter(Arc<AtomicU64>);
+
+impl FloatCounter {
+    pub fn add(&self, x: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + x).to_bits())
+            });
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Counter,
     Gauge,
+    /// A counter whose value is `f64` bits.
+    FloatCounter,
+}
+
+impl Kind {
+    fn render(self, value: u64) -> serde_json::Value {
+        match self {
+            Kind::FloatCounter => f64::from_bits(value).into(),
+            Kind::Counter | Kind::Gauge => value.into(),
+        }
+    }
 }
 
 type Key = (String, Vec<(String, String)>);
@@ -118,6 +147,10 @@ impl Metrics {
         Counter(self.get(name, labels, Kind::Counter, help))
     }
 
+    pub fn float_counter(&self, name: &str, help: &str) -> FloatCounter {
+        FloatCounter(self.get(name, &[], Kind::FloatCounter, help))
+    }
+
     pub fn gauge(&self, name: &str, help: &str) -> Gauge {
         Gauge(self.get(name, &[], Kind::Gauge, help))
     }
@@ -156,7 +189,7 @@ impl Metrics {
             if name != last {
                 let help = inner.help.get(name).map(String::as_str).unwrap_or("");
                 let kind = match kind {
-                    Kind::Counter => "counter",
+                    Kind::Counter | Kind::FloatCounter => "counter",
                     Kind::Gauge => "gauge",
                 };
                 out.push_str(&format!("# HELP {full} {help}\n# TYPE {full} {kind}\n"));
@@ -172,7 +205,10 @@ impl Metrics {
                     .collect();
                 out.push_str(&format!("{{{}}}", parts.join(",")));
             }
-            out.push_str(&format!(" {}\n", value.load(Ordering::Relaxed)));
+            out.push_str(&format!(
+                " {}\n",
+                kind.render(value.load(Ordering::Relaxed))
+            ));
         }
         out
     }
@@ -181,14 +217,14 @@ impl Metrics {
     pub fn render_json(&self) -> serde_json::Value {
         let inner = self.inner.lock().expect("metrics lock");
         let mut map = serde_json::Map::new();
-        for ((name, labels), (_, value)) in &inner.metrics {
+        for ((name, labels), (kind, value)) in &inner.metrics {
             let key = if labels.is_empty() {
                 name.clone()
             } else {
                 let parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{name}{{{}}}", parts.join(","))
             };
-            map.insert(key, value.load(Ordering::Relaxed).into());
+            map.insert(key, kind.render(value.load(Ordering::Relaxed)));
         }
         serde_json::Value::Object(map)
     }
@@ -297,6 +333,22 @@ mod tests {
         assert_eq!(json["errors_total{kind=json}"], 1);
         assert_eq!(m.value("errors_total", &[("kind", "json")]), 1);
         assert_eq!(m.value("absent", &[]), 0);
+    }
+
+    #[test]
+    fn float_counters_add_fractions() {
+        let m = Metrics::new("c");
+        let cost = m.float_counter("cost_usd_total", "dollars");
+        for _ in 0..3 {
+            cost.add(0.25);
+        }
+        assert_eq!(cost.get(), 0.75);
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("# TYPE c_cost_usd_total counter\nc_cost_usd_total 0.75\n"),
+            "{text}"
+        );
+        assert_eq!(m.render_json()["cost_usd_total"], 0.75);
     }
 
     #[tokio::test]

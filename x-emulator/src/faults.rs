@@ -16,6 +16,12 @@ pub struct ConnectionPlan {
     /// With `status: 429`: the TooManyConnections flavour instead of a rate limit.
     #[serde(default)]
     pub too_many_connections: bool,
+    /// With `status: 429`: the pay-per-use cap is spent (`UsageCapExceeded`).
+    #[serde(default)]
+    pub usage_capped: bool,
+    /// With `status`: this problem `type` URL instead of X's for the status.
+    #[serde(default)]
+    pub problem_type: Option<String>,
     /// With 420/429: seconds until `x-rate-limit-reset`.
     #[serde(default)]
     pub reset_in_secs: Option<u64>,

@@ -45,14 +45,27 @@ impl RuleSet {
         &self.rules
     }
 
-    /// `GET /2/tweets/search/stream/rules`.
-    pub fn list_body(&self) -> Value {
-        let data: Vec<Value> = self.rules.iter().map(rule_json).collect();
-        if data.is_empty() {
-            json!({"meta": {"sent": now_rfc3339(), "result_count": 0}})
-        } else {
-            json!({"data": data, "meta": {"sent": now_rfc3339(), "result_count": self.rules.len()}})
+    /// One page of `GET /2/tweets/search/stream/rules`: `page` rules from the one the
+    /// `pagination_token` names (None: the token is not one this list gave).
+    pub fn list_page(&self, page: usize, token: Option<&str>) -> Option<Value> {
+        let start = match token {
+            None => 0,
+            Some(t) => t
+                .strip_prefix("rules-page-")?
+                .parse::<usize>()
+                .ok()
+                .filter(|i| *i < self.rules.len())?,
+        };
+        let end = (start + page).min(self.rules.len());
+        let data: Vec<Value> = self.rules[start..end].iter().map(rule_json).collect();
+        let mut body = json!({"meta": {"sent": now_rfc3339(), "result_count": data.len()}});
+        if !data.is_empty() {
+            body["data"] = Value::Array(data);
         }
+        if end < self.rules.len() {
+            body["meta"]["next_token"] = json!(format!("rules-page-{end}"));
+        }
+        Some(body)
     }
 
     /// `POST /2/tweets/search/stream/rules` with `{"add": [...]}`; returns (status, body).

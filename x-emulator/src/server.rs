@@ -1,17 +1,17 @@
 //! The HTTP server: X's v2 and v1.1 stream endpoints, the v2 rules API, `/oauth2/token`, and
 //! the emulator's own control endpoints (`/_emulator/log`, `/_emulator/plans`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ use crate::corpus::{Corpus, Dialect, Item};
 use crate::faults::{error_body, now_ms, ConnectionPlan};
 use crate::oauth::{self, SignedRequest, Verifier};
 use crate::rules::{Candidate, RuleSet};
-use crate::stream::{self, Selection, StreamSpec};
+use crate::stream::{self, Partition, Selection, StreamSpec};
 
 /// Credentials the emulated app accepts.
 #[derive(Debug, Clone)]
@@ -64,6 +64,14 @@ pub struct EmulatorConfig {
     pub max_connections: usize,
     /// Keep every sent id in the log (turn off for long benchmarks).
     pub record_ids: bool,
+    /// The most rules one page of `GET .../rules` holds (X: `max_results`, at most 1,000);
+    /// smaller to exercise pagination.
+    pub rules_page_size: usize,
+    /// Act as an X-compatible server that honours no `dry_run`: a validation adds the rules.
+    pub ignore_dry_run: bool,
+    /// The app's rule limits: how many rules, how many characters each (default
+    /// pay-per-use: 1,000 of 1,024; enterprise: 25,000 of 2,048).
+    pub rule_limits: (usize, usize),
 }
 
 impl EmulatorConfig {
@@ -80,6 +88,9 @@ impl EmulatorConfig {
             random_chunks: true,
             max_connections: 0,
             record_ids: true,
+            rules_page_size: 1000,
+            ignore_dry_run: false,
+            rule_limits: (1000, 1024),
         }
     }
 }
@@ -107,6 +118,10 @@ pub struct Shared {
     pub config: EmulatorConfig,
     started: Instant,
     cursors: [AtomicU64; 2],
+    /// Set once a stream without partitions took a tweet.
+    main_cursor_used: AtomicBool,
+    /// The cursors of partitioned streams (v2), by (endpoint, partition).
+    partition_cursors: Mutex<HashMap<(String, u8), Arc<AtomicU64>>>,
     in_flight: AtomicU64,
     rules: Mutex<RuleSet>,
     plans: Mutex<VecDeque<ConnectionPlan>>,
@@ -114,6 +129,8 @@ pub struct Shared {
     verifier: Verifier,
     active: AtomicUsize,
     phantom_until: Mutex<Option<Instant>>,
+    /// Bumped by `DELETE /2/connections/all`: every open stream ends.
+    terminate_all: tokio::sync::watch::Sender<u64>,
 }
 
 fn dialect_index(d: Dialect) -> usize {
@@ -133,6 +150,7 @@ impl Shared {
             &c.access_token_secret,
         );
         let mut rules = RuleSet::default();
+        (rules.max_rules, rules.max_rule_len) = config.rule_limits;
         let adds: Vec<Value> = config
             .rules
             .iter()
@@ -146,6 +164,8 @@ impl Shared {
             config,
             started: Instant::now(),
             cursors: [AtomicU64::new(0), AtomicU64::new(0)],
+            main_cursor_used: AtomicBool::new(false),
+            partition_cursors: Mutex::new(HashMap::new()),
             in_flight: AtomicU64::new(0),
             rules: Mutex::new(rules),
             plans: Mutex::new(plans),
@@ -153,6 +173,7 @@ impl Shared {
             verifier,
             active: AtomicUsize::new(0),
             phantom_until: Mutex::new(None),
+            terminate_all: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -163,11 +184,31 @@ impl Shared {
         }
     }
 
-    /// The tweets are used up and none is still being sent.
+    /// The tweets are used up and none is still being sent: by the streams without
+    /// partitions, and (v2) by every partition of each partitioned stream connected so far.
     pub fn exhausted(&self, d: Dialect) -> bool {
-        self.limit(d)
-            .is_some_and(|l| self.cursors[dialect_index(d)].load(Ordering::SeqCst) >= l)
-            && self.in_flight.load(Ordering::SeqCst) == 0
+        let Some(l) = self.limit(d) else {
+            return false;
+        };
+        let partitions = self.partition_cursors.lock().expect("cursors");
+        let partitioned = d == Dialect::V2 && !partitions.is_empty();
+        let main_done = self.cursors[dialect_index(d)].load(Ordering::SeqCst) >= l
+            || (partitioned && !self.main_cursor_used.load(Ordering::SeqCst));
+        let partitions_done =
+            !partitioned || partitions.values().all(|c| c.load(Ordering::SeqCst) >= l);
+        main_done && partitions_done && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// The cursor of a partition and the step between its tweets; the first connection to
+    /// a partitioned stream makes the cursors of all its partitions.
+    fn partition_cursor(&self, p: &Partition) -> Arc<AtomicU64> {
+        let mut cursors = self.partition_cursors.lock().expect("cursors");
+        for i in 1..=p.of {
+            cursors
+                .entry((p.stream.clone(), i))
+                .or_insert_with(|| Arc::new(AtomicU64::new(u64::from(i - 1))));
+        }
+        cursors[&(p.stream.clone(), p.index)].clone()
     }
 
     /// A tweet taken with [`Shared::next_item`] was sent (or given up).
@@ -188,11 +229,21 @@ impl Shared {
     }
 
     fn select_next(&self, spec: &StreamSpec) -> Option<Item> {
-        let cursor = &self.cursors[dialect_index(spec.dialect)];
+        let own;
+        let (cursor, step) = match &spec.partition {
+            Some(p) => {
+                own = self.partition_cursor(p);
+                (&*own, u64::from(p.of))
+            }
+            None => {
+                self.main_cursor_used.store(true, Ordering::SeqCst);
+                (&self.cursors[dialect_index(spec.dialect)], 1)
+            }
+        };
         for _ in 0..10_000 {
-            let seq = cursor.fetch_add(1, Ordering::SeqCst);
+            let seq = cursor.fetch_add(step, Ordering::SeqCst);
             if self.limit(spec.dialect).is_some_and(|l| seq >= l) {
-                cursor.fetch_sub(1, Ordering::SeqCst);
+                cursor.fetch_sub(step, Ordering::SeqCst);
                 return None;
             }
             let item = self.config.corpus.item(spec.dialect, seq)?;
@@ -225,6 +276,7 @@ impl Shared {
     fn selects(&self, selection: &Selection, item: &Item) -> bool {
         match selection {
             Selection::Sample => true,
+            Selection::Lang(lang) => &item.lang == lang,
             Selection::Rules => !self.matching_rules(item).is_empty(),
             Selection::V1Filter {
                 track,
@@ -391,6 +443,20 @@ impl Emulator {
     pub fn exhausted(&self, dialect: Dialect) -> bool {
         self.shared.exhausted(dialect)
     }
+
+    /// True once these partitions of the stream at `path` have sent all their tweets (the
+    /// others may not be connected at all).
+    pub fn partitions_exhausted(&self, path: &str, partitions: &[u8]) -> bool {
+        let Some(l) = self.shared.limit(Dialect::V2) else {
+            return false;
+        };
+        let cursors = self.shared.partition_cursors.lock().expect("cursors");
+        partitions.iter().all(|p| {
+            cursors
+                .get(&(path.to_string(), *p))
+                .is_some_and(|c| c.load(Ordering::SeqCst) >= l)
+        }) && self.shared.in_flight.load(Ordering::SeqCst) == 0
+    }
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -398,10 +464,17 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/2/tweets/search/stream", get(v2_filtered))
         .route("/2/tweets/sample/stream", get(v2_sample))
         .route("/2/tweets/sample10/stream", get(v2_sample10))
+        .route("/2/tweets/firehose/stream", get(v2_firehose))
+        .route(
+            "/2/tweets/firehose/stream/lang/{lang}",
+            get(v2_firehose_lang),
+        )
         .route(
             "/2/tweets/search/stream/rules",
             get(rules_list).post(rules_post),
         )
+        .route("/2/connections", get(connections_list))
+        .route("/2/connections/all", delete(connections_delete_all))
         .route("/oauth2/token", post(token))
         .route("/1.1/statuses/sample.json", get(v1_stream))
         .route("/1.1/statuses/filter.json", get(v1_stream).post(v1_stream))
@@ -438,10 +511,16 @@ fn error_response(
     too_many_connections: bool,
     reset_in: Option<u64>,
 ) -> Response {
-    let mut r = json_response(
+    problem_response(
         status,
         serde_json::from_str(&error_body(status, v2, too_many_connections)).unwrap_or(Value::Null),
-    );
+        reset_in,
+    )
+}
+
+/// An error body with status, and for 420/429 the rate-limit headers.
+fn problem_response(status: u16, body: Value, reset_in: Option<u64>) -> Response {
+    let mut r = json_response(status, body);
     let h = r.headers_mut();
     if status == 429 || status == 420 {
         let reset = now_ms() / 1000 + reset_in.unwrap_or(60) as i64;
@@ -453,6 +532,22 @@ fn error_response(
         );
     }
     r
+}
+
+/// The error a connection plan asks for: X's body for the status, or `UsageCapExceeded`,
+/// with the problem type replaced where the plan names one.
+fn planned_error(plan: &ConnectionPlan, status: u16, v2: bool) -> Response {
+    let mut body = if plan.usage_capped {
+        json!({"title": "UsageCapExceeded", "detail": "Usage cap exceeded: Monthly product cap",
+            "type": "https://api.x.com/2/problems/usage-capped", "period": "Monthly", "scope": "Product", "status": status})
+    } else {
+        serde_json::from_str(&error_body(status, v2, plan.too_many_connections))
+            .unwrap_or(Value::Null)
+    };
+    if let Some(t) = &plan.problem_type {
+        body["type"] = json!(t);
+    }
+    problem_response(status, body, plan.reset_in_secs)
 }
 
 async fn v2_filtered(
@@ -504,6 +599,76 @@ async fn v2_sample10(
     open_stream(s, method, uri, Dialect::V2, Selection::Sample, false)
 }
 
+/// `GET /2/tweets/firehose/stream?partition=1..20`: the whole stream in 20 partitions.
+async fn v2_firehose(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    partitioned(s, method, uri, headers, &q, Selection::Sample, 20)
+}
+
+/// `GET /2/tweets/firehose/stream/lang/{en,ja,ko,pt}?partition=N`: one language's posts,
+/// in 8 partitions for English, 2 for the others.
+async fn v2_firehose_lang(
+    State(s): State<Arc<Shared>>,
+    Path(lang): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let of = match lang.as_str() {
+        "en" => 8,
+        "ja" | "ko" | "pt" => 2,
+        _ => return logged(&s, &method, &uri, error_response(404, true, false, None)),
+    };
+    partitioned(s, method, uri, headers, &q, Selection::Lang(lang), of)
+}
+
+/// A partitioned stream's connection: its `partition` (required, 1 to `of`) and its share.
+fn partitioned(
+    s: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    q: &[(String, String)],
+    selection: Selection,
+    of: u8,
+) -> Response {
+    if !bearer_ok(&s, &headers) {
+        return logged(&s, &method, &uri, error_response(401, true, false, None));
+    }
+    let given = q
+        .iter()
+        .find(|(k, _)| k == "partition")
+        .map(|(_, v)| v.as_str());
+    let Some(index) = given
+        .and_then(|v| v.parse::<u8>().ok())
+        .filter(|i| (1..=of).contains(i))
+    else {
+        let body = json!({"errors": [{"parameters": {"partition": [given]}, "message": format!("The `partition` query parameter is required and must be between 1 and {of}")}],
+            "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"});
+        return logged(&s, &method, &uri, json_response(400, body));
+    };
+    let partition = Partition {
+        stream: uri.path().to_string(),
+        index,
+        of,
+    };
+    open_partition(
+        s,
+        method,
+        uri,
+        Dialect::V2,
+        selection,
+        false,
+        Some(partition),
+    )
+}
+
 fn logged(s: &Shared, method: &Method, uri: &Uri, r: Response) -> Response {
     s.log_connection(method, uri, r.status().as_u16());
     r
@@ -526,6 +691,18 @@ fn open_stream(
     selection: Selection,
     delimited: bool,
 ) -> Response {
+    open_partition(s, method, uri, dialect, selection, delimited, None)
+}
+
+fn open_partition(
+    s: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    dialect: Dialect,
+    selection: Selection,
+    delimited: bool,
+    partition: Option<Partition>,
+) -> Response {
     let v2 = dialect == Dialect::V2;
     // A phantom connection (kept after an abrupt disconnect) or the connection cap: refused
     // with TooManyConnections, the reset announced for when the phantom goes away.
@@ -546,14 +723,9 @@ fn open_stream(
     }
     let plan = s.next_plan();
     if let Some(status) = plan.status {
-        return logged(
-            &s,
-            &method,
-            &uri,
-            error_response(status, v2, plan.too_many_connections, plan.reset_in_secs),
-        );
+        return logged(&s, &method, &uri, planned_error(&plan, status, v2));
     }
-    if let Some(minutes) = backfill_minutes(&uri).filter(|m| *m > 0) {
+    if let Some(minutes) = backfill_minutes(&uri).filter(|m| *m > 0 && partition.is_none()) {
         let again = s.rewind_for_backfill(dialect, minutes);
         tracing::info!(
             minutes,
@@ -572,18 +744,27 @@ fn open_stream(
             s.config.keepalive_v1
         },
         conn,
+        partition,
     };
     let (tx, mut rx) = mpsc::channel::<stream::Chunk>(8);
     s.active.fetch_add(1, Ordering::SeqCst);
     let shared = s.clone();
     let phantom_secs = plan.phantom_secs;
+    let mut terminated = s.terminate_all.subscribe();
+    // The body ends when the last sender goes: this one is held until the connection's end is
+    // accounted for (a phantom in place before the client can see the stream end).
+    let held = tx.clone();
     tokio::spawn(async move {
-        stream::run(shared.clone(), spec, plan, tx).await;
+        tokio::select! {
+            _ = stream::run(shared.clone(), spec, plan, tx) => {}
+            _ = terminated.changed() => shared.log_end(conn, "terminated by DELETE /2/connections/all"),
+        }
         shared.active.fetch_sub(1, Ordering::SeqCst);
         if let Some(secs) = phantom_secs {
             *shared.phantom_until.lock().expect("phantom") =
                 Some(Instant::now() + Duration::from_secs_f64(secs));
         }
+        drop(held);
     });
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let mut r = Response::new(body);
@@ -601,11 +782,78 @@ fn open_stream(
     r
 }
 
-async fn rules_list(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn rules_list(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
     if !bearer_ok(&s, &headers) {
         return error_response(401, true, false, None);
     }
-    json_response(200, s.rules.lock().expect("rules").list_body())
+    let param = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let max_results = match param("max_results").map(str::parse::<usize>) {
+        None => 1000,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return json_response(
+                400,
+                json!({"errors": [{"parameters": {"max_results": [param("max_results")]}, "message": "The `max_results` query parameter value is not between 1 and 1000"}],
+                    "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"}),
+            )
+        }
+    };
+    let page = max_results.min(s.config.rules_page_size.max(1));
+    match s
+        .rules
+        .lock()
+        .expect("rules")
+        .list_page(page, param("pagination_token"))
+    {
+        Some(body) => json_response(200, body),
+        None => json_response(
+            400,
+            json!({"errors": [{"message": "The `pagination_token` query parameter value is invalid"}],
+                "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"}),
+        ),
+    }
+}
+
+/// `GET /2/connections`: the app's open streaming connections.
+async fn connections_list(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !bearer_ok(&s, &headers) {
+        return error_response(401, true, false, None);
+    }
+    let open = s.active.load(Ordering::SeqCst);
+    let phantom = s.phantom_until.lock().expect("phantom").is_some();
+    let data: Vec<Value> = (0..open + usize::from(phantom))
+        .map(|i| json!({"endpoint_name": "stream", "status": "active", "stale": i >= open}))
+        .collect();
+    json_response(
+        200,
+        json!({"data": data, "meta": {"result_count": data.len()}}),
+    )
+}
+
+/// `DELETE /2/connections/all`: ends every open stream and the stale one X still holds.
+async fn connections_delete_all(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if !bearer_ok(&s, &headers) {
+        return logged(&s, &method, &uri, error_response(401, true, false, None));
+    }
+    let stale = s.phantom_until.lock().expect("phantom").take().is_some();
+    let open = s.active.load(Ordering::SeqCst);
+    s.terminate_all.send_modify(|n| *n += 1);
+    let killed = open + usize::from(stale);
+    logged(
+        &s,
+        &method,
+        &uri,
+        json_response(200, json!({"data": {"killed_connections": killed}})),
+    )
 }
 
 async fn rules_post(
@@ -618,7 +866,7 @@ async fn rules_post(
         return error_response(401, true, false, None);
     }
     let flag = |name: &str| q.iter().any(|(k, v)| k == name && v == "true");
-    let dry_run = flag("dry_run");
+    let dry_run = flag("dry_run") && !s.config.ignore_dry_run;
     let mut rules = s.rules.lock().expect("rules");
     if flag("delete_all") {
         let (status, body) = rules.delete(None, dry_run);

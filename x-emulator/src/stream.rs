@@ -20,6 +20,8 @@ pub enum Selection {
     Sample,
     /// v2 filtered stream: tweets matching the app's rules, with `matching_rules` added.
     Rules,
+    /// v2 language firehose: every tweet in this language.
+    Lang(String),
     /// v1.1 filter: `track` (comma = OR, space = AND), `follow` ids, `language`.
     V1Filter {
         track: Vec<Vec<String>>,
@@ -35,6 +37,19 @@ pub struct StreamSpec {
     pub delimited: bool,
     pub keepalive: Duration,
     pub conn: usize,
+    /// Of a partitioned stream (firehose): which share of the tweets this connection gets.
+    pub partition: Option<Partition>,
+}
+
+/// One partition of a partitioned stream: partition `index` (1-based) of `of` takes every
+/// `of`-th tweet, from its own cursor, so the partitions together are the whole stream and
+/// each tweet is in one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Partition {
+    /// The endpoint's path: its partitions share nothing with another endpoint's.
+    pub stream: String,
+    pub index: u8,
+    pub of: u8,
 }
 
 pub type Chunk = Result<Bytes, std::io::Error>;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use connector_runtime::output::read_capture;
 use connector_runtime::Record;
 use testkit::process::TestProcess;
-use x_emulator::{ConnectionPlan, Corpus, EmulatorConfig, Inject, Injection};
+use x_emulator::{ConnectionPlan, Corpus, Emulator, EmulatorConfig, Inject, Injection};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_twitter-source");
 
@@ -229,4 +229,32 @@ pub fn start_into_fluvio(
 /// `config` writing to Fluvio topic `topic`.
 pub fn with_topic(config: &str, topic: &str) -> String {
     config.replace("  topic: tweets\n", &format!("  topic: {topic}\n"))
+}
+
+/// A finished run and its metrics, read just before it was stopped.
+pub struct Done {
+    pub run: Run,
+    pub metrics: serde_json::Value,
+}
+
+/// Run until the emulator has sent all its tweets and the connector delivered them; check
+/// exactly-once in-order delivery; return the run and its metrics for more checks.
+pub fn deliver_all(emu: &Emulator, config: &str) -> Done {
+    let mut run = Run::start(config);
+    let t = Duration::from_secs(30);
+    testkit::wait_for("the emulator to send everything", t, || {
+        if let Some(s) = run.proc.try_status() {
+            panic!("connector exited with {s}: {}", run.output());
+        }
+        (emu.exhausted(x_emulator::Dialect::V2) || emu.exhausted(x_emulator::Dialect::V1))
+            .then_some(())
+    });
+    let expected = unique_in_order(&emu.sent_ids());
+    run.wait_metric("tweets_total", expected.len() as u64, t);
+    let metrics = run.metrics();
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    let got = keys(&run.records());
+    assert_eq!(got.len(), expected.len(), "count; log:\n{}", run.output());
+    assert_eq!(got, expected, "every tweet sent, once, in order");
+    Done { run, metrics }
 }

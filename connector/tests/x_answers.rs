@@ -1,0 +1,240 @@
+//! The X API's answers of 2026, each through the real connector binary against the emulator
+//! over HTTP: a spent pay-per-use cap, a stale connection cleared with the Connections API, an
+//! unknown problem type, paginated rule listing, `DuplicateRule` from a server that honours no
+//! `dry_run`, rule limits by access level, and credentials kept off plain HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use x_emulator::Emulator;
+
+const T: Duration = Duration::from_secs(30);
+
+fn sample_v2(emu: &Emulator, extra: &str) -> String {
+    config_yaml(
+        &emu.base_url(),
+        &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}{extra}"),
+        "",
+    )
+}
+
+fn filtered(base_url: &str, rules: &str, extra: &str) -> String {
+    config_yaml(
+        base_url,
+        &format!("  mode: filtered\n{BEARER}{FAST_RECONNECT}{extra}  rules:\n{rules}"),
+        "",
+    )
+}
+
+/// The emulator's log lines for calls to `path` (stream connections and API calls).
+fn calls(emu: &Emulator, path: &str) -> usize {
+    emu.log().iter().filter(|c| c.path == path).count()
+}
+
+#[test]
+fn a_spent_usage_cap_stops_at_once_naming_the_cap() {
+    let mut cfg = generated(10);
+    cfg.plans = vec![plan(
+        r#"{"status": 429, "usage_capped": true, "reset_in_secs": 900}"#,
+    )];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let mut run = Run::start(&sample_v2(&emu, ""));
+    let code = run.proc.wait_timeout(T).code();
+    let out = run.output();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("UsageCapExceeded, scope Product")
+            && out.contains("monthly cap")
+            && out.contains("next monthly billing period"),
+        "{out}"
+    );
+    assert_eq!(emu.log().len(), 1, "no retry loop: {:?}", emu.log());
+}
+
+#[test]
+fn a_stale_connection_is_cleared_once_when_allowed_and_the_stream_goes_on() {
+    let mut cfg = generated(100);
+    // The first connection drops mid-message and X keeps it as a phantom for 10 minutes.
+    cfg.plans = vec![plan(
+        r#"{"after": 30, "end": "close_mid_message", "phantom_secs": 600}"#,
+    )];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let done = deliver_all(&emu, &sample_v2(&emu, "  clear_stale_connections: true\n"));
+    assert_eq!(calls(&emu, "/2/connections/all"), 1, "{:?}", emu.log());
+    let statuses: Vec<u16> = emu.log().iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        vec![200, 429, 200, 200],
+        "connect, refused, DELETE, connect"
+    );
+    assert_eq!(
+        done.metrics["reconnects_total{cause=stale_connection_cleared}"], 1,
+        "{}",
+        done.metrics
+    );
+    assert!(done.run.output().contains("DELETE /2/connections/all"));
+}
+
+#[test]
+fn without_clear_stale_connections_a_phantom_is_waited_out_not_cleared() {
+    let mut cfg = generated(100);
+    cfg.plans = vec![plan(
+        r#"{"after": 30, "end": "close_mid_message", "phantom_secs": 600}"#,
+    )];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let mut run = Run::start(&sample_v2(&emu, ""));
+    testkit::wait_for("the refused reconnect", T, || {
+        emu.log().iter().any(|c| c.status == 429).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(calls(&emu, "/2/connections/all"), 0);
+    let m = run.metrics();
+    assert_eq!(m["reconnects_total{cause=rate_limited}"], 1, "{m}");
+    assert_eq!(run.stop(), 0, "{}", run.output());
+}
+
+#[test]
+fn an_unknown_problem_type_is_logged_with_its_url_and_retried() {
+    let mut cfg = generated(40);
+    cfg.plans = vec![plan(
+        r#"{"status": 503, "problem_type": "https://api.x.com/2/problems/brand-new-kind"}"#,
+    )];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let done = deliver_all(&emu, &sample_v2(&emu, ""));
+    let out = done.run.output();
+    assert!(
+        out.contains("problem type this connector does not know")
+            && out.contains("https://api.x.com/2/problems/brand-new-kind"),
+        "{out}"
+    );
+}
+
+#[test]
+fn rules_are_listed_across_pages_before_reconciling() {
+    let mut cfg = generated(200);
+    cfg.rules_page_size = 2;
+    cfg.rules = (0..5)
+        .map(|i| (format!("unowned{i}"), Some("old".to_string())))
+        .collect();
+    let emu = Emulator::start_background(cfg).unwrap();
+    let config = filtered(
+        &emu.base_url(),
+        "    - value: coffee\n      tag: drinks\n",
+        "",
+    );
+    let mut run = Run::start(&config);
+    run.wait_metric("connections_total", 1, T);
+    let rules: Vec<(String, Option<String>)> =
+        emu.rules().into_iter().map(|(_, v, t)| (v, t)).collect();
+    assert_eq!(
+        rules,
+        vec![("coffee".to_string(), Some("drinks".to_string()))],
+        "the rules on pages 2 and 3 were seen and deleted too"
+    );
+    assert_eq!(run.stop(), 0, "{}", run.output());
+}
+
+#[test]
+fn duplicate_rule_from_a_server_without_dry_run_means_present() {
+    let mut cfg = generated(200);
+    cfg.ignore_dry_run = true;
+    let emu = Emulator::start_background(cfg).unwrap();
+    let config = filtered(
+        &emu.base_url(),
+        "    - value: coffee\n      tag: drinks\n    - value: \"cats OR dogs\"\n      tag: pets\n",
+        "",
+    );
+    let mut run = Run::start(&config);
+    run.wait_metric("connections_total", 1, T);
+    let mut rules: Vec<(String, Option<String>)> =
+        emu.rules().into_iter().map(|(_, v, t)| (v, t)).collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        vec![
+            ("cats OR dogs".to_string(), Some("pets".to_string())),
+            ("coffee".to_string(), Some("drinks".to_string()))
+        ]
+    );
+    assert!(run.output().contains("DuplicateRule"), "{}", run.output());
+    assert_eq!(run.stop(), 0, "{}", run.output());
+}
+
+#[test]
+fn rules_over_the_access_level_limits_stop_before_any_call() {
+    let mut cfg = generated(10);
+    cfg.rule_limits = (25_000, 2048);
+    let emu = Emulator::start_background(cfg).unwrap();
+    let long = "coffee ".repeat(150);
+    let config = filtered(&emu.base_url(), &format!("    - value: \"{long}\"\n"), "");
+    let mut run = Run::start(&config);
+    let code = run.proc.wait_timeout(T).code();
+    let out = run.output();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "twitter.rules[0].value: 1050 characters, longer than the pay-per-use limit of 1024"
+        ),
+        "{out}"
+    );
+    assert!(emu.log().is_empty() && emu.rules().is_empty());
+    // The same rule fits the enterprise limits.
+    let config = filtered(
+        &emu.base_url(),
+        &format!("    - value: \"{long}\"\n"),
+        "  rule_limits: enterprise\n",
+    );
+    let mut run = Run::start(&config);
+    run.wait_metric("connections_total", 1, T);
+    assert_eq!(emu.rules().len(), 1);
+    assert_eq!(run.stop(), 0, "{}", run.output());
+}
+
+#[test]
+fn credentials_are_not_sent_over_plain_http_to_another_host() {
+    // 192.0.2.0/24 is TEST-NET-1: nothing answers there, and nothing may be tried.
+    let config = config_yaml(
+        "http://192.0.2.1:9",
+        &format!("  mode: sample\n{BEARER}"),
+        "",
+    );
+    let mut run = Run::start(&config);
+    let code = run.proc.wait_timeout(T).code();
+    let out = run.output();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("twitter.base_url: plain http:// to `192.0.2.1`")
+            && out.contains("allow_insecure_http"),
+        "{out}"
+    );
+    assert!(!out.contains("emulator-bearer-token"), "{out}");
+}
+
+#[test]
+fn billable_posts_are_counted_once_priced_and_warned_about_near_the_cap() {
+    let mut cfg = generated(90);
+    cfg.plans = vec![plan(
+        r#"{"inject": [{"after": 10, "what": "duplicate"}, {"after": 50, "what": "duplicate"}]}"#,
+    )];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let done = deliver_all(
+        &emu,
+        &sample_v2(
+            &emu,
+            "  billing:\n    price_per_post_usd: 0.01\n    monthly_cap: 100\n",
+        ),
+    );
+    let m = &done.metrics;
+    assert_eq!(
+        m["posts_billable_total"], 90,
+        "duplicates are not billed twice: {m}"
+    );
+    assert_eq!(m["duplicates_total"], 2, "{m}");
+    let cost = m["estimated_cost_usd_total"].as_f64().unwrap();
+    assert!((cost - 0.9).abs() < 1e-9, "{cost}");
+    let out = done.run.output();
+    assert!(out.contains("80% of the monthly cap"), "{out}");
+    assert!(!out.contains("95% of the monthly cap"), "{out}");
+}
