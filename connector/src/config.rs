@@ -132,6 +132,14 @@ pub struct TwitterConfig {
     /// suppressed by the id window.
     #[serde(default)]
     pub backfill_minutes: Option<u8>,
+    /// v2: a reconnection asks for the gap since the last tweet received
+    /// (`backfill_minutes`, up to X's 5), deduplicated.
+    #[serde(default)]
+    pub backfill: bool,
+    /// v2 Enterprise (`filtered`, `sample10`, `firehose`, `firehose-lang`): a gap longer than
+    /// 5 minutes is asked for with `start_time` (up to 24 hours back), deduplicated.
+    #[serde(default)]
+    pub recovery: bool,
 
     /// Reconnect when nothing, not even a keep-alive, arrived for this long
     /// (default 30s for v2, 90s for v1.1).
@@ -491,6 +499,16 @@ impl TwitterConfig {
                 return Err(format!("twitter.locations[{i}]: expected `sw_lon,sw_lat,ne_lon,ne_lat` (south-west corner first), got `{b}`"));
             }
         }
+        if (self.backfill || self.recovery || self.backfill_minutes.is_some())
+            && (self.mode.is_v1() || self.mode == Mode::Replay)
+        {
+            return Err(
+                "twitter.backfill: backfill and recovery are for the v2 streams only".into(),
+            );
+        }
+        if self.recovery && matches!(self.mode, Mode::Sample) {
+            return Err("twitter.recovery: X recovers with start_time on filtered, sample10 and the firehoses, not on the 1% sample (use `backfill: true`)".into());
+        }
         if self.backfill_minutes.is_some_and(|m| m > 5) {
             return Err("twitter.backfill_minutes: expected 0 to 5".into());
         }
@@ -756,6 +774,13 @@ mod tests {
                 .starts_with("twitter.partitions: only for")
         );
         let sample = "mode: sample\nauth: {bearer_token: t}\n";
+        assert!(parse(&format!("{sample}recovery: true\n"))
+            .unwrap_err()
+            .starts_with("twitter.recovery"));
+        assert!(parse(&format!("{sample}backfill: true\n")).is_ok());
+        assert!(parse("mode: replay\nreplay: {path: x}\nbackfill: true\n")
+            .unwrap_err()
+            .starts_with("twitter.backfill"));
         for ok in [
             "https://api.x.com",
             "http://127.0.0.1:8089/",

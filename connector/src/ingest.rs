@@ -118,6 +118,8 @@ pub struct Ingest {
     events: Option<RecordSender>,
     dedup: DedupWindow,
     billing: Option<Billing>,
+    /// The time of the last tweet handed over (not a duplicate), when it had one.
+    pub last_tweet_ms: Option<i64>,
     pub m: IngestMetrics,
 }
 
@@ -133,6 +135,7 @@ impl Ingest {
             events,
             dedup: DedupWindow::new(dedup_window),
             billing: None,
+            last_tweet_ms: None,
             m: IngestMetrics::new(metrics),
         }
     }
@@ -185,6 +188,7 @@ impl Ingest {
                 if let Some(b) = &mut self.billing {
                     b.post(now);
                 }
+                self.last_tweet_ms = time_ms;
                 self.m.tweets.inc();
                 self.m.bytes.add(bytes.len() as u64);
                 let record = Record {

@@ -20,6 +20,7 @@ mod ingest;
 mod message;
 mod problem;
 mod replay;
+mod resume;
 mod rules;
 mod stream;
 
@@ -58,12 +59,16 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
         ingest = ingest.with_billing(billing::Billing::new(&billing, &ctx.metrics));
     }
     if cfg.dedup_window > 0 && cfg.mode != Mode::Replay {
-        let keys = ctx
-            .recent_keys(cfg.dedup_window.min(DEDUP_SEED_MAX))
+        let recent = ctx
+            .recent_records(cfg.dedup_window.min(DEDUP_SEED_MAX))
             .await?;
+        let keys: Vec<Vec<u8>> = recent.iter().map(|(k, _)| k.clone()).collect();
         let seeded = ingest.seed_dedup(&keys);
+        // Where the topic ends is where a restart takes up the stream (backfill, recovery).
+        ingest.last_tweet_ms = recent.iter().map(|(_, t)| *t).filter(|t| *t > 0).max();
         tracing::info!(
             seeded,
+            last_tweet_ms = ingest.last_tweet_ms,
             "deduplication seeded with the ids at the end of the topic (a backfill writes none of them again)"
         );
     }

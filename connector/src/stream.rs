@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Result};
-use connector_runtime::metrics::{Counter, Gauge};
+use connector_runtime::metrics::{Counter, FloatCounter, Gauge};
 use connector_runtime::SourceContext;
 
 use crate::auth::{form, Auth};
@@ -19,6 +19,7 @@ use crate::framing::{Decoder, Frame, Framing};
 use crate::ingest::{Ingest, Next};
 use crate::message::excerpt;
 use crate::problem::Problem;
+use crate::resume::Resume;
 use crate::rules::RulesApi;
 
 /// Where and how to connect for a mode.
@@ -76,9 +77,6 @@ impl Endpoint {
                 push("media.fields", &cfg.media_fields);
                 push("place.fields", &cfg.place_fields);
                 push("poll.fields", cfg.poll_fields.as_deref().unwrap_or(""));
-                if let Some(m) = cfg.backfill_minutes.filter(|m| *m > 0) {
-                    push("backfill_minutes", &m.to_string());
-                }
                 let path = match cfg.mode {
                     Mode::Filtered => "/2/tweets/search/stream".to_string(),
                     Mode::Sample => "/2/tweets/sample/stream".to_string(),
@@ -125,9 +123,16 @@ impl Endpoint {
         }
     }
 
-    fn request(&self, client: &reqwest::Client, auth: &Auth) -> reqwest::RequestBuilder {
-        let authorization = auth.header(self.method, &self.url, &self.params);
-        let query = form(&self.params);
+    /// The request, with `resume` (backfill or recovery) after the endpoint's parameters.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        auth: &Auth,
+        resume: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
+        let params: Vec<(String, String)> = self.params.iter().chain(resume).cloned().collect();
+        let authorization = auth.header(self.method, &self.url, &params);
+        let query = form(&params);
         let req = if self.form_body {
             client
                 .post(&self.url)
@@ -157,6 +162,10 @@ struct StreamMetrics {
     keepalives: Counter,
     stalls: Counter,
     connects: Counter,
+    /// Seconds from a connection's end to the next one's start.
+    without_stream: FloatCounter,
+    /// Tweets from before a reconnection that X sent again and were new here.
+    recovered: Counter,
     partition: Option<String>,
     ctx: SourceContext,
 }
@@ -179,6 +188,16 @@ impl StreamMetrics {
                 "connections closed because nothing arrived in time",
             ),
             connects: m.counter_with("connections_total", &l, "stream connection attempts"),
+            without_stream: m.float_counter_with(
+                "seconds_without_stream_total",
+                &l,
+                "time between a connection's end and the next one's start",
+            ),
+            recovered: m.counter_with(
+                "tweets_recovered_total",
+                &l,
+                "tweets from before a reconnection, sent again by backfill or recovery, that were new",
+            ),
             partition,
             ctx: ctx.clone(),
         }
@@ -203,6 +222,8 @@ struct Streams {
     cfg: TwitterConfig,
     ctx: SourceContext,
     ingest: tokio::sync::Mutex<Ingest>,
+    /// The time of the last tweet in the topic at start: where a restart takes up.
+    restart_from: Option<SystemTime>,
 }
 
 /// Read a live stream until shutdown (Ok) or a configuration error (Err).
@@ -235,12 +256,16 @@ pub async fn run(cfg: TwitterConfig, ctx: SourceContext, ingest: Ingest) -> Resu
             "one connection per partition"
         );
     }
+    let restart_from = ingest
+        .last_tweet_ms
+        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64));
     let streams = Arc::new(Streams {
         client,
         auth,
         cfg,
         ctx,
         ingest: tokio::sync::Mutex::new(ingest),
+        restart_from,
     });
     // The first configuration error ends every connection.
     futures_util::future::try_join_all(
@@ -263,6 +288,9 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
     let mut first = true;
     // `DELETE /2/connections/all` is tried once per run of refusals, not in a loop.
     let mut cleared_stale = false;
+    let resume = Resume::new(cfg);
+    let mut last_tweet: Option<SystemTime> = streams.restart_from;
+    let mut ended_at: Option<std::time::Instant> = None;
     loop {
         if !delay.is_zero() {
             m.backoff_ms.set(delay.as_millis() as u64);
@@ -281,14 +309,28 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
         }
         first = false;
         m.connects.inc();
+        if let Some(at) = ended_at.take() {
+            m.without_stream.add(at.elapsed().as_secs_f64());
+        }
+        let now = SystemTime::now();
+        let resume = resume.params(last_tweet, now);
         let connection = Connection {
             streams: &streams,
             endpoint: &endpoint,
             stall,
             m: &m,
+            resume: &resume,
+            resumed_at_ms: Resume::asks_again(&resume).then(|| {
+                now.duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0)
+            }),
         };
-        let outcome = connection.read(&mut decoder, &mut backoff).await;
+        let outcome = connection
+            .read(&mut decoder, &mut backoff, &mut last_tweet)
+            .await;
         m.connected.set(0);
+        ended_at = Some(std::time::Instant::now());
         let (failure, reason) = match outcome {
             Outcome::Shutdown => return Ok(()),
             Outcome::Fatal(e) => return Err(e),
@@ -339,13 +381,22 @@ struct Connection<'a> {
     endpoint: &'a Endpoint,
     stall: Duration,
     m: &'a StreamMetrics,
+    /// The backfill or recovery parameters of this attempt.
+    resume: &'a [(String, String)],
+    /// When it asks for tweets again: the time they are from before (Unix ms).
+    resumed_at_ms: Option<i64>,
 }
 
 impl Connection<'_> {
-    /// Connect, then read until the stream ends.
-    async fn read(&self, decoder: &mut Decoder, backoff: &mut Backoff) -> Outcome {
+    /// Connect, then read until the stream ends; `last_tweet` is when a tweet last came.
+    async fn read(
+        &self,
+        decoder: &mut Decoder,
+        backoff: &mut Backoff,
+        last_tweet: &mut Option<SystemTime>,
+    ) -> Outcome {
         match self.connect().await {
-            Ok(resp) => self.read_body(resp, decoder, backoff).await,
+            Ok(resp) => self.read_body(resp, decoder, backoff, last_tweet).await,
             Err(outcome) => outcome,
         }
     }
@@ -356,7 +407,7 @@ impl Connection<'_> {
         let Streams {
             client, auth, ctx, ..
         } = self.streams;
-        let send = tokio::time::timeout(stall, endpoint.request(client, auth).send());
+        let send = tokio::time::timeout(stall, endpoint.request(client, auth, self.resume).send());
         let resp = tokio::select! {
             r = send => r,
             _ = ctx.shutdown.cancelled() => return Err(Outcome::Shutdown),
@@ -395,6 +446,7 @@ impl Connection<'_> {
         mut resp: reqwest::Response,
         decoder: &mut Decoder,
         backoff: &mut Backoff,
+        last_tweet: &mut Option<SystemTime>,
     ) -> Outcome {
         let (endpoint, stall, m) = (self.endpoint, self.stall, self.m);
         let Streams { ingest, ctx, .. } = self.streams;
@@ -448,6 +500,16 @@ impl Connection<'_> {
                         let before = ingest.m.tweets.get();
                         let next = ingest.message(msg).await;
                         tweet = ingest.m.tweets.get() > before;
+                        if tweet {
+                            *last_tweet = Some(SystemTime::now());
+                            let from_before = self
+                                .resumed_at_ms
+                                .zip(ingest.last_tweet_ms)
+                                .is_some_and(|(resumed, t)| t < resumed);
+                            if from_before {
+                                m.recovered.inc();
+                            }
+                        }
                         match next {
                             Ok(Next::Continue) => {}
                             Ok(Next::Reconnect(reason)) => {
@@ -533,12 +595,15 @@ mod tests {
             all.remove(0)
         };
         let e = one("mode: filtered\nbase_url: http://h:1/\nbackfill_minutes: 2\n");
+        assert!(
+            !e.params.iter().any(|(k, _)| k == "backfill_minutes"),
+            "backfill is the resume's, per connection"
+        );
         assert_eq!(e.url, "http://h:1/2/tweets/search/stream");
         assert!(e
             .params
             .iter()
             .any(|(k, v)| k == "tweet.fields" && v.contains("note_tweet")));
-        assert!(e.params.contains(&("backfill_minutes".into(), "2".into())));
         assert!(e.params.contains(&("expansions".into(), "author_id,referenced_tweets.id,referenced_tweets.id.author_id,attachments.media_keys,geo.place_id".into())));
         let e = one("mode: sample10\npartition: 2\n");
         assert_eq!(e.url, "https://api.x.com/2/tweets/sample10/stream");

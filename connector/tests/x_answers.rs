@@ -1,14 +1,15 @@
 //! The X API's answers of 2026, each through the real connector binary against the emulator
 //! over HTTP: a spent pay-per-use cap, a stale connection cleared with the Connections API, an
 //! unknown problem type, paginated rule listing, `DuplicateRule` from a server that honours no
-//! `dry_run`, rule limits by access level, and credentials kept off plain HTTP.
+//! `dry_run`, rule limits by access level, credentials kept off plain HTTP, the pay-per-use
+//! count, and what a reconnection or a restart asks X to send again (backfill, recovery).
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use x_emulator::Emulator;
+use x_emulator::{Corpus, Emulator, EmulatorConfig};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -237,4 +238,111 @@ fn billable_posts_are_counted_once_priced_and_warned_about_near_the_cap() {
     let out = done.run.output();
     assert!(out.contains("80% of the monthly cap"), "{out}");
     assert!(!out.contains("95% of the monthly cap"), "{out}");
+}
+
+/// `limit` tweets created one second apart, the first `back_secs` ago (a reconnection now
+/// falls among them, as in a live stream).
+fn paced(limit: u64, back_secs: i64) -> EmulatorConfig {
+    let mut c = generated(limit);
+    c.corpus = Corpus::generated_spaced(connector_runtime::now_ms() - back_secs * 1000, 1000);
+    c
+}
+
+#[test]
+fn backfill_asks_for_the_gap_on_reconnect_and_recovers_what_went_by() {
+    let mut cfg = paced(200, 60);
+    // The stream closes after 30 tweets; 5 go by before the reconnection.
+    cfg.plans = vec![
+        plan(r#"{"after": 30, "end": "close"}"#),
+        plan(r#"{"missed": 5}"#),
+    ];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let done = deliver_all(&emu, &sample_v2(&emu, "  backfill: true\n"));
+    let log = emu.log();
+    assert!(
+        !log[0].query.contains("backfill_minutes"),
+        "{}",
+        log[0].query
+    );
+    assert!(
+        log[1].query.contains("backfill_minutes=1"),
+        "a gap under a minute asks for one: {}",
+        log[1].query
+    );
+    assert_eq!(
+        unique_in_order(&emu.sent_ids()).len(),
+        200,
+        "the 5 came back"
+    );
+    let m = &done.metrics;
+    assert_eq!(
+        m["duplicates_total"], 30,
+        "the 30 sent again are dropped: {m}"
+    );
+    // New tweets created before the reconnection: the 5 missed and those created since.
+    let recovered = m["tweets_recovered_total"].as_u64().unwrap();
+    assert!((25..=35).contains(&recovered), "{recovered}: {m}");
+    assert!(
+        m["seconds_without_stream_total"].as_f64().unwrap() < 5.0,
+        "{m}"
+    );
+}
+
+#[test]
+fn without_backfill_the_tweets_that_went_by_are_not_sent() {
+    let mut cfg = paced(200, 60);
+    cfg.plans = vec![
+        plan(r#"{"after": 30, "end": "close"}"#),
+        plan(r#"{"missed": 5}"#),
+    ];
+    let emu = Emulator::start_background(cfg).unwrap();
+    let done = deliver_all(&emu, &sample_v2(&emu, ""));
+    assert_eq!(unique_in_order(&emu.sent_ids()).len(), 195);
+    assert_eq!(done.metrics["tweets_recovered_total"], 0);
+    assert!(!emu.log()[1].query.contains("backfill_minutes"));
+}
+
+#[test]
+fn a_restart_after_a_long_gap_recovers_with_start_time_from_the_end_of_the_topic() {
+    // Tweets created a second apart from 20 minutes ago: the end of the topic is 20 minutes
+    // old when the connector comes back, longer than any backfill.
+    let mut cfg = paced(10_000, 20 * 60);
+    cfg.rate = 200.0;
+    let emu = Emulator::start_background(cfg).unwrap();
+    let config = config_yaml(
+        &emu.base_url(),
+        &format!("  mode: sample10\n  partition: 1\n  recovery: true\n{BEARER}{FAST_RECONNECT}"),
+        "",
+    );
+    let mut run = Run::start(&config);
+    run.wait_metric("tweets_total", 40, T);
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    let first = keys(&run.records());
+    // While it was down, 5 went by.
+    emu.push_plan(plan(r#"{"missed": 5}"#));
+    run.restart();
+    run.wait_metric("tweets_total", 60, T);
+    let m = run.metrics();
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    let restart = emu.log().last().unwrap().query.clone();
+    assert!(
+        restart.contains("start_time=20"),
+        "recovery asks with start_time: {restart}"
+    );
+    let all = keys(&run.records());
+    let unique: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "nothing twice across the restart");
+    let sent = unique_in_order(&emu.sent_ids());
+    assert_eq!(all[..], sent[..all.len()], "in order, none missing");
+    assert!(
+        all.len() >= first.len() + 60,
+        "{} then {}",
+        first.len(),
+        all.len()
+    );
+    assert!(m["tweets_recovered_total"].as_u64().unwrap() >= 5, "{m}");
+    assert!(
+        m["duplicates_total"].as_u64().unwrap() >= first.len() as u64,
+        "{m}"
+    );
 }

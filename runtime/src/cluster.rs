@@ -101,9 +101,24 @@ pub async fn partition_ends(fluvio: &Fluvio, topic: &str) -> Result<HashMap<u32,
 }
 
 /// The keys of the last `per_partition` records of each partition of `topic` (records without
-/// a key are left out), read with a plain consumer positioned from the end by the SPU itself
-/// (the ends the SC reports can lag right after a restart) that stops at the partition's end.
+/// a key are left out).
 pub async fn last_keys(fluvio: &Fluvio, topic: &str, per_partition: i64) -> Result<Vec<Vec<u8>>> {
+    Ok(last_records(fluvio, topic, per_partition)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// The key and timestamp (Unix ms; -1 when none) of the last `per_partition` records of each
+/// partition of `topic` (records without a key are left out), read with a plain consumer
+/// positioned from the end by the SPU itself (the ends the SC reports can lag right after a
+/// restart) that stops at the partition's end.
+pub async fn last_records(
+    fluvio: &Fluvio,
+    topic: &str,
+    per_partition: i64,
+) -> Result<Vec<(Vec<u8>, i64)>> {
     use futures_util::StreamExt;
     let mut keys = Vec::new();
     let partitions: Vec<u32> = partition_ends(fluvio, topic).await?.into_keys().collect();
@@ -130,7 +145,7 @@ pub async fn last_keys(fluvio: &Fluvio, topic: &str, per_partition: i64) -> Resu
             match next {
                 Some(Ok(r)) => {
                     if let Some(k) = r.key() {
-                        keys.push(k.to_vec());
+                        keys.push((k.to_vec(), r.timestamp()));
                     }
                 }
                 Some(Err(e)) => {

@@ -148,7 +148,16 @@ impl Metrics {
     }
 
     pub fn float_counter(&self, name: &str, help: &str) -> FloatCounter {
-        FloatCounter(self.get(name, &[], Kind::FloatCounter, help))
+        self.float_counter_with(name, &[], help)
+    }
+
+    pub fn float_counter_with(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        help: &str,
+    ) -> FloatCounter {
+        FloatCounter(self.get(name, labels, Kind::FloatCounter, help))
     }
 
     pub fn gauge(&self, name: &str, help: &str) -> Gauge {

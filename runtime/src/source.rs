@@ -84,6 +84,17 @@ impl SourceContext {
     /// capture mode, of the capture file): what a restart must not write again (a backfill
     /// re-delivers up to minutes of tweets).
     pub async fn recent_keys(&self, n: usize) -> Result<Vec<Vec<u8>>> {
+        Ok(self
+            .recent_records(n)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// The keys and timestamps (Unix ms, -1 when none) of the last records of the topic, as
+    /// [`SourceContext::recent_keys`]: also where a restart takes up the stream.
+    pub async fn recent_records(&self, n: usize) -> Result<Vec<(Vec<u8>, i64)>> {
         match (&self.side.capture, &self.side.fluvio, &self.side.meta) {
             (Some(path), _, _) => {
                 if !path.exists() || path == std::path::Path::new("/dev/null") {
@@ -94,11 +105,11 @@ impl SourceContext {
                 Ok(records
                     .into_iter()
                     .skip(skip)
-                    .filter_map(|r| r.key.map(|k| k.to_vec()))
+                    .filter_map(|r| r.key.map(|k| (k.to_vec(), r.timestamp_ms.unwrap_or(-1))))
                     .collect())
             }
             (None, Some(fluvio), Some(meta)) => {
-                cluster::last_keys(fluvio, &meta.topic.name, n as i64).await
+                cluster::last_records(fluvio, &meta.topic.name, n as i64).await
             }
             _ => Ok(Vec::new()),
         }

@@ -32,7 +32,6 @@ pub struct Item {
 pub enum Corpus {
     Generated {
         generator: Generator,
-        start_ms: i64,
         v1: Vec<OnceLock<Item>>,
         v2: Vec<OnceLock<Item>>,
     },
@@ -48,9 +47,14 @@ pub const POOL: usize = 4096;
 
 impl Corpus {
     pub fn generated(start_ms: i64) -> Self {
+        Self::generated_spaced(start_ms, 1)
+    }
+
+    /// Generated tweets created `spacing_ms` apart from `start_ms` on (a pace in simulated
+    /// time; tests of recovery use it to have tweets from before and after a moment).
+    pub fn generated_spaced(start_ms: i64, spacing_ms: i64) -> Self {
         Self::Generated {
-            generator: Generator::new(start_ms),
-            start_ms,
+            generator: Generator::spaced(start_ms, spacing_ms),
             v1: (0..POOL).map(|_| OnceLock::new()).collect(),
             v2: (0..POOL).map(|_| OnceLock::new()).collect(),
         }
@@ -107,12 +111,7 @@ impl Corpus {
     /// Message `seq` of a dialect, or `None` once a non-looping file corpus is exhausted.
     pub fn item(&self, dialect: Dialect, seq: u64) -> Option<Item> {
         match self {
-            Self::Generated {
-                generator,
-                start_ms,
-                v1,
-                v2,
-            } => {
+            Self::Generated { generator, v1, v2 } => {
                 let slot = (seq % POOL as u64) as usize;
                 let pool = match dialect {
                     Dialect::V1 => v1,
@@ -129,7 +128,7 @@ impl Corpus {
                     return Some(template.clone());
                 }
                 // Same template, a new unique id of the same width.
-                let new_id = snowflake(start_ms + seq as i64, seq).to_string();
+                let new_id = snowflake(generator.time_of(seq), seq).to_string();
                 let mut item = template.clone();
                 if new_id.len() == template.id.len() {
                     item.json =

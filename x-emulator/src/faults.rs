@@ -43,6 +43,10 @@ pub struct ConnectionPlan {
     /// Bad or unusual messages to slip in.
     #[serde(default)]
     pub inject: Vec<Injection>,
+    /// Before this connection streams, this many tweets went by unread, as if published while
+    /// the client was away: lost, unless a `backfill_minutes` or `start_time` covers them.
+    #[serde(default)]
+    pub missed: Option<u64>,
     /// After this connection ends, refuse new ones with 429 TooManyConnections for this long
     /// (the "phantom" connection X keeps after an abrupt disconnect).
     #[serde(default)]

@@ -156,17 +156,31 @@ pub struct Generated {
 #[derive(Debug, Clone)]
 pub struct Generator {
     start_ms: i64,
+    spacing_ms: i64,
 }
 
 impl Generator {
     pub fn new(start_ms: i64) -> Self {
-        Self { start_ms }
+        Self::spaced(start_ms, 1)
+    }
+
+    /// Tweet `seq` created at `start_ms + seq * spacing_ms` (a simulated pace).
+    pub fn spaced(start_ms: i64, spacing_ms: i64) -> Self {
+        Self {
+            start_ms,
+            spacing_ms: spacing_ms.max(1),
+        }
+    }
+
+    /// When tweet `seq` was created (Unix ms).
+    pub fn time_of(&self, seq: u64) -> i64 {
+        self.start_ms + seq as i64 * self.spacing_ms
     }
 
     /// The facts of tweet `seq` (one every ms of simulated time, so ids are unique and rising).
     pub fn facts(&self, seq: u64) -> Generated {
         let mut rng = fastrand::Rng::with_seed(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5eed);
-        let time_ms = self.start_ms + seq as i64;
+        let time_ms = self.time_of(seq);
         let id = snowflake(time_ms, seq);
         let (lang, words) = WORDS[if rng.u8(0..10) < 5 {
             0

@@ -109,9 +109,20 @@ pub struct ConnectionRecord {
     pub sent: Vec<String>,
     /// When each of them was sent (Unix ms), for latency measurements.
     pub sent_at_ms: Vec<i64>,
+    /// When each tweet this connection took from its cursor was taken (sent, or cut off by
+    /// the connection's end): what a backfill gives back.
+    #[serde(skip)]
+    pub taken_at_ms: Vec<i64>,
     pub sent_count: u64,
     pub injected: u64,
     pub end: Option<String>,
+}
+
+/// Tweets a plan let go by unread, on a stream (`None`) or a partition (path, index).
+struct Missed {
+    stream: Option<(String, u8)>,
+    at_ms: i64,
+    count: u64,
 }
 
 pub struct Shared {
@@ -122,6 +133,8 @@ pub struct Shared {
     main_cursor_used: AtomicBool,
     /// The cursors of partitioned streams (v2), by (endpoint, partition).
     partition_cursors: Mutex<HashMap<(String, u8), Arc<AtomicU64>>>,
+    /// Tweets that went by while no client read them (a plan's `missed`).
+    missed: Mutex<Vec<Missed>>,
     in_flight: AtomicU64,
     rules: Mutex<RuleSet>,
     plans: Mutex<VecDeque<ConnectionPlan>>,
@@ -166,6 +179,7 @@ impl Shared {
             cursors: [AtomicU64::new(0), AtomicU64::new(0)],
             main_cursor_used: AtomicBool::new(false),
             partition_cursors: Mutex::new(HashMap::new()),
+            missed: Mutex::new(Vec::new()),
             in_flight: AtomicU64::new(0),
             rules: Mutex::new(rules),
             plans: Mutex::new(plans),
@@ -222,8 +236,12 @@ impl Shared {
         // cursor at the end while the last tweet is taken but not yet sent.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let item = self.select_next(spec);
-        if item.is_none() {
-            self.item_done();
+        match &item {
+            Some(_) if self.config.record_ids => self.log.lock().expect("log")[spec.conn]
+                .taken_at_ms
+                .push(now_ms()),
+            Some(_) => {}
+            None => self.item_done(),
         }
         item
     }
@@ -254,23 +272,63 @@ impl Shared {
         None
     }
 
-    /// X's `backfill_minutes`: the next connection starts with the tweets sent in the last
-    /// `minutes` (X does not deduplicate them). Returns how many are sent again.
-    fn rewind_for_backfill(&self, dialect: Dialect, minutes: u64) -> u64 {
-        let since = now_ms() - (minutes * 60_000) as i64;
+    /// Run `f` on the cursor a stream reads from, and its step.
+    fn with_cursor<R>(
+        &self,
+        dialect: Dialect,
+        partition: Option<&Partition>,
+        f: impl FnOnce(&AtomicU64, u64) -> R,
+    ) -> R {
+        match partition {
+            Some(p) => f(&self.partition_cursor(p), u64::from(p.of)),
+            None => f(&self.cursors[dialect_index(dialect)], 1),
+        }
+    }
+
+    /// A plan's `missed`: `n` tweets go by unread, as if published while the client was away.
+    fn skip_missed(&self, dialect: Dialect, partition: Option<&Partition>, n: u64) {
+        self.with_cursor(dialect, partition, |cursor, step| {
+            cursor.fetch_add(n * step, Ordering::SeqCst)
+        });
+        self.missed.lock().expect("missed").push(Missed {
+            stream: partition.map(|p| (p.stream.clone(), p.index)),
+            at_ms: now_ms(),
+            count: n,
+        });
+    }
+
+    /// X's `backfill_minutes` and `start_time`: the next connection starts with the tweets of
+    /// this stream (partition) since `since_ms`: taken before (sent, or cut off) or missed
+    /// (X does not deduplicate them). Returns how many come again.
+    fn rewind_since(&self, dialect: Dialect, partition: Option<&Partition>, since_ms: i64) -> u64 {
         let v2 = dialect == Dialect::V2;
-        let recent: u64 = self
+        let stream = partition.map(|p| (p.stream.clone(), p.index));
+        let sent: u64 = self
             .log
             .lock()
             .expect("log")
             .iter()
-            .filter(|c| c.path.starts_with("/2/") == v2)
-            .map(|c| c.sent_at_ms.iter().filter(|t| **t >= since).count() as u64)
+            .filter(|c| match &stream {
+                Some((path, index)) => {
+                    &c.path == path && query_param(&c.query, "partition") == Some(index.to_string())
+                }
+                None => c.path.starts_with("/2/") == v2,
+            })
+            .map(|c| c.taken_at_ms.iter().filter(|t| **t >= since_ms).count() as u64)
             .sum();
-        let cursor = &self.cursors[dialect_index(dialect)];
-        let again = recent.min(cursor.load(Ordering::Relaxed));
-        cursor.fetch_sub(again, Ordering::Relaxed);
-        again
+        let missed: u64 = self
+            .missed
+            .lock()
+            .expect("missed")
+            .iter()
+            .filter(|m| m.stream == stream && m.at_ms >= since_ms)
+            .map(|m| m.count)
+            .sum();
+        self.with_cursor(dialect, partition, |cursor, step| {
+            let again = (sent + missed).min(cursor.load(Ordering::SeqCst) / step);
+            cursor.fetch_sub(again * step, Ordering::SeqCst);
+            again
+        })
     }
 
     fn selects(&self, selection: &Selection, item: &Item) -> bool {
@@ -324,6 +382,7 @@ impl Shared {
             status,
             sent: Vec::new(),
             sent_at_ms: Vec::new(),
+            taken_at_ms: Vec::new(),
             sent_count: 0,
             injected: 0,
             end: None,
@@ -674,13 +733,39 @@ fn logged(s: &Shared, method: &Method, uri: &Uri, r: Response) -> Response {
     r
 }
 
-/// The `backfill_minutes` query parameter of a stream request, if any.
-fn backfill_minutes(uri: &Uri) -> Option<u64> {
-    uri.query()?
+/// A query parameter's value, percent-decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
         .split('&')
-        .find_map(|kv| kv.strip_prefix("backfill_minutes="))?
-        .parse()
-        .ok()
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .map(percent_decode)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn open_stream(
@@ -725,12 +810,21 @@ fn open_partition(
     if let Some(status) = plan.status {
         return logged(&s, &method, &uri, planned_error(&plan, status, v2));
     }
-    if let Some(minutes) = backfill_minutes(&uri).filter(|m| *m > 0 && partition.is_none()) {
-        let again = s.rewind_for_backfill(dialect, minutes);
+    if let Some(n) = plan.missed {
+        s.skip_missed(dialect, partition.as_ref(), n);
+    }
+    let backfill = query_param(uri.query().unwrap_or(""), "backfill_minutes")
+        .and_then(|m| m.parse::<i64>().ok())
+        .filter(|m| *m > 0)
+        .map(|m| now_ms() - m * 60_000);
+    let start_time = query_param(uri.query().unwrap_or(""), "start_time")
+        .and_then(|t| tweet_model::time::parse_rfc3339(&t));
+    if let Some(since) = backfill.into_iter().chain(start_time).min() {
+        let again = s.rewind_since(dialect, partition.as_ref(), since);
         tracing::info!(
-            minutes,
+            since = %tweet_model::time::rfc3339(since),
             again,
-            "backfill: the stream starts with tweets sent before"
+            "backfill or recovery: the stream starts with tweets sent (or missed) since then"
         );
     }
     let conn = s.log_connection(&method, &uri, 200);
