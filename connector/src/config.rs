@@ -23,6 +23,8 @@ pub enum Mode {
     /// v2 `GET /2/tweets/firehose/stream/lang/{lang}` (Enterprise): one language's firehose,
     /// one connection per partition (en 1-8; ja, ko, pt 1-2).
     FirehoseLang,
+    /// Only the compliance streams of `compliance:` (Enterprise).
+    Compliance,
     /// v1.1 `GET /1.1/statuses/sample.json` (OAuth 1.0a).
     V1Sample,
     /// v1.1 `POST /1.1/statuses/filter.json` (OAuth 1.0a, `track`/`follow`/`locations`).
@@ -79,6 +81,12 @@ pub struct TwitterConfig {
     /// `firehose-lang`: `en`, `ja`, `ko` or `pt`.
     #[serde(default)]
     pub lang: Option<String>,
+    /// X's compliance streams (Enterprise), beside a v2 mode or alone (`mode: compliance`):
+    /// `{tweets: [partitions 1-4], users: [partitions 1-4]}`, one connection per partition.
+    /// Their events (delete, tweet_edit, withheld, drop, user_delete, user_protect, ...) go
+    /// to `events_topic`, keyed by the tweet's or the user's id.
+    #[serde(default)]
+    pub compliance: Option<ComplianceConfig>,
 
     /// v1.1 `filter`: phrases (comma = OR, space = AND).
     #[serde(default)]
@@ -190,6 +198,18 @@ pub struct RuleConfig {
     pub value: String,
     #[serde(default)]
     pub tag: Option<String>,
+}
+
+/// `compliance:`: the partitions of each compliance stream to read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// `/2/tweets/compliance/stream` partitions (1-4).
+    #[serde(default)]
+    pub tweets: Vec<u8>,
+    /// `/2/users/compliance/stream` partitions (1-4).
+    #[serde(default)]
+    pub users: Vec<u8>,
 }
 
 /// `billing:`.
@@ -388,7 +408,8 @@ impl TwitterConfig {
             | Mode::Sample
             | Mode::Sample10
             | Mode::Firehose
-            | Mode::FirehoseLang => {
+            | Mode::FirehoseLang
+            | Mode::Compliance => {
                 let has_app = a.consumer_key.is_some() && a.consumer_secret.is_some();
                 if a.bearer_token.is_none() && !has_app {
                     return Err("twitter.auth: v2 streams need `bearer_token`, or `consumer_key` and `consumer_secret`".into());
@@ -446,6 +467,29 @@ impl TwitterConfig {
             }
         } else if !self.partitions.is_empty() {
             return Err("twitter.partitions: only for modes `firehose` and `firehose-lang`".into());
+        }
+        if let Some(c) = &self.compliance {
+            if self.mode.is_v1() || self.mode == Mode::Replay {
+                return Err("twitter.compliance: the compliance streams are v2 (Enterprise): beside a v2 mode or with `mode: compliance`".into());
+            }
+            for (field, list) in [("tweets", &c.tweets), ("users", &c.users)] {
+                if let Some(bad) = list.iter().find(|p| !(1..=4).contains(*p)) {
+                    return Err(format!("twitter.compliance.{field}: partition {bad} does not exist: the compliance streams have 1 to 4"));
+                }
+            }
+            if self.events_topic.is_none() {
+                return Err(
+                    "twitter.events_topic: compliance events go to the events topic: name one"
+                        .into(),
+                );
+            }
+        }
+        let compliance_partitions = self
+            .compliance
+            .as_ref()
+            .map_or(0, |c| c.tweets.len() + c.users.len());
+        if self.mode == Mode::Compliance && compliance_partitions == 0 {
+            return Err("twitter.compliance: mode `compliance` needs `compliance: {tweets: [1, 2, 3, 4], users: [...]}`".into());
         }
         if self.mode == Mode::FirehoseLang && self.partition_count().is_none() {
             return Err(
@@ -773,6 +817,22 @@ mod tests {
                 .unwrap_err()
                 .starts_with("twitter.partitions: only for")
         );
+        let only = "mode: compliance\nauth: {bearer_token: t}\n";
+        assert!(parse(only)
+            .unwrap_err()
+            .starts_with("twitter.compliance: mode"));
+        assert!(parse(&format!("{only}compliance: {{tweets: [1, 2]}}\n"))
+            .unwrap_err()
+            .starts_with("twitter.events_topic"));
+        assert!(parse(&format!(
+            "{only}compliance: {{users: [5]}}\nevents_topic: e\n"
+        ))
+        .unwrap_err()
+        .starts_with("twitter.compliance.users: partition 5"));
+        assert!(parse(&format!(
+            "{only}compliance: {{tweets: [1, 4]}}\nevents_topic: e\n"
+        ))
+        .is_ok());
         let sample = "mode: sample\nauth: {bearer_token: t}\n";
         assert!(parse(&format!("{sample}recovery: true\n"))
             .unwrap_err()

@@ -29,6 +29,7 @@ const MESSAGE_TYPES: &[&str] = &[
     "warning",
     "disconnect",
     "operational_disconnect",
+    "compliance",
     "errors",
     "unknown",
 ];
@@ -205,6 +206,10 @@ impl Ingest {
             Message::UserWithheld { ref user_id } | Message::ScrubGeo { ref user_id } => {
                 tracing::info!(kind = msg.kind(), %user_id, "compliance event");
                 self.event(user_id, bytes).await?;
+            }
+            Message::Compliance { event, ref key } => {
+                tracing::debug!(event, %key, "compliance stream event");
+                self.event(key, bytes).await?;
             }
             Message::Limit => tracing::debug!(excerpt = %excerpt(&bytes), "limit notice"),
             Message::Warning { code } => {

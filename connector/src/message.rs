@@ -46,6 +46,12 @@ pub enum Message {
     OperationalDisconnect {
         detail: String,
     },
+    /// A v2 compliance stream event (`delete`, `tweet_edit`, `withheld`, `drop`, `undrop`,
+    /// `user_delete`, `user_protect`, ...), keyed by the tweet's or the user's id.
+    Compliance {
+        event: &'static str,
+        key: String,
+    },
     /// v2 message with `errors` and no `data`.
     Errors {
         summary: String,
@@ -67,6 +73,7 @@ impl Message {
             Message::Warning { .. } => "warning",
             Message::Disconnect { .. } => "disconnect",
             Message::OperationalDisconnect { .. } => "operational_disconnect",
+            Message::Compliance { .. } => "compliance",
             Message::Errors { .. } => "errors",
             Message::Unknown => "unknown",
         }
@@ -168,8 +175,75 @@ impl IdValue {
     }
 }
 
+/// v2 `data`: a tweet (with `id`), or one compliance event.
 #[derive(Deserialize)]
 struct V2Data<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delete: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    tweet_edit: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    withheld: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    drop: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    undrop: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_delete: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_undelete: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_protect: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_unprotect: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_withheld: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_suspend: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_unsuspend: Option<ComplianceEvent<'a>>,
+    #[serde(borrow, default)]
+    user_profile_modification: Option<ComplianceEvent<'a>>,
+}
+
+impl<'a> V2Data<'a> {
+    /// The compliance event this `data` holds: its name and the tweet's or user's id.
+    fn compliance(self) -> Option<(&'static str, String)> {
+        let events = [
+            ("delete", self.delete),
+            ("tweet_edit", self.tweet_edit),
+            ("withheld", self.withheld),
+            ("drop", self.drop),
+            ("undrop", self.undrop),
+            ("user_delete", self.user_delete),
+            ("user_undelete", self.user_undelete),
+            ("user_protect", self.user_protect),
+            ("user_unprotect", self.user_unprotect),
+            ("user_withheld", self.user_withheld),
+            ("user_suspend", self.user_suspend),
+            ("user_unsuspend", self.user_unsuspend),
+            ("user_profile_modification", self.user_profile_modification),
+        ];
+        events.into_iter().find_map(|(name, e)| {
+            let e = e?;
+            let id = e.tweet.or(e.user)?.id?;
+            Some((name, id.into_owned()))
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ComplianceEvent<'a> {
+    #[serde(borrow, default)]
+    tweet: Option<IdRef<'a>>,
+    #[serde(borrow, default)]
+    user: Option<IdRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IdRef<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
 }
@@ -259,11 +333,14 @@ pub fn classify(bytes: &[u8]) -> Result<Message, BadMessage> {
     let env: Envelope<'_> =
         serde_json::from_str(text).map_err(|e| BadMessage::Json(e.to_string()))?;
 
-    if let Some(data) = env.data {
-        if let Some(id) = data.id {
+    if let Some(mut data) = env.data {
+        if let Some(id) = data.id.take() {
             let id = id.into_owned();
             let time_ms = snowflake_time_ms(&id);
             return Ok(Message::Tweet { id, time_ms });
+        }
+        if let Some((event, key)) = data.compliance() {
+            return Ok(Message::Compliance { event, key });
         }
     }
     if let Some(errors) = env.errors {
@@ -390,6 +467,43 @@ mod tests {
         );
         let e = classify(br#"{"errors":[{"detail":"Could not find tweet"}]}"#).unwrap();
         assert_eq!(e.kind(), "errors");
+    }
+
+    #[test]
+    fn v2_compliance_events_are_keyed_by_tweet_or_user() {
+        let c = |json: &str| classify(json.as_bytes()).unwrap();
+        assert_eq!(
+            c(
+                r#"{"data":{"delete":{"tweet":{"id":"1501","author_id":"7"},"event_at":"2026-11-30T00:00:00.000Z"}}}"#
+            ),
+            Message::Compliance {
+                event: "delete",
+                key: "1501".into()
+            }
+        );
+        assert_eq!(
+            c(
+                r#"{"data":{"tweet_edit":{"tweet":{"id":"1502","author_id":"7"},"initial_tweet_id":"1500","edit_tweet_ids":["1500","1502"],"event_at":"2026-11-30T00:00:00.000Z"}}}"#
+            ),
+            Message::Compliance {
+                event: "tweet_edit",
+                key: "1502".into()
+            }
+        );
+        assert_eq!(
+            c(
+                r#"{"data":{"user_withheld":{"user":{"id":"99"},"withheld_in_countries":["DE"],"event_at":"2026-11-30T00:00:00.000Z"}}}"#
+            ),
+            Message::Compliance {
+                event: "user_withheld",
+                key: "99".into()
+            }
+        );
+        // A tweet with a `withheld` field is still a tweet.
+        assert!(matches!(
+            c(r#"{"data":{"id":"1507070437557096461","withheld":{"country_codes":["DE"]}}}"#),
+            Message::Tweet { .. }
+        ));
     }
 
     #[test]

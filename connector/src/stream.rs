@@ -1,9 +1,9 @@
 //! The live streams (v2 filtered, sample, sample10, firehose and language firehoses; v1.1
 //! sample and filter): connect, read with a stall timer, decode, hand messages to [`Ingest`],
 //! and reconnect by the official policy ([`crate::backoff`]) until shutdown or a configuration
-//! error. A partitioned stream (firehose) is one connection per partition, each with its own
-//! reconnect state, stall timer and metrics (labelled `partition`), all into one [`Ingest`]
-//! (one deduplication, one topic).
+//! error. A partitioned stream (firehose, compliance) is one connection per partition, each
+//! with its own reconnect state, stall timer and metrics (labelled `partition`), all into one
+//! [`Ingest`] (one deduplication, one topic).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -31,27 +31,50 @@ pub struct Endpoint {
     /// Parameters go in a form body (v1.1 filter) instead of the query.
     pub form_body: bool,
     pub framing: Framing,
-    /// The partition this connection reads, of a partitioned stream.
-    pub partition: Option<u8>,
+    /// Which partition this connection reads, of a partitioned stream: `7` (firehose), or
+    /// `tweets-compliance-2`; the `partition` label of its metrics.
+    pub partition: Option<String>,
 }
 
 impl Endpoint {
-    /// The connections a mode makes: one, or one per partition.
+    /// The connections a config makes: the mode's (one, or one per partition), then one per
+    /// compliance stream partition.
     pub fn for_config(cfg: &TwitterConfig) -> Vec<Self> {
-        let one = Self::single(cfg);
-        let partitions = cfg.partitions_to_read();
-        if partitions.is_empty() {
-            return vec![one];
+        let mut all = Vec::new();
+        if cfg.mode != Mode::Compliance {
+            let one = Self::single(cfg);
+            let partitions = cfg.partitions_to_read();
+            all.extend(partitions.iter().map(|p| one.partition(*p, p.to_string())));
+            if partitions.is_empty() {
+                all.push(one);
+            }
         }
-        partitions
-            .into_iter()
-            .map(|p| {
-                let mut e = one.clone();
-                e.params.insert(0, ("partition".into(), p.to_string()));
-                e.partition = Some(p);
-                e
-            })
-            .collect()
+        let base = cfg.base_url.trim_end_matches('/');
+        let compliance = cfg.compliance.clone().unwrap_or_default();
+        for (kind, partitions) in [("tweets", compliance.tweets), ("users", compliance.users)] {
+            let stream = Self {
+                method: "GET",
+                url: format!("{base}/2/{kind}/compliance/stream"),
+                params: Vec::new(),
+                form_body: false,
+                framing: Framing::Lines,
+                partition: None,
+            };
+            all.extend(
+                partitions
+                    .into_iter()
+                    .map(|p| stream.partition(p, format!("{kind}-compliance-{p}"))),
+            );
+        }
+        all
+    }
+
+    /// This endpoint's connection to partition `p`.
+    fn partition(&self, p: u8, label: String) -> Self {
+        let mut e = self.clone();
+        e.params.insert(0, ("partition".into(), p.to_string()));
+        e.partition = Some(label);
+        e
     }
 
     fn single(cfg: &TwitterConfig) -> Self {
@@ -106,7 +129,7 @@ impl Endpoint {
                     ("GET", "/1.1/statuses/sample.json".to_string(), false)
                 }
             }
-            Mode::Replay => ("GET", String::new(), false),
+            Mode::Replay | Mode::Compliance => ("GET", String::new(), false),
         };
         let framing = if cfg.mode.is_v1() && cfg.delimited {
             Framing::Length
@@ -171,9 +194,8 @@ struct StreamMetrics {
 }
 
 impl StreamMetrics {
-    fn new(ctx: &SourceContext, partition: Option<u8>) -> Self {
+    fn new(ctx: &SourceContext, partition: Option<String>) -> Self {
         let m = &ctx.metrics;
-        let partition = partition.map(|p| p.to_string());
         let l: Vec<(&str, &str)> = partition
             .as_deref()
             .map(|p| vec![("partition", p)])
@@ -283,7 +305,7 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
     let stall = cfg.stall_timeout();
     let mut backoff = Backoff::new(cfg.reconnect.clone());
     let mut decoder = Decoder::new(endpoint.framing, cfg.max_message_bytes);
-    let m = StreamMetrics::new(ctx, endpoint.partition);
+    let m = StreamMetrics::new(ctx, endpoint.partition.clone());
     let mut delay = Duration::ZERO;
     let mut first = true;
     // `DELETE /2/connections/all` is tried once per run of refusals, not in a loop.
@@ -294,7 +316,7 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
     loop {
         if !delay.is_zero() {
             m.backoff_ms.set(delay.as_millis() as u64);
-            tracing::info!(delay = ?delay, partition = endpoint.partition, "reconnecting after a wait");
+            tracing::info!(delay = ?delay, partition = endpoint.partition.as_deref(), "reconnecting after a wait");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = ctx.shutdown.cancelled() => return Ok(()),
@@ -305,7 +327,7 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
             return Ok(());
         }
         if !first {
-            tracing::info!(url = %endpoint.url, partition = endpoint.partition, "reconnecting");
+            tracing::info!(url = %endpoint.url, partition = endpoint.partition.as_deref(), "reconnecting");
         }
         first = false;
         m.connects.inc();
@@ -343,7 +365,7 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
                 {
                     Ok(answer) => {
                         m.reconnect("stale_connection_cleared");
-                        tracing::warn!(%reason, %answer, partition = endpoint.partition, "X refused the connection (TooManyConnections): ended the app's stale connections with DELETE /2/connections/all; reconnecting at once");
+                        tracing::warn!(%reason, %answer, partition = endpoint.partition.as_deref(), "X refused the connection (TooManyConnections): ended the app's stale connections with DELETE /2/connections/all; reconnecting at once");
                         delay = Duration::ZERO;
                         continue;
                     }
@@ -371,7 +393,7 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
         }
         delay = backoff.next_delay(&failure, SystemTime::now());
         m.reconnect(failure.cause());
-        tracing::warn!(cause = failure.cause(), %reason, partition = endpoint.partition, next_attempt_in = ?delay, "stream connection ended");
+        tracing::warn!(cause = failure.cause(), %reason, partition = endpoint.partition.as_deref(), next_attempt_in = ?delay, "stream connection ended");
     }
 }
 
@@ -451,7 +473,7 @@ impl Connection<'_> {
         let (endpoint, stall, m) = (self.endpoint, self.stall, self.m);
         let Streams { ingest, ctx, .. } = self.streams;
         m.connected.set(1);
-        tracing::info!(url = %endpoint.url, partition = endpoint.partition, "stream connected");
+        tracing::info!(url = %endpoint.url, partition = endpoint.partition.as_deref(), "stream connected");
         decoder.reset();
         // The backoff starts over only once this connection proved healthy: it delivered
         // tweets, or stayed up a minute. Keep-alives alone do not count: a server that accepts
@@ -623,7 +645,23 @@ mod tests {
         assert_eq!(fire.len(), 2);
         assert_eq!(fire[1].url, "https://api.x.com/2/tweets/firehose/stream");
         assert_eq!(fire[1].params[0], ("partition".into(), "7".into()));
-        assert_eq!(fire[1].partition, Some(7));
+        assert_eq!(fire[1].partition.as_deref(), Some("7"));
+        let with = Endpoint::for_config(&cfg(
+            "mode: sample\ncompliance: {tweets: [1, 2], users: [4]}\nevents_topic: e\n",
+        ));
+        assert_eq!(
+            with.len(),
+            4,
+            "the sample stream and 3 compliance partitions"
+        );
+        assert_eq!(with[2].url, "https://api.x.com/2/tweets/compliance/stream");
+        assert_eq!(with[2].params, vec![("partition".into(), "2".into())]);
+        assert_eq!(with[3].partition.as_deref(), Some("users-compliance-4"));
+        let alone = Endpoint::for_config(&cfg(
+            "mode: compliance\ncompliance: {users: [1]}\nevents_topic: e\n",
+        ));
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].url, "https://api.x.com/2/users/compliance/stream");
         let ja = Endpoint::for_config(&cfg("mode: firehose-lang\nlang: ja\n"));
         assert_eq!(
             ja.iter().map(|e| e.url.as_str()).collect::<Vec<_>>(),

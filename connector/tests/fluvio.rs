@@ -241,10 +241,11 @@ fn transforms_by_local_path_and_by_registered_name() {
 
 #[test]
 fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
-    let Some(env) = FluvioEnv::find_or_skip("firehose into Fluvio") else {
+    let Some(env) = FluvioEnv::find_or_skip("firehose and compliance into Fluvio") else {
         return;
     };
     let topic = env.unique_topic("firehose");
+    let events = env.unique_topic("compliance");
     let mut cfg = generated(6000);
     cfg.plans = vec![ConnectionPlan {
         after: Some(100),
@@ -255,14 +256,14 @@ fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
     let config = with_topic(
         &config_yaml(
             &emu.base_url(),
-            &format!("  mode: firehose\n{BEARER}{FAST_RECONNECT}"),
+            &format!("  mode: firehose\n{BEARER}{FAST_RECONNECT}  events_topic: {events}\n  compliance:\n    tweets: [1, 2, 3, 4]\n"),
             "",
         ),
         &topic,
     );
     let dir = tempfile::tempdir().unwrap();
     let mut proc = start_into_fluvio(&env, &config, &dir);
-    testkit::wait_for("the 20 partitions to send everything", T, || {
+    testkit::wait_for("the 20 + 4 partitions to send everything", T, || {
         if let Some(s) = proc.try_status() {
             panic!("the source exited ({s}): {}", proc.output());
         }
@@ -279,8 +280,28 @@ fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
         .into_iter()
         .map(|(_, k)| k)
         .collect();
-    let mut sent = unique_in_order(&emu.sent_ids());
+    let sent_on = |path: &str| -> Vec<String> {
+        emu.log()
+            .into_iter()
+            .filter(|c| c.path == path)
+            .flat_map(|c| c.sent)
+            .collect()
+    };
+    let mut sent = unique_in_order(&sent_on("/2/tweets/firehose/stream"));
     assert_eq!(sent.len(), 6000, "a clean close loses no tweet");
+    let mut event_keys: Vec<String> = env
+        .keys_by_offset(&events, 0)
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    let mut expected_events = sent_on("/2/tweets/compliance/stream");
+    assert_eq!(expected_events.len(), 6000);
+    event_keys.sort();
+    expected_events.sort();
+    assert_eq!(
+        event_keys, expected_events,
+        "each compliance event once in its topic"
+    );
     got.sort();
     sent.sort();
     let before = got.len();

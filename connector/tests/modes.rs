@@ -172,6 +172,83 @@ fn v2_language_firehose_reads_the_chosen_partitions_of_one_language() {
 }
 
 #[test]
+fn v2_compliance_streams_beside_the_sample_send_each_event_to_the_events_topic() {
+    let emu = Emulator::start_background(generated(200)).unwrap();
+    let twitter = format!(
+        "  mode: sample\n{BEARER}  events_topic: tweet-events\n  compliance:\n    tweets: [1, 2, 3, 4]\n    users: [1, 2, 3, 4]\n"
+    );
+    let mut run = Run::start(&config_yaml(&emu.base_url(), &twitter, ""));
+    testkit::wait_for(
+        "the stream and its 8 compliance partitions to send everything",
+        T,
+        || {
+            if let Some(s) = run.proc.try_status() {
+                panic!("connector exited with {s}: {}", run.output());
+            }
+            emu.exhausted(x_emulator::Dialect::V2).then_some(())
+        },
+    );
+    let sent_on = |path: &str| -> Vec<String> {
+        emu.log()
+            .into_iter()
+            .filter(|c| c.path == path)
+            .flat_map(|c| c.sent)
+            .collect()
+    };
+    let tweets = sent_on("/2/tweets/sample/stream");
+    let tweet_events = sent_on("/2/tweets/compliance/stream");
+    let user_events = sent_on("/2/users/compliance/stream");
+    assert_eq!(
+        (tweets.len(), tweet_events.len(), user_events.len()),
+        (200, 200, 200)
+    );
+    run.wait_metric("tweets_total", 200, T);
+    run.wait_metric("messages_total{type=compliance}", 400, T);
+    assert_eq!(run.stop(), 0, "{}", run.output());
+    assert_eq!(keys(&run.records()), tweets, "the tweets, in order, once");
+    let events = connector_runtime::output::read_capture(&std::path::PathBuf::from(format!(
+        "{}.tweet-events",
+        run.capture.display()
+    )))
+    .expect("events capture");
+    assert_eq!(events.len(), 400, "every event once");
+    let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+    let mut tweet_keys = Vec::new();
+    for e in &events {
+        let v: serde_json::Value = serde_json::from_slice(&e.value).unwrap();
+        let (kind, body) = v["data"].as_object().unwrap().iter().next().unwrap();
+        *by_kind.entry(kind.clone()).or_default() += 1;
+        let id = body["tweet"]["id"]
+            .as_str()
+            .or(body["user"]["id"].as_str())
+            .unwrap();
+        assert_eq!(
+            e.key_lossy(),
+            id,
+            "keyed by the tweet's or the user's id: {v}"
+        );
+        if body.get("tweet").is_some() {
+            tweet_keys.push(id.to_string());
+        }
+    }
+    for kind in [
+        "delete",
+        "tweet_edit",
+        "withheld",
+        "drop",
+        "undrop",
+        "user_delete",
+        "user_protect",
+    ] {
+        assert!(by_kind.contains_key(kind), "{kind} in {by_kind:?}");
+    }
+    tweet_keys.sort();
+    let mut expected = tweet_events.clone();
+    expected.sort();
+    assert_eq!(tweet_keys, expected);
+}
+
+#[test]
 fn v2_filtered_reconciles_rules_and_tags_tweets() {
     let mut cfg = generated(2000);
     cfg.rules = vec![

@@ -92,6 +92,49 @@ impl FluvioEnv {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The high watermark of each partition of `topic`, from `fluvio partition list`.
+    pub fn high_watermarks(&self, topic: &str) -> Vec<i64> {
+        let text = self.run(&["partition", "list"]);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        let col = header
+            .split_whitespace()
+            .position(|h| h == "HW")
+            .expect("an HW column");
+        // RESOLUTION and SIZE hold one word each, MIRROR and a `[]` REPLICAS may be empty:
+        // count from the end of the row instead, where HW is as far as in the header.
+        let from_end = header.split_whitespace().count() - col;
+        lines
+            .filter(|l| l.split_whitespace().next() == Some(topic))
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                cells.get(cells.len().checked_sub(from_end)?)?.parse().ok()
+            })
+            .collect()
+    }
+
+    /// `fluvio produce <args>`, again while it is refused before it wrote anything (a
+    /// partition whose leader is not settled after a restart answers "the given SPU is not
+    /// the leader for the partition" for a moment, though listed Online).
+    pub fn produce_when_led(&self, topic: &str, args: &[&str]) {
+        let started = std::time::Instant::now();
+        loop {
+            let before = self.high_watermarks(topic);
+            let out = self.command().args(args).output().expect("run fluvio");
+            if out.status.success() {
+                return;
+            }
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            let unwritten = self.high_watermarks(topic) == before;
+            if !(err.contains("not the leader") && unwritten)
+                || started.elapsed() > std::time::Duration::from_secs(60)
+            {
+                panic!("fluvio {args:?} failed (nothing written: {unwritten}): {err}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+
     /// `fluvio consume <topic> -B -d -p <partition>` plus `extra`, its output lines. A large
     /// `--maxbytes`: with the default, the 0.18 CLI skips whole batches of a fetch that does
     /// not fit (seen here with 512 KB batches), which would hide what is stored.

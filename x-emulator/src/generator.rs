@@ -392,7 +392,12 @@ fn v2_message(g: &Generated) -> Value {
         "author_id": g.user_id.to_string(),
         "lang": g.lang,
         "conversation_id": g.id.to_string(),
-        "edit_history_tweet_ids": [g.id.to_string()],
+        // One post in ten is an edit of one posted a minute before.
+        "edit_history_tweet_ids": if g.id % 10 == 9 {
+            vec![(g.id - (60_000 << 22)).to_string(), g.id.to_string()]
+        } else {
+            vec![g.id.to_string()]
+        },
         "possibly_sensitive": false,
         "public_metrics": {"retweet_count": 0, "reply_count": 0, "like_count": 0, "quote_count": 0, "bookmark_count": 0, "impression_count": 0},
     });

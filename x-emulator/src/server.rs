@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -335,6 +335,7 @@ impl Shared {
         match selection {
             Selection::Sample => true,
             Selection::Lang(lang) => &item.lang == lang,
+            Selection::TweetCompliance | Selection::UserCompliance => true,
             Selection::Rules => !self.matching_rules(item).is_empty(),
             Selection::V1Filter {
                 track,
@@ -523,10 +524,21 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/2/tweets/search/stream", get(v2_filtered))
         .route("/2/tweets/sample/stream", get(v2_sample))
         .route("/2/tweets/sample10/stream", get(v2_sample10))
-        .route("/2/tweets/firehose/stream", get(v2_firehose))
+        .route(
+            "/2/tweets/firehose/stream",
+            partitioned_stream(Selection::Sample, 20),
+        )
         .route(
             "/2/tweets/firehose/stream/lang/{lang}",
             get(v2_firehose_lang),
+        )
+        .route(
+            "/2/tweets/compliance/stream",
+            partitioned_stream(Selection::TweetCompliance, 4),
+        )
+        .route(
+            "/2/users/compliance/stream",
+            partitioned_stream(Selection::UserCompliance, 4),
         )
         .route(
             "/2/tweets/search/stream/rules",
@@ -658,17 +670,6 @@ async fn v2_sample10(
     open_stream(s, method, uri, Dialect::V2, Selection::Sample, false)
 }
 
-/// `GET /2/tweets/firehose/stream?partition=1..20`: the whole stream in 20 partitions.
-async fn v2_firehose(
-    State(s): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Response {
-    partitioned(s, method, uri, headers, &q, Selection::Sample, 20)
-}
-
 /// `GET /2/tweets/firehose/stream/lang/{en,ja,ko,pt}?partition=N`: one language's posts,
 /// in 8 partitions for English, 2 for the others.
 async fn v2_firehose_lang(
@@ -685,6 +686,21 @@ async fn v2_firehose_lang(
         _ => return logged(&s, &method, &uri, error_response(404, true, false, None)),
     };
     partitioned(s, method, uri, headers, &q, Selection::Lang(lang), of)
+}
+
+/// `GET` of a stream in `of` partitions: the firehose (`Sample`, 20), the compliance streams
+/// (4 each).
+fn partitioned_stream(selection: Selection, of: u8) -> MethodRouter<Arc<Shared>> {
+    get(
+        move |State(s): State<Arc<Shared>>,
+              method: Method,
+              uri: Uri,
+              headers: HeaderMap,
+              Query(q): Query<Vec<(String, String)>>| {
+            let selection = selection.clone();
+            async move { partitioned(s, method, uri, headers, &q, selection, of) }
+        },
+    )
 }
 
 /// A partitioned stream's connection: its `partition` (required, 1 to `of`) and its share.
@@ -717,6 +733,8 @@ fn partitioned(
         index,
         of,
     };
+    // The stream's partitions exist from its first connection on (`exhausted` waits for all).
+    s.partition_cursor(&partition);
     open_partition(
         s,
         method,

@@ -22,6 +22,12 @@ pub enum Selection {
     Rules,
     /// v2 language firehose: every tweet in this language.
     Lang(String),
+    /// v2 tweet compliance stream: an event (delete, tweet_edit, withheld, drop, undrop) about
+    /// each tweet.
+    TweetCompliance,
+    /// v2 user compliance stream: an event (user_delete, user_protect, user_withheld, ...)
+    /// about each tweet's author.
+    UserCompliance,
     /// v1.1 filter: `track` (comma = OR, space = AND), `follow` ids, `language`.
     V1Filter {
         track: Vec<Vec<String>>,
@@ -141,10 +147,10 @@ pub async fn run(
                         next_at = now; // do not burst to catch up after a long pause
                     }
                 }
-                let bytes = decorate(&shared, &spec, &item);
+                let (bytes, key) = decorate(&shared, &spec, &item);
                 ok = ok && w.message(&bytes, spec.delimited).await;
                 if ok {
-                    shared.log_sent(spec.conn, &item.id);
+                    shared.log_sent(spec.conn, &key);
                 }
                 shared.item_done();
                 if !ok {
@@ -268,20 +274,88 @@ fn disconnect_reason(code: u32) -> &'static str {
     }
 }
 
-/// The bytes sent for an item: as recorded, plus `matching_rules` on the v2 filtered stream.
-fn decorate(shared: &Shared, spec: &StreamSpec, item: &Item) -> Vec<u8> {
-    if let Selection::Rules = spec.selection {
-        let matching = shared.matching_rules(item);
-        let text = String::from_utf8_lossy(&item.json);
-        if let Some(stripped) = text.trim_end().strip_suffix('}') {
-            return format!(
-                "{stripped},\"matching_rules\":{}}}",
-                serde_json::Value::Array(matching)
-            )
-            .into_bytes();
+/// The bytes sent for an item, and the id they are about: the tweet as recorded (plus
+/// `matching_rules` on the v2 filtered stream), or a compliance event about it or its author.
+fn decorate(shared: &Shared, spec: &StreamSpec, item: &Item) -> (Vec<u8>, String) {
+    match spec.selection {
+        Selection::Rules => {
+            let matching = shared.matching_rules(item);
+            let text = String::from_utf8_lossy(&item.json);
+            if let Some(stripped) = text.trim_end().strip_suffix('}') {
+                let bytes = format!(
+                    "{stripped},\"matching_rules\":{}}}",
+                    serde_json::Value::Array(matching)
+                )
+                .into_bytes();
+                return (bytes, item.id.clone());
+            }
         }
+        Selection::TweetCompliance => {
+            return (tweet_compliance_event(item).into_bytes(), item.id.clone())
+        }
+        Selection::UserCompliance => {
+            return (
+                user_compliance_event(item).into_bytes(),
+                item.user_id.clone(),
+            )
+        }
+        _ => {}
     }
-    item.json.to_vec()
+    (item.json.to_vec(), item.id.clone())
+}
+
+/// An id's bits mixed (snowflake ids end in sequence bits that repeat).
+fn spread(id: u64) -> u64 {
+    id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+}
+
+/// One of X's tweet compliance events about `item` (the kind follows from its id).
+fn tweet_compliance_event(item: &Item) -> String {
+    let at = crate::generator::rfc3339(crate::faults::now_ms());
+    let tweet = serde_json::json!({"id": item.id, "author_id": item.user_id});
+    let n: u64 = item.id.parse().unwrap_or(0);
+    let event = match spread(n) % 5 {
+        0 => serde_json::json!({"delete": {"tweet": tweet, "event_at": at}}),
+        1 => {
+            let initial = n.saturating_sub(4096).to_string();
+            serde_json::json!({"tweet_edit": {"tweet": tweet, "initial_tweet_id": initial,
+                "edit_tweet_ids": [initial, item.id], "event_at": at}})
+        }
+        2 => {
+            serde_json::json!({"withheld": {"tweet": tweet, "withheld_in_countries": ["DE", "FR"], "event_at": at}})
+        }
+        3 => serde_json::json!({"drop": {"tweet": tweet, "event_at": at}}),
+        _ => serde_json::json!({"undrop": {"tweet": tweet, "event_at": at}}),
+    };
+    serde_json::json!({ "data": event }).to_string()
+}
+
+/// One of X's user compliance events about `item`'s author.
+fn user_compliance_event(item: &Item) -> String {
+    let at = crate::generator::rfc3339(crate::faults::now_ms());
+    let user = serde_json::json!({"id": item.user_id});
+    let kinds = [
+        "user_delete",
+        "user_undelete",
+        "user_protect",
+        "user_unprotect",
+        "user_suspend",
+        "user_unsuspend",
+        "user_withheld",
+        "user_profile_modification",
+    ];
+    let n: u64 = item.id.parse().unwrap_or(0);
+    let kind = kinds[(spread(n) % kinds.len() as u64) as usize];
+    let mut event = serde_json::json!({"user": user, "event_at": at});
+    match kind {
+        "user_withheld" => event["withheld_in_countries"] = serde_json::json!(["IN"]),
+        "user_profile_modification" => {
+            event["profile_field"] = serde_json::json!("description");
+            event["new_value"] = serde_json::json!("data and rust");
+        }
+        _ => {}
+    }
+    serde_json::json!({ "data": { kind: event } }).to_string()
 }
 
 /// Append one framed message.

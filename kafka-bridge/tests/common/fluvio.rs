@@ -102,7 +102,7 @@ pub fn produce_records(
     let file = file.to_str().unwrap();
     let mut args = vec!["produce", topic, "--key-separator", "\t", "-f", file];
     args.extend(options);
-    env.run(&args);
+    env.produce_when_led(topic, &args);
 }
 
 /// (key, fluvio.offset) of every record of a Kafka topic.

@@ -323,6 +323,52 @@ fn shaped_input_passes_through_both_modules() {
 }
 
 #[test]
+fn edits_keep_their_history_and_the_filter_can_keep_the_latest_version_only() {
+    let post = |id: &str, history: &[&str]| {
+        serde_json::to_vec(
+            &json!({"data": {"id": id, "text": "coffee", "author_id": "7",
+            "edit_history_tweet_ids": history}}),
+        )
+        .unwrap()
+    };
+    let first = post("1500000000000000001", &["1500000000000000001"]);
+    let edit = post(
+        "1500000000000000002",
+        &["1500000000000000001", "1500000000000000002"],
+    );
+    // A first version that arrives after its edit (a backfill) knows it was replaced.
+    let replaced = post(
+        "1500000000000000001",
+        &["1500000000000000001", "1500000000000000002"],
+    );
+    let t = shape(&edit).unwrap().unwrap();
+    assert_eq!(
+        t.edit_history,
+        ["1500000000000000001", "1500000000000000002"]
+    );
+    assert_eq!(t.edit_of.as_deref(), Some("1500000000000000001"));
+    let t = shape(&first).unwrap().unwrap();
+    assert_eq!((t.edit_history.len(), t.edit_of), (1, None));
+    let latest: std::collections::BTreeMap<String, String> =
+        [("latest_version_only".to_string(), "true".to_string())].into();
+    let f = Filter::from_params(&latest).unwrap();
+    assert!(tweet_filter::decide(&f, &first).unwrap());
+    assert!(tweet_filter::decide(&f, &edit).unwrap());
+    assert!(
+        !tweet_filter::decide(&f, &replaced).unwrap(),
+        "the replaced version goes"
+    );
+    assert!(tweet_filter::decide(&Filter::default(), &replaced).unwrap());
+    if let Some(mut chain) = filter_chain(
+        "latest_version_only through the engine",
+        &[("latest_version_only", "true")],
+    ) {
+        assert!(run(&mut chain, &replaced).unwrap().is_empty());
+        assert_eq!(run(&mut chain, &edit).unwrap().len(), 1);
+    }
+}
+
+#[test]
 fn filter_parameters() {
     let base = json!({"id_str": "900000000000000004", "text": "Big #DataEngineering news: the data model ships &amp; works", "lang": "en",
         "user": v1_user(), "entities": {"hashtags": [{"text": "DataEngineering"}], "urls": [{"expanded_url": "https://example.com"}]}});

@@ -21,6 +21,9 @@ pub struct Filter {
     pub exclude_retweets: bool,
     pub exclude_replies: bool,
     pub exclude_quotes: bool,
+    /// Drop a version of an edited post that a later version replaced (its id is not the last
+    /// of its edit history).
+    pub latest_version_only: bool,
     pub min_followers: Option<u64>,
     /// `Some(true)`: only tweets with media; `Some(false)`: only without.
     pub has_media: Option<bool>,
@@ -39,6 +42,7 @@ pub const PARAMS: &[&str] = &[
     "exclude_retweets",
     "exclude_replies",
     "exclude_quotes",
+    "latest_version_only",
     "min_followers",
     "has_media",
     "has_links",
@@ -101,6 +105,7 @@ impl Filter {
                 "exclude_retweets" => f.exclude_retweets = boolean(name, v)?,
                 "exclude_replies" => f.exclude_replies = boolean(name, v)?,
                 "exclude_quotes" => f.exclude_quotes = boolean(name, v)?,
+                "latest_version_only" => f.latest_version_only = boolean(name, v)?,
                 "min_followers" => {
                     f.min_followers = Some(v.trim().parse().map_err(|_| {
                         format!("parameter `min_followers`: expected a whole number, got `{v}`")
@@ -135,6 +140,9 @@ impl Filter {
             || self.exclude_replies && t.kind == Kind::Reply
             || self.exclude_quotes && t.kind == Kind::Quote
         {
+            return false;
+        }
+        if self.latest_version_only && t.is_superseded() {
             return false;
         }
         if !self.languages.is_empty()

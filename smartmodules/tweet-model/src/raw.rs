@@ -92,6 +92,15 @@ pub struct V1Status<'a> {
     pub favorite_count: Option<u64>,
     #[serde(default)]
     pub quote_count: Option<u64>,
+    /// Enterprise v1.1 payloads: `{initial_tweet_id, edit_tweet_ids}`.
+    #[serde(borrow, default)]
+    pub edit_history: Option<V1EditHistory<'a>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct V1EditHistory<'a> {
+    #[serde(borrow, default)]
+    pub edit_tweet_ids: Option<Vec<Cow<'a, str>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -217,6 +226,9 @@ pub struct V2Tweet<'a> {
     pub geo: Option<V2Geo<'a>>,
     #[serde(default)]
     pub public_metrics: Option<V2Metrics>,
+    /// Every version's id, oldest first (the current one last).
+    #[serde(borrow, default)]
+    pub edit_history_tweet_ids: Option<Vec<Cow<'a, str>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

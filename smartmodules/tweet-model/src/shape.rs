@@ -35,6 +35,33 @@ pub struct Shaped {
     pub matching_rules: Vec<Rule>,
     /// `v1.1` or `v2`.
     pub source_api: String,
+    /// The ids of every version of the post, oldest first, this one among them (X's
+    /// `edit_history_tweet_ids`); empty when the input has none.
+    #[serde(default)]
+    pub edit_history: Vec<String>,
+    /// When this post is an edit: the id of the post's first version.
+    #[serde(default)]
+    pub edit_of: Option<String>,
+}
+
+impl Shaped {
+    /// A later version of this post exists (its id is not the last of the edit history).
+    pub fn is_superseded(&self) -> bool {
+        self.edit_history
+            .last()
+            .is_some_and(|last| *last != self.id)
+    }
+}
+
+/// The history as ids, and the first version's id when `id` is an edit.
+fn edits(id: &str, history: Option<&[std::borrow::Cow<'_, str>]>) -> (Vec<String>, Option<String>) {
+    let history: Vec<String> = history
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let edit_of = history.first().filter(|first| *first != id).cloned();
+    (history, edit_of)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +213,12 @@ fn v1_entities<'s, 'a>(
 
 fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
     let id = v1_id(st)?;
+    let (edit_history, edit_of) = edits(
+        &id,
+        st.edit_history
+            .as_ref()
+            .and_then(|h| h.edit_tweet_ids.as_deref()),
+    );
     let raw_text = v1_full_text(st)?;
     st.user.as_ref()?;
     let kind = if st.retweeted_status.is_some() {
@@ -300,6 +333,8 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
         metrics,
         matching_rules: rules(st),
         source_api: "v1.1".to_string(),
+        edit_history,
+        edit_of,
     })
 }
 
@@ -325,6 +360,7 @@ fn from_v2(
     msg: &Message<'_>,
 ) -> Option<Shaped> {
     let id = s(&data.id)?;
+    let (edit_history, edit_of) = edits(&id, data.edit_history_tweet_ids.as_deref());
     let refs = data.referenced_tweets.as_deref().unwrap_or_default();
     let ref_of = |kind: &str| {
         refs.iter()
@@ -470,5 +506,7 @@ fn from_v2(
         }),
         matching_rules: rules(msg),
         source_api: "v2".to_string(),
+        edit_history,
+        edit_of,
     })
 }
