@@ -248,7 +248,7 @@ fn bridge_latency(
             .unwrap();
         let config = fluvio::TopicProducerConfigBuilder::default()
             .linger(Duration::from_millis(5))
-            .batch_size(connector_runtime::cluster::DEFAULT_PRODUCER_BATCH_SIZE as usize)
+            .batch_size(connector_runtime::config::DEFAULT_PRODUCER_BATCH_SIZE as usize)
             .build()
             .unwrap();
         let producer = fluvio

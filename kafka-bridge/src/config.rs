@@ -88,6 +88,12 @@ pub struct KafkaConfig {
         deserialize_with = "connector_runtime::units::duration"
     )]
     pub transaction_interval: Duration,
+    /// Mirror an events topic (the source's `events_topic`) as deletions: a delete event
+    /// (v1.1 `delete`, v2 compliance `delete`) becomes a record with the post's id as key and no
+    /// value (a Kafka tombstone), so compacted topics and feature stores drop the post; other
+    /// events are skipped (counted in `filtered_total`). Default false.
+    #[serde(default)]
+    pub tombstones: bool,
     /// What to do with a record Kafka refuses (too large for the topic, invalid): `stop`
     /// (default; exit 1 naming it, everything before it mirrored, every restart stops there
     /// until the cause is fixed) or `dead-letter` (write it to `dead_letter_topic`, with

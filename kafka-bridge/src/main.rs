@@ -60,12 +60,43 @@ fn main() -> ExitCode {
 enum Source {
     /// A capture file, read as partition 0, and the sink transforms.
     File(PathBuf, Vec<ModuleSpec>),
-    /// The Fluvio topic's partitions, each with its lag watch.
+    /// The Fluvio topic's partitions, each with its lag watch (the partition ends the input
+    /// checks its streams against, read by a task on the current client).
     Fluvio {
         ctx: Arc<SinkContext>,
         partitions: Vec<u32>,
         watches: HashMap<u32, Watch>,
+        lag: LagTask,
     },
+}
+
+/// What the lag task reads with, and the handle that stops it.
+struct LagTask {
+    topic: String,
+    consumer_id: String,
+    metrics: connector_runtime::metrics::Metrics,
+    shutdown: CancellationToken,
+    /// Stops the task running now.
+    stop: CancellationToken,
+}
+
+impl LagTask {
+    /// Watch the partition ends and the lag with `ctx`'s client, until `stop` or a newer task.
+    fn spawn(&mut self, ctx: &Arc<SinkContext>, watches: &HashMap<u32, Watch>) {
+        self.stop.cancel();
+        self.stop = self.shutdown.child_token();
+        let (ctx, topic, consumer_id, metrics, stop) = (
+            ctx.clone(),
+            self.topic.clone(),
+            self.consumer_id.clone(),
+            self.metrics.clone(),
+            self.stop.clone(),
+        );
+        let w = watches.iter().map(|(p, w)| (*p, w.clone())).collect();
+        tokio::spawn(async move {
+            lag::report(&ctx.fluvio, &topic, &consumer_id, w, &metrics, &stop).await
+        });
+    }
 }
 
 impl Source {
@@ -91,7 +122,10 @@ impl Source {
         launched: &Launched<KafkaConfig>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let Source::Fluvio { ctx, .. } = self else {
+        let Source::Fluvio {
+            ctx, watches, lag, ..
+        } = self
+        else {
             return Ok(());
         };
         let mut pause = Duration::from_millis(500);
@@ -104,6 +138,8 @@ impl Source {
                 Ok(new) => {
                     tracing::info!("connected to the Fluvio cluster again");
                     *ctx = Arc::new(new);
+                    // The partition ends too are read anew: the old client's are stale.
+                    lag.spawn(ctx, watches);
                     return Ok(());
                 }
                 Err(e) => {
@@ -141,20 +177,19 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         // The lag is reported from now on, also while Kafka is still awaited.
         let watches: HashMap<u32, Watch> =
             partitions.iter().map(|p| (*p, Watch::default())).collect();
-        let (ctx2, topic, metrics, shutdown) = (
-            ctx.clone(),
-            fluvio_topic.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
-        let w = watches.iter().map(|(p, w)| (*p, w.clone())).collect();
-        tokio::spawn(async move {
-            lag::report(&ctx2.fluvio, &topic, &consumer_id, w, &metrics, &shutdown).await
-        });
+        let mut lag = LagTask {
+            topic: fluvio_topic.clone(),
+            consumer_id,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            stop: CancellationToken::new(),
+        };
+        lag.spawn(&ctx, &watches);
         Source::Fluvio {
             ctx,
             partitions,
             watches,
+            lag,
         }
     };
     let transactional_id = KafkaConfig::transactional_id(
@@ -307,7 +342,11 @@ async fn session(
             let job = PartitionJob {
                 partition: 0,
                 input,
-                transforms: SinkTransforms::new(source.transforms(), mirror.metrics())?,
+                transforms: SinkTransforms::new(
+                    source.transforms(),
+                    cfg.tombstones,
+                    mirror.metrics(),
+                )?,
                 in_kafka,
                 progress: Progress::default(),
                 careful: careful_range(careful, 0),
@@ -318,6 +357,7 @@ async fn session(
             ctx,
             partitions,
             watches,
+            ..
         } => {
             check_partition_ends(ctx, cfg, fluvio_topic, &mut resumed).await?;
             for &p in partitions {
@@ -359,7 +399,11 @@ async fn session(
                 let job = PartitionJob {
                     partition: p,
                     input,
-                    transforms: SinkTransforms::new(&ctx.transforms, mirror.metrics())?,
+                    transforms: SinkTransforms::new(
+                        &ctx.transforms,
+                        cfg.tombstones,
+                        mirror.metrics(),
+                    )?,
                     in_kafka,
                     progress,
                     careful: careful_range(careful, p),

@@ -468,8 +468,11 @@ impl Mirror {
         }
         let dead_letter = topic != self.cfg.topic;
         loop {
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).payload(&rec.value[..]);
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            // An empty value is a tombstone (no value) where tombstones are asked for.
+            if !(self.cfg.tombstones && rec.value.is_empty() && !dead_letter) {
+                record = record.payload(&rec.value[..]);
+            }
             if let Some(k) = &rec.key {
                 record = record.key(&k[..]);
             }

@@ -475,3 +475,63 @@ fn sink_transforms_run_in_the_bridge_and_a_record_they_reject_is_not_skipped() {
         )
         .assert_exactly_once("the English tweets and the rejected one, once each");
 }
+
+#[test]
+fn tombstones_turn_the_delete_events_into_null_valued_records_keyed_by_the_post() {
+    let Some(broker) = KafkaBroker::start_or_skip("bridge tombstones") else {
+        return;
+    };
+    let event = |key: &str, json: &str| Record {
+        key: Some(key.as_bytes().to_vec().into()),
+        value: json.as_bytes().to_vec().into(),
+        timestamp_ms: Some(1_700_000_000_000),
+    };
+    // The source's events topic: both dialects' deletes, and events that delete nothing.
+    let events = [
+        event(
+            "1501",
+            r#"{"delete":{"status":{"id":1501,"id_str":"1501","user_id":7}}}"#,
+        ),
+        event(
+            "1502",
+            r#"{"data":{"tweet_edit":{"tweet":{"id":"1502","author_id":"7"},"initial_tweet_id":"1500","edit_tweet_ids":["1500","1502"],"event_at":"2026-11-30T00:00:00.000Z"}}}"#,
+        ),
+        event(
+            "1503",
+            r#"{"data":{"delete":{"tweet":{"id":"1503","author_id":"7"},"event_at":"2026-11-30T00:00:00.000Z"}}}"#,
+        ),
+        event(
+            "77",
+            r#"{"data":{"user_protect":{"user":{"id":"77"},"event_at":"2026-11-30T00:00:00.000Z"}}}"#,
+        ),
+    ];
+    let bridge = Bridge::new(&broker.bootstrap(), "  tombstones: true\n");
+    bridge.append(&events);
+    let mut proc = bridge.start();
+    bridge.wait_committed(&mut proc, 3);
+    let m = testkit::metrics_socket(&bridge.dir.path().join("m.sock"));
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    assert_eq!(
+        m["filtered_total"], 2,
+        "the edit and the account event: {m}"
+    );
+    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
+        return;
+    };
+    let seen: Vec<(String, bool, i64)> = got
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned(),
+                r.tombstone,
+                r.fluvio_offset(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("1501".to_string(), true, 0), ("1503".to_string(), true, 2)],
+        "each delete once, as a tombstone with the post's key"
+    );
+}

@@ -28,12 +28,19 @@ fn the_fluvio_cluster_stopped_and_resumed_under_the_bridge_loses_and_repeats_not
         return;
     }
     produce_records(&env, &topic, dir.path(), n / 2..n, &[]);
-    testkit::wait_for("the second half in Kafka", T, || {
+    let started = std::time::Instant::now();
+    while bridge.metric("acked_offset{partition=0}") != Some(n as i64 - 1) {
         if let Some(s) = p.try_status() {
             panic!("the bridge exited ({s}): {}", p.output());
         }
-        (bridge.metric("acked_offset{partition=0}") == Some(n as i64 - 1)).then_some(())
-    });
+        assert!(
+            started.elapsed() < T,
+            "the second half not in Kafka after {T:?} (acked {:?}); the bridge's log:\n{}",
+            bridge.metric("acked_offset{partition=0}"),
+            p.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     p.signal(15);
     assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
     assert!(

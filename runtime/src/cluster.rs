@@ -15,7 +15,7 @@ use fluvio::{Fluvio, FluvioClusterConfig, Offset, TopicProducerConfigBuilder, To
 
 use crate::config::{
     Compression, ConsumerParams, MetaConfig, OffsetStart, OffsetStrategy, PartitionSelection,
-    TopicConfig,
+    TopicConfig, DEFAULT_CONSUMER_MAX_BYTES,
 };
 
 /// Connect with the current profile (`~/.fluvio/config` or `$FLV_PROFILE_PATH`), client id
@@ -367,16 +367,5 @@ pub async fn partition_stream(
     })
 }
 
-/// `meta.producer.batch-size` when not set: 512 KB. With Fluvio's own default (16 KB), records
-/// of ~1 KB at 6,000/s queue up behind many small batches: measured p50 30 ms and p99 100 ms
-/// from send to a consumer, against 9 ms and 40 ms with large batches (5 ms linger).
-pub const DEFAULT_PRODUCER_BATCH_SIZE: u64 = 512 * 1024;
-
-/// `meta.producer.max-request-size` when not set (Fluvio's default): 1 MB.
-pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 1024 * 1024;
-
 /// A bounded wait used between retries of cluster operations.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
-
-/// `meta.consumer.max-bytes` when not set: 4 MB per fetch.
-pub const DEFAULT_CONSUMER_MAX_BYTES: u64 = 4_000_000;

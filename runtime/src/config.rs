@@ -17,6 +17,17 @@ use serde_yaml::Value;
 
 use crate::secrets::{self, ResolvedSecrets, SecretStore};
 
+/// `meta.producer.batch-size` when not set: 512 KB. With Fluvio's own default (16 KB), records
+/// of ~1 KB at 6,000/s queue up behind many small batches: measured p50 30 ms and p99 100 ms
+/// from send to a consumer, against 9 ms and 40 ms with large batches (5 ms linger).
+pub const DEFAULT_PRODUCER_BATCH_SIZE: u64 = 512 * 1024;
+
+/// `meta.producer.max-request-size` when not set (Fluvio's default): 1 MB.
+pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 1024 * 1024;
+
+/// `meta.consumer.max-bytes` when not set: 4 MB per fetch.
+pub const DEFAULT_CONSUMER_MAX_BYTES: u64 = 4_000_000;
+
 /// A config error: the file, the field path (dotted, `[i]` for list items) and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -128,15 +139,13 @@ pub struct ProducerParams {
 impl ProducerParams {
     /// `max-request-size`, or Fluvio's default.
     pub fn effective_max_request_size(&self) -> u64 {
-        self.max_request_size
-            .unwrap_or(crate::cluster::DEFAULT_MAX_REQUEST_SIZE)
+        self.max_request_size.unwrap_or(DEFAULT_MAX_REQUEST_SIZE)
     }
 
     /// `batch-size`, or ours (within the request size).
     pub fn effective_batch_size(&self) -> u64 {
-        self.batch_size.unwrap_or(
-            crate::cluster::DEFAULT_PRODUCER_BATCH_SIZE.min(self.effective_max_request_size()),
-        )
+        self.batch_size
+            .unwrap_or(DEFAULT_PRODUCER_BATCH_SIZE.min(self.effective_max_request_size()))
     }
 }
 

@@ -3,14 +3,17 @@
 //! The Fluvio connector contract, implemented once for every connector of this pipeline
 //! (upstream's SDK, `fluvio-connector-common`, is not published on crates.io).
 //!
-//! A connector binary is a `main` that calls [`source::main`] or [`sink::main`] with its
-//! [`ConnectorInfo`] and an async body. The runtime then provides, in order:
+//! A source binary is a `main` that calls [`source::main`] with its [`ConnectorInfo`] and an
+//! async body; a sink calls [`sink::main`] the same way, or (as the Kafka bridge does, to open
+//! its inputs and its Kafka side together) [`launch::run`] with [`sink::connect`] and
+//! [`sink::sink_transforms`]. The runtime then provides, in order:
 //!
 //! - [`cli`]: `--config <PATH>` and `--secrets <PATH>` as `cdk` passes them, `--help`,
 //!   `--version`, `--metrics-addr`, and `--capture` (sources: records to a file, no cluster);
 //! - [`config`]: `apiVersion` absent/0.1.0/0.2.0, every `meta` field, `transforms`, and the
 //!   connector's own section typed by the connector; errors name file, field path and
-//!   expectation; unknown keys are logged as warnings;
+//!   expectation; unknown keys in `meta` are logged as warnings (both connectors' own sections
+//!   refuse theirs: `deny_unknown_fields`);
 //! - [`secrets`]: `${{ secrets.NAME }}` rendering and `{secret: {name}}` references, with values
 //!   from the `--secrets` file or the environment, and [`secrets::SecretString`] fields that
 //!   never print;
@@ -20,8 +23,8 @@
 //!   registered names); failures counted and logged with the record key;
 //! - [`shutdown`]: SIGINT/SIGTERM stop reading, then flush (source) or commit (sink), exit 0;
 //!   a second signal exits at once;
-//! - [`quick_ack`]: sinks acknowledge the SPU's writes at once (Fluvio 0.50 delays records to a
-//!   reading-only client by up to 40 ms otherwise);
+//! - [`quick_ack`]: sinks acknowledge the SPU's writes at once (a 0.18 cluster read with the
+//!   0.50 client crates delays records to a reading-only client by up to 40 ms otherwise);
 //! - [`metrics`]: upstream's JSON counters on a Unix socket (per connector name), and optional
 //!   Prometheus `/metrics` and `/health` over HTTP; progress lines in the log.
 //!

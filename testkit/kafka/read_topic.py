@@ -1,5 +1,6 @@
 """Read a whole Kafka topic with confluent-kafka (a real client, librdkafka inside) and print
-one JSON line per record: partition, offset, key/value as base64 (null key stays null),
+one JSON line per record: partition, offset, key/value as base64 (null key stays null; a null
+value, a tombstone, says so in `tombstone`),
 timestamp type and value, headers. Reads with isolation.level=read_committed (records of
 aborted or open transactions are not shown), up to each partition's end as the client reports
 it (a transaction's commit marker takes an offset no record has).
@@ -39,6 +40,7 @@ for p in parts:
             "partition": m.partition(), "offset": m.offset(),
             "key": None if m.key() is None else base64.b64encode(m.key()).decode(),
             "value": base64.b64encode(m.value() or b"").decode(),
+            "tombstone": m.value() is None,
             "ts_type": ts_type, "ts": ts,
             "headers": {k: (v.decode() if v is not None else None) for k, v in (m.headers() or [])},
         }))

@@ -628,6 +628,8 @@ pub struct KafkaRecord {
     /// `None` is a null key.
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
+    /// The value is null (a tombstone), not empty.
+    pub tombstone: bool,
     /// 1 = CreateTime, 2 = LogAppendTime.
     pub ts_type: i64,
     pub ts: i64,
@@ -669,6 +671,7 @@ fn read_topic_with(broker: &str, topic: &str, isolation: &str) -> Option<Vec<Kaf
                     offset: v["offset"].as_i64().unwrap_or(-1),
                     key: (!v["key"].is_null()).then(|| b64(&v["key"])),
                     value: b64(&v["value"]),
+                    tombstone: v["tombstone"].as_bool().unwrap_or(false),
                     ts_type: v["ts_type"].as_i64().unwrap_or(0),
                     ts: v["ts"].as_i64().unwrap_or(0),
                     headers: v["headers"]

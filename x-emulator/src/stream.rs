@@ -9,54 +9,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::corpus::{Dialect, Item};
+use crate::corpus::Item;
 use crate::faults::{injected_message, ConnectionPlan, End, Inject};
-use crate::server::Shared;
-
-/// How a stream selects and decorates tweets.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    /// v2 sample streams: every tweet.
-    Sample,
-    /// v2 filtered stream: tweets matching the app's rules, with `matching_rules` added.
-    Rules,
-    /// v2 language firehose: every tweet in this language.
-    Lang(String),
-    /// v2 tweet compliance stream: an event (delete, tweet_edit, withheld, drop, undrop) about
-    /// each tweet.
-    TweetCompliance,
-    /// v2 user compliance stream: an event (user_delete, user_protect, user_withheld, ...)
-    /// about each tweet's author.
-    UserCompliance,
-    /// v1.1 filter: `track` (comma = OR, space = AND), `follow` ids, `language`.
-    V1Filter {
-        track: Vec<Vec<String>>,
-        follow: Vec<String>,
-        language: Vec<String>,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct StreamSpec {
-    pub dialect: Dialect,
-    pub selection: Selection,
-    pub delimited: bool,
-    pub keepalive: Duration,
-    pub conn: usize,
-    /// Of a partitioned stream (firehose): which share of the tweets this connection gets.
-    pub partition: Option<Partition>,
-}
-
-/// One partition of a partitioned stream: partition `index` (1-based) of `of` takes every
-/// `of`-th tweet, from its own cursor, so the partitions together are the whole stream and
-/// each tweet is in one of them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Partition {
-    /// The endpoint's path: its partitions share nothing with another endpoint's.
-    pub stream: String,
-    pub index: u8,
-    pub of: u8,
-}
+use crate::state::{Selection, Shared, StreamSpec};
 
 pub type Chunk = Result<Bytes, std::io::Error>;
 
