@@ -50,25 +50,18 @@ impl Auth {
             urlencode(secret.expose())
         ));
         let url = format!("{}/oauth2/token", base_url.trim_end_matches('/'));
-        let resp = client
-            .post(&url)
-            .header("authorization", format!("Basic {basic}"))
-            .header(
-                "content-type",
-                "application/x-www-form-urlencoded;charset=UTF-8",
-            )
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .with_context(|| format!("POST {url}"))?;
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "POST {url} answered {status}: {}",
-                crate::problem::Problem::parse(&body).summary
-            );
-        }
+        let body = crate::problem::call(
+            &format!("POST {url}"),
+            client
+                .post(&url)
+                .header("authorization", format!("Basic {basic}"))
+                .header(
+                    "content-type",
+                    "application/x-www-form-urlencoded;charset=UTF-8",
+                )
+                .body("grant_type=client_credentials"),
+        )
+        .await?;
         let v: serde_json::Value =
             serde_json::from_str(&body).context("token response is not JSON")?;
         let token = v["access_token"]

@@ -2,28 +2,19 @@
 //! connection of the app, including the stale one X keeps after an abrupt disconnect, which
 //! otherwise refuses the next connect with 429 `TooManyConnections` until it times out.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 
 use crate::auth::Auth;
-use crate::problem::Problem;
 
 /// End all of the app's streaming connections; X's answer, summarised, for the log.
 pub async fn clear_all(client: &reqwest::Client, base_url: &str, auth: &Auth) -> Result<String> {
     let url = format!("{}/2/connections/all", base_url.trim_end_matches('/'));
-    let resp = client
-        .delete(&url)
-        .header("authorization", auth.header("DELETE", &url, &[]))
-        .send()
-        .await
-        .map_err(reqwest::Error::without_url)
-        .context("DELETE /2/connections/all")?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "DELETE /2/connections/all answered {status}: {}",
-            Problem::parse(&body).summary
-        );
-    }
+    let body = crate::problem::call(
+        "DELETE /2/connections/all",
+        client
+            .delete(&url)
+            .header("authorization", auth.header("DELETE", &url, &[])),
+    )
+    .await?;
     Ok(crate::message::excerpt(body.as_bytes()))
 }

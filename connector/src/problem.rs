@@ -2,6 +2,7 @@
 //! read once, and what each documented kind means for the connector: a spent usage cap stops
 //! it, a stale connection can be cleared, an unknown problem type is named in the log.
 
+use anyhow::{bail, Context};
 use serde_json::Value;
 
 use crate::message::excerpt;
@@ -23,6 +24,26 @@ const KNOWN_TYPES: &[&str] = &[
     "/2/problems/duplicate-rules",
     "/2/problems/operational-disconnect",
 ];
+
+/// Send one API request (not a stream); its body, or an error `{what} answered {status}:
+/// {X's reason}`. `what` names the call (`POST https://api.x.com/oauth2/token`); transport
+/// errors do not repeat the request's URL.
+pub async fn call(what: &str, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
+    let resp = request
+        .send()
+        .await
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| what.to_string())?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{what} answered {status}: {}",
+            Problem::parse(&body).summary
+        );
+    }
+    Ok(body)
+}
 
 /// One error answer of X, as far as its body says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

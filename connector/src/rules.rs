@@ -62,22 +62,13 @@ impl RulesApi<'_> {
                 params.push(("pagination_token".to_string(), t.clone()));
             }
             let url = format!("{}?{}", self.url, crate::auth::form(&params));
-            let resp = self
-                .client
-                .get(&url)
-                .header("authorization", self.auth.header("GET", &self.url, &params))
-                .send()
-                .await
-                .map_err(reqwest::Error::without_url)
-                .with_context(|| format!("GET {}", self.url))?;
-            let (status, body) = (resp.status(), resp.text().await.unwrap_or_default());
-            if !status.is_success() {
-                bail!(
-                    "GET {} answered {status}: {}",
-                    self.url,
-                    Problem::parse(&body).summary
-                );
-            }
+            let body = crate::problem::call(
+                &format!("GET {}", self.url),
+                self.client
+                    .get(&url)
+                    .header("authorization", self.auth.header("GET", &self.url, &params)),
+            )
+            .await?;
             let v: Value = serde_json::from_str(&body).context("rules response is not JSON")?;
             rules.extend(v["data"].as_array().into_iter().flatten().map(|r| {
                 AppRule {

@@ -12,14 +12,6 @@ use x_emulator::{ConnectionPlan, Emulator, Inject};
 
 const T: Duration = Duration::from_secs(30);
 
-fn sample_v2(emu: &Emulator, extra: &str) -> String {
-    config_yaml(
-        &emu.base_url(),
-        &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}{extra}"),
-        "",
-    )
-}
-
 fn sample_v1(emu: &Emulator, extra: &str) -> String {
     config_yaml(
         &emu.base_url(),

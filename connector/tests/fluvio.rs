@@ -280,21 +280,14 @@ fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
         .into_iter()
         .map(|(_, k)| k)
         .collect();
-    let sent_on = |path: &str| -> Vec<String> {
-        emu.log()
-            .into_iter()
-            .filter(|c| c.path == path)
-            .flat_map(|c| c.sent)
-            .collect()
-    };
-    let mut sent = unique_in_order(&sent_on("/2/tweets/firehose/stream"));
+    let mut sent = unique_in_order(&emu.sent_on("/2/tweets/firehose/stream"));
     assert_eq!(sent.len(), 6000, "a clean close loses no tweet");
     let mut event_keys: Vec<String> = env
         .keys_by_offset(&events, 0)
         .into_iter()
         .map(|(_, k)| k)
         .collect();
-    let mut expected_events = sent_on("/2/tweets/compliance/stream");
+    let mut expected_events = emu.sent_on("/2/tweets/compliance/stream");
     assert_eq!(expected_events.len(), 6000);
     event_keys.sort();
     expected_events.sort();

@@ -188,16 +188,9 @@ fn v2_compliance_streams_beside_the_sample_send_each_event_to_the_events_topic()
             emu.exhausted(x_emulator::Dialect::V2).then_some(())
         },
     );
-    let sent_on = |path: &str| -> Vec<String> {
-        emu.log()
-            .into_iter()
-            .filter(|c| c.path == path)
-            .flat_map(|c| c.sent)
-            .collect()
-    };
-    let tweets = sent_on("/2/tweets/sample/stream");
-    let tweet_events = sent_on("/2/tweets/compliance/stream");
-    let user_events = sent_on("/2/users/compliance/stream");
+    let tweets = emu.sent_on("/2/tweets/sample/stream");
+    let tweet_events = emu.sent_on("/2/tweets/compliance/stream");
+    let user_events = emu.sent_on("/2/users/compliance/stream");
     assert_eq!(
         (tweets.len(), tweet_events.len(), user_events.len()),
         (200, 200, 200)
@@ -268,9 +261,7 @@ fn v2_filtered_reconciles_rules_and_tags_tweets() {
     let sent = emu.sent_ids().len() as u64;
     let (code, records) = run_until_tweets(&mut run, sent, T);
     assert_eq!(code, 0, "{}", run.output());
-    let mut rules: Vec<(String, Option<String>)> =
-        emu.rules().into_iter().map(|(_, v, t)| (v, t)).collect();
-    rules.sort();
+    let rules = app_rules(&emu);
     assert_eq!(
         rules,
         vec![

@@ -13,14 +13,6 @@ use x_emulator::{Corpus, Emulator, EmulatorConfig};
 
 const T: Duration = Duration::from_secs(30);
 
-fn sample_v2(emu: &Emulator, extra: &str) -> String {
-    config_yaml(
-        &emu.base_url(),
-        &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}{extra}"),
-        "",
-    )
-}
-
 fn filtered(base_url: &str, rules: &str, extra: &str) -> String {
     config_yaml(
         base_url,
@@ -127,8 +119,7 @@ fn rules_are_listed_across_pages_before_reconciling() {
     );
     let mut run = Run::start(&config);
     run.wait_metric("connections_total", 1, T);
-    let rules: Vec<(String, Option<String>)> =
-        emu.rules().into_iter().map(|(_, v, t)| (v, t)).collect();
+    let rules = app_rules(&emu);
     assert_eq!(
         rules,
         vec![("coffee".to_string(), Some("drinks".to_string()))],
@@ -149,9 +140,7 @@ fn duplicate_rule_from_a_server_without_dry_run_means_present() {
     );
     let mut run = Run::start(&config);
     run.wait_metric("connections_total", 1, T);
-    let mut rules: Vec<(String, Option<String>)> =
-        emu.rules().into_iter().map(|(_, v, t)| (v, t)).collect();
-    rules.sort();
+    let rules = app_rules(&emu);
     assert_eq!(
         rules,
         vec![
@@ -248,15 +237,19 @@ fn paced(limit: u64, back_secs: i64) -> EmulatorConfig {
     c
 }
 
-#[test]
-fn backfill_asks_for_the_gap_on_reconnect_and_recovers_what_went_by() {
+/// 200 paced tweets; the stream closes after 30, and 5 go by before the reconnection.
+fn a_gap_with_5_missed() -> EmulatorConfig {
     let mut cfg = paced(200, 60);
-    // The stream closes after 30 tweets; 5 go by before the reconnection.
     cfg.plans = vec![
         plan(r#"{"after": 30, "end": "close"}"#),
         plan(r#"{"missed": 5}"#),
     ];
-    let emu = Emulator::start_background(cfg).unwrap();
+    cfg
+}
+
+#[test]
+fn backfill_asks_for_the_gap_on_reconnect_and_recovers_what_went_by() {
+    let emu = Emulator::start_background(a_gap_with_5_missed()).unwrap();
     let done = deliver_all(&emu, &sample_v2(&emu, "  backfill: true\n"));
     let log = emu.log();
     assert!(
@@ -290,12 +283,7 @@ fn backfill_asks_for_the_gap_on_reconnect_and_recovers_what_went_by() {
 
 #[test]
 fn without_backfill_the_tweets_that_went_by_are_not_sent() {
-    let mut cfg = paced(200, 60);
-    cfg.plans = vec![
-        plan(r#"{"after": 30, "end": "close"}"#),
-        plan(r#"{"missed": 5}"#),
-    ];
-    let emu = Emulator::start_background(cfg).unwrap();
+    let emu = Emulator::start_background(a_gap_with_5_missed()).unwrap();
     let done = deliver_all(&emu, &sample_v2(&emu, ""));
     assert_eq!(unique_in_order(&emu.sent_ids()).len(), 195);
     assert_eq!(done.metrics["tweets_recovered_total"], 0);

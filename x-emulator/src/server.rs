@@ -77,6 +77,16 @@ impl Emulator {
         self.log().into_iter().flat_map(|c| c.sent).collect()
     }
 
+    /// The ids sent on the connections to `path` (a stream's tweets, or a compliance stream's
+    /// event keys), in order.
+    pub fn sent_on(&self, path: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|c| c.path == path)
+            .flat_map(|c| c.sent)
+            .collect()
+    }
+
     /// Every tweet id sent with when it was sent (Unix ms), in order, across connections.
     pub fn sent_times(&self) -> Vec<(String, i64)> {
         self.log()
@@ -110,15 +120,7 @@ impl Emulator {
     /// True once these partitions of the stream at `path` have sent all their tweets (the
     /// others may not be connected at all).
     pub fn partitions_exhausted(&self, path: &str, partitions: &[u8]) -> bool {
-        let Some(l) = self.shared.limit(Dialect::V2) else {
-            return false;
-        };
-        let cursors = self.shared.partition_cursors.lock().expect("cursors");
-        partitions.iter().all(|p| {
-            cursors
-                .get(&(path.to_string(), *p))
-                .is_some_and(|c| c.load(Ordering::SeqCst) >= l)
-        }) && self.shared.in_flight.load(Ordering::SeqCst) == 0
+        self.shared.partitions_exhausted(path, partitions)
     }
 }
 
@@ -261,13 +263,7 @@ async fn v2_sample10(
     if !bearer_ok(&s, &headers) {
         return logged(&s, &method, &uri, error_response(401, true, false, None));
     }
-    let partition = q
-        .iter()
-        .find(|(k, _)| k == "partition")
-        .map(|(_, v)| v.as_str());
-    if !matches!(partition, Some("1") | Some("2")) {
-        let body = json!({"errors": [{"parameters": {"partition": [partition]}, "message": "The `partition` query parameter is required and must be 1 or 2"}],
-            "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"});
+    if let Err(body) = partition_param(q.as_slice(), 2) {
         return logged(&s, &method, &uri, json_response(400, body));
     }
     open_stream(s, method, uri, Dialect::V2, Selection::Sample, false)
@@ -306,6 +302,28 @@ fn partitioned_stream(selection: Selection, of: u8) -> MethodRouter<Arc<Shared>>
     )
 }
 
+/// The required `partition` query parameter of a stream in `of` partitions, or the body of
+/// X's 400 answer.
+fn partition_param(q: &[(String, String)], of: u8) -> Result<u8, Value> {
+    let given = q
+        .iter()
+        .find(|(k, _)| k == "partition")
+        .map(|(_, v)| v.as_str());
+    // Only the plain digits of a partition that exists (not `01`, `+1`).
+    given
+        .and_then(|v| v.parse::<u8>().ok().filter(|i| i.to_string() == v))
+        .filter(|i| (1..=of).contains(i))
+        .ok_or_else(|| {
+            let range = if of == 2 {
+                "1 or 2".to_string()
+            } else {
+                format!("between 1 and {of}")
+            };
+            json!({"errors": [{"parameters": {"partition": [given]}, "message": format!("The `partition` query parameter is required and must be {range}")}],
+                    "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"})
+        })
+}
+
 /// A partitioned stream's connection: its `partition` (required, 1 to `of`) and its share.
 fn partitioned(
     s: Arc<Shared>,
@@ -319,17 +337,9 @@ fn partitioned(
     if !bearer_ok(&s, &headers) {
         return logged(&s, &method, &uri, error_response(401, true, false, None));
     }
-    let given = q
-        .iter()
-        .find(|(k, _)| k == "partition")
-        .map(|(_, v)| v.as_str());
-    let Some(index) = given
-        .and_then(|v| v.parse::<u8>().ok())
-        .filter(|i| (1..=of).contains(i))
-    else {
-        let body = json!({"errors": [{"parameters": {"partition": [given]}, "message": format!("The `partition` query parameter is required and must be between 1 and {of}")}],
-            "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"});
-        return logged(&s, &method, &uri, json_response(400, body));
+    let index = match partition_param(q, of) {
+        Ok(index) => index,
+        Err(body) => return logged(&s, &method, &uri, json_response(400, body)),
     };
     let partition = Partition {
         stream: uri.path().to_string(),

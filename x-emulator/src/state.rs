@@ -206,6 +206,20 @@ impl Shared {
         main_done && partitions_done && self.in_flight.load(Ordering::SeqCst) == 0
     }
 
+    /// These partitions of the v2 stream at `path` have sent all their tweets, and none is
+    /// still being sent.
+    pub(crate) fn partitions_exhausted(&self, path: &str, partitions: &[u8]) -> bool {
+        let Some(l) = self.limit(Dialect::V2) else {
+            return false;
+        };
+        let cursors = self.partition_cursors.lock().expect("cursors");
+        partitions.iter().all(|p| {
+            cursors
+                .get(&(path.to_string(), *p))
+                .is_some_and(|c| c.load(Ordering::SeqCst) >= l)
+        }) && self.in_flight.load(Ordering::SeqCst) == 0
+    }
+
     /// The cursor of a partition and the step between its tweets; the first connection to
     /// a partitioned stream makes the cursors of all its partitions.
     pub(crate) fn partition_cursor(&self, p: &Partition) -> Arc<AtomicU64> {

@@ -88,6 +88,23 @@ twitter:\n  base_url: {emu_url}\n{twitter}"
     )
 }
 
+/// The v2 sample stream against `emu`, with fast reconnects and `extra` `twitter:` settings.
+pub fn sample_v2(emu: &Emulator, extra: &str) -> String {
+    config_yaml(
+        &emu.base_url(),
+        &format!("  mode: sample\n{BEARER}{FAST_RECONNECT}{extra}"),
+        "",
+    )
+}
+
+/// The emulated app's rules as (value, tag), sorted.
+pub fn app_rules(emu: &Emulator) -> Vec<(String, Option<String>)> {
+    let mut rules: Vec<(String, Option<String>)> =
+        emu.rules().into_iter().map(|(_, v, t)| (v, t)).collect();
+    rules.sort();
+    rules
+}
+
 pub const BEARER: &str = "  auth:\n    bearer_token: \"${{ secrets.TWITTER_BEARER_TOKEN }}\"\n";
 pub const OAUTH1: &str = "  auth:\n    consumer_key: \"${{ secrets.TWITTERCONSUMERKEY }}\"\n    consumer_secret: \"${{ secrets.TWITTERCONSUMERSECRET }}\"\n    access_token: \"${{ secrets.TWITTERACCESSTOKEN }}\"\n    access_token_secret: \"${{ secrets.TWITTERACCESSTOKENSECRET }}\"\n";
 
