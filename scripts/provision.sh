@@ -4,7 +4,9 @@
 #   - the wasm32-wasip1 Rust target (SmartModules);
 #   - the Apache Kafka broker jars from Maven Central (testkit/kafka/pom.xml);
 #   - a Python venv with confluent-kafka, jsonschema and pytest;
-#   - kcat, from Debian's packages, when apt-get is usable (tests skip visibly without it).
+#   - kcat, from Debian's packages, when apt-get is usable (tests skip visibly without it);
+#   - Prometheus and promtool, unpacked from Debian's package into $cache/prometheus (no root
+#     needed; the observability test skips visibly without them).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${TWEET_PIPELINE_CACHE:-$HOME/.cache/tweet-pipeline}
@@ -43,5 +45,20 @@ if ! command -v kcat >/dev/null && ! command -v kafkacat >/dev/null; then
       || echo "kcat could not be installed; the kcat checks will be SKIPPED" >&2
   else
     echo "kcat is not installed and apt-get is not usable; the kcat checks will be SKIPPED" >&2
+  fi
+fi
+
+if ! command -v promtool >/dev/null && [ ! -x "$cache/prometheus/usr/bin/promtool" ]; then
+  if command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
+    say "unpacking Prometheus and promtool (Debian package) into $cache/prometheus"
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1; }; }); then
+      rm -rf "$cache/prometheus" && dpkg -x "$tmp"/prometheus_*.deb "$cache/prometheus"
+    else
+      echo "the prometheus package could not be downloaded; the Prometheus checks will be SKIPPED" >&2
+    fi
+    rm -rf "$tmp"
+  else
+    echo "Prometheus is not installed and apt-get is not usable; the Prometheus checks will be SKIPPED" >&2
   fi
 fi

@@ -3,7 +3,7 @@
 //! Shared by the live streams and archive replay, so both treat every message the same way.
 
 use bytes::Bytes;
-use connector_runtime::metrics::{Counter, Gauge, Metrics};
+use connector_runtime::metrics::{Counter, FloatGauge, Metrics};
 use connector_runtime::source::QueueClosed;
 use connector_runtime::{Record, RecordSender};
 
@@ -45,7 +45,7 @@ pub struct IngestMetrics {
     pub tweets: Counter,
     pub bytes: Counter,
     pub duplicates: Counter,
-    pub lag_ms: Gauge,
+    pub lag: FloatGauge,
 }
 
 impl IngestMetrics {
@@ -85,7 +85,7 @@ impl IngestMetrics {
                 "duplicates_total",
                 "repeated tweet ids dropped by the dedup window",
             ),
-            lag_ms: metrics.gauge("stream_lag_ms", "now minus the time of the last tweet"),
+            lag: metrics.float_gauge("stream_lag_seconds", "now minus the time of the last tweet"),
         }
     }
 
@@ -184,7 +184,7 @@ impl Ingest {
                 }
                 let now = connector_runtime::now_ms();
                 if let Some(t) = time_ms {
-                    self.m.lag_ms.set(now.saturating_sub(t).max(0) as u64);
+                    self.m.lag.set(now.saturating_sub(t).max(0) as f64 / 1000.0);
                 }
                 if let Some(b) = &mut self.billing {
                     b.post(now);

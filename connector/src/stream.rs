@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Result};
-use connector_runtime::metrics::{Counter, FloatCounter, Gauge};
+use connector_runtime::metrics::{Counter, FloatCounter, FloatGauge, Gauge, Ready};
 use connector_runtime::SourceContext;
 
 use crate::auth::{form, Auth};
@@ -181,7 +181,9 @@ enum Outcome {
 /// One connection's metrics; labelled `partition` on a partitioned stream.
 struct StreamMetrics {
     connected: Gauge,
-    backoff_ms: Gauge,
+    /// `/ready` waits for every connection.
+    ready: Ready,
+    backoff: FloatGauge,
     keepalives: Counter,
     stalls: Counter,
     connects: Counter,
@@ -200,9 +202,14 @@ impl StreamMetrics {
             .as_deref()
             .map(|p| vec![("partition", p)])
             .unwrap_or_default();
+        let what = match &partition {
+            Some(p) => format!("X stream connected (partition {p})"),
+            None => "X stream connected".to_string(),
+        };
         Self {
             connected: m.gauge_with("connected", &l, "1 while a stream connection is open"),
-            backoff_ms: m.gauge_with("backoff_ms", &l, "the current wait before reconnecting"),
+            ready: m.readiness(&what),
+            backoff: m.float_gauge_with("backoff_seconds", &l, "the current wait before reconnecting"),
             keepalives: m.counter_with("keepalives_total", &l, "keep-alive newlines received"),
             stalls: m.counter_with(
                 "stalls_total",
@@ -315,13 +322,13 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
     let mut ended_at: Option<std::time::Instant> = None;
     loop {
         if !delay.is_zero() {
-            m.backoff_ms.set(delay.as_millis() as u64);
+            m.backoff.set(delay.as_secs_f64());
             tracing::info!(delay = ?delay, partition = endpoint.partition.as_deref(), "reconnecting after a wait");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = ctx.shutdown.cancelled() => return Ok(()),
             }
-            m.backoff_ms.set(0);
+            m.backoff.set(0.0);
         }
         if ctx.shutdown.is_cancelled() {
             return Ok(());
@@ -352,6 +359,7 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
             .read(&mut decoder, &mut backoff, &mut last_tweet)
             .await;
         m.connected.set(0);
+        m.ready.set(false);
         ended_at = Some(std::time::Instant::now());
         let (failure, reason) = match outcome {
             Outcome::Shutdown => return Ok(()),
@@ -473,6 +481,7 @@ impl Connection<'_> {
         let (endpoint, stall, m) = (self.endpoint, self.stall, self.m);
         let Streams { ingest, ctx, .. } = self.streams;
         m.connected.set(1);
+        m.ready.set(true);
         tracing::info!(url = %endpoint.url, partition = endpoint.partition.as_deref(), "stream connected");
         decoder.reset();
         // The backoff starts over only once this connection proved healthy: it delivered

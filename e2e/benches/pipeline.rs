@@ -77,6 +77,12 @@ impl Run {
             .as_u64()
             .unwrap_or(0)
     }
+
+    fn seconds(&self, bin: &str, name: &str) -> f64 {
+        testkit::metrics_socket(&self.socket(bin))[name]
+            .as_f64()
+            .unwrap_or(0.0)
+    }
 }
 
 fn bridge_config(
@@ -294,9 +300,9 @@ fn bridge_latency(
     let commits = run.metric("kafka-bridge-sink", "transactions_committed_total");
     if commits > 0 {
         println!(
-            "   {commits} transactions, commits held sends back {:.1} ms on average, {} ms at most",
-            run.metric("kafka-bridge-sink", "transaction_commit_ms_total") as f64 / commits as f64,
-            run.metric("kafka-bridge-sink", "transaction_commit_ms_max")
+            "   {commits} transactions, commits held sends back {:.1} ms on average, {:.1} ms at most",
+            run.seconds("kafka-bridge-sink", "transaction_commit_seconds_sum") * 1000.0 / commits as f64,
+            run.seconds("kafka-bridge-sink", "transaction_commit_seconds_max") * 1000.0
         );
     }
     stop(bridge);

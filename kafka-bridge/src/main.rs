@@ -137,6 +137,7 @@ impl Source {
             match sink::connect(launched).await {
                 Ok(new) => {
                     tracing::info!("connected to the Fluvio cluster again");
+                    launched.metrics.readiness(FLUVIO_OPEN).set(true);
                     *ctx = Arc::new(new);
                     // The partition ends too are read anew: the old client's are stale.
                     lag.spawn(ctx, watches);
@@ -151,6 +152,9 @@ impl Source {
     }
 }
 
+/// The bridge's readiness condition on its input (`/ready`).
+const FLUVIO_OPEN: &str = "Fluvio stream open";
+
 async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     let cfg = launched.config.custom.clone();
     cfg.validate()
@@ -162,9 +166,12 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     let fluvio_topic = meta.topic.name.clone();
     let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
 
+    // Met while the Fluvio stream is open (a capture file is always open).
+    let fluvio_open = metrics.readiness(FLUVIO_OPEN);
     let source = if let Some(file) = launched.args.input_file.clone() {
         let config = &launched.config;
         let modules = sink::sink_transforms(&config.transforms, &config.dir(), None).await?;
+        fluvio_open.set(true);
         Source::File(file, modules)
     } else {
         let Some(consumer_id) = consumer_id.clone() else {
@@ -174,6 +181,7 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
         };
         let ctx = Arc::new(sink::connect(&launched).await?);
         let partitions = ctx.partitions().await?;
+        fluvio_open.set(true);
         // The lag is reported from now on, also while Kafka is still awaited.
         let watches: HashMap<u32, Watch> =
             partitions.iter().map(|p| (*p, Watch::default())).collect();
@@ -237,6 +245,7 @@ async fn mirror_until_stopped(
         if e.is::<FluvioFailed>() && !shutdown.is_cancelled() {
             // What Kafka holds stays; the rest is read again after it.
             tracing::warn!(error = %format!("{e:#}"), "the Fluvio cluster failed under the bridge; connecting again");
+            launched.metrics.readiness(FLUVIO_OPEN).set(false);
             if let Some(txn) = mirror.transactions() {
                 txn.abort().await?;
             }

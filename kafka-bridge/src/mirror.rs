@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use connector_runtime::metrics::{Counter, Gauge, Metrics};
+use connector_runtime::metrics::{Counter, FloatGauge, Gauge, Histogram, Metrics, Ready};
 use futures_util::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -84,8 +84,13 @@ struct MirrorMetrics {
     metrics: Metrics,
     records: Counter,
     bytes: Counter,
-    latency_ms_total: Counter,
-    latency_ms_max: Gauge,
+    /// From a send to Kafka's acknowledgement.
+    delivery: Histogram,
+    delivery_max: FloatGauge,
+    /// From a record's Fluvio timestamp to Kafka's acknowledgement.
+    fluvio_to_kafka: Histogram,
+    /// Met while Kafka acknowledges what is sent.
+    kafka_writable: Ready,
     timestamps_replaced: Counter,
     dead_lettered: Counter,
 }
@@ -96,14 +101,19 @@ impl MirrorMetrics {
             metrics: m.clone(),
             records: m.counter("records_mirrored_total", "records acknowledged by Kafka"),
             bytes: m.counter("bytes_mirrored_total", "value bytes acknowledged by Kafka"),
-            latency_ms_total: m.counter(
-                "delivery_latency_ms_total",
-                "sum of send-to-acknowledgement times (ms)",
+            delivery: m.histogram(
+                "delivery_seconds",
+                "from a record's send to Kafka's acknowledgement",
             ),
-            latency_ms_max: m.gauge(
-                "delivery_latency_ms_max",
-                "the longest send-to-acknowledgement time (ms)",
+            delivery_max: m.float_gauge(
+                "delivery_seconds_max",
+                "the longest time from a send to Kafka's acknowledgement",
             ),
+            fluvio_to_kafka: m.histogram(
+                "fluvio_to_kafka_seconds",
+                "from a record's Fluvio timestamp to Kafka's acknowledgement",
+            ),
+            kafka_writable: m.readiness("Kafka writable"),
             timestamps_replaced: m.counter(
                 "timestamps_replaced_total",
                 "records written with the current time as CreateTime, their Fluvio time (too old or too far ahead for Kafka) in the fluvio.timestamp header",
@@ -429,6 +439,9 @@ impl Mirror {
                 }
             }
         };
+        // Connected, the topic checked and the transactions initialised: writable.
+        let m = MirrorMetrics::new(metrics);
+        m.kafka_writable.set(true);
         Ok(Some(Self {
             producer,
             auth,
@@ -437,7 +450,7 @@ impl Mirror {
             cfg,
             fluvio_topic: fluvio_topic.to_string(),
             timestamps,
-            m: MirrorMetrics::new(metrics),
+            m,
         }))
     }
 
@@ -932,15 +945,20 @@ impl PartitionPipe {
                 if f.filtered {
                     return Ok(());
                 }
-                let ms = f.at.elapsed().as_millis() as u64;
-                mirror.m.latency_ms_total.add(ms);
-                mirror.m.latency_ms_max.raise_to(ms);
+                let took = f.at.elapsed();
+                mirror.m.delivery.observe(took);
+                mirror.m.delivery_max.raise_to(took.as_secs_f64());
+                mirror.m.kafka_writable.set(true);
+                if let Some(t) = f.rec.timestamp_ms {
+                    mirror.m.fluvio_to_kafka.observe_since(t);
+                }
                 mirror.m.records.inc();
                 mirror.m.bytes.add(f.rec.value.len() as u64);
                 Ok(())
             }
             Err(e) => {
                 mirror.doom();
+                mirror.m.kafka_writable.set(false);
                 let f = self.in_flight.front().expect("front exists");
                 Err(self.widen(mirror.classify(&f.rec, e)))
             }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use connector_runtime::metrics::{Counter, Gauge, Metrics};
+use connector_runtime::metrics::{Counter, FloatGauge, Histogram, Metrics};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::{watch, Notify, RwLock, RwLockReadGuard};
@@ -57,9 +57,9 @@ pub struct Transactions {
     commit_now: Notify,
     commits: Counter,
     aborts: Counter,
-    /// How long commits held sends back (sum and longest, ms).
-    commit_ms: Counter,
-    commit_ms_max: Gauge,
+    /// How long commits held sends back (distribution and longest).
+    commit_time: Histogram,
+    commit_time_max: FloatGauge,
 }
 
 /// The permission to produce into the open transaction `number`; commits wait for it.
@@ -165,12 +165,12 @@ impl Transactions {
                 "transactions_aborted_total",
                 "Kafka transactions aborted (their records are read again from Fluvio)",
             ),
-            commit_ms: metrics.counter(
-                "transaction_commit_ms_total",
-                "time commits held sends back, summed (divide by transactions_committed_total)",
+            commit_time: metrics.histogram(
+                "transaction_commit_seconds",
+                "time a commit held sends back",
             ),
-            commit_ms_max: metrics.gauge(
-                "transaction_commit_ms_max",
+            commit_time_max: metrics.float_gauge(
+                "transaction_commit_seconds_max",
                 "the longest time one commit held sends back",
             ),
         }))
@@ -318,8 +318,8 @@ impl Transactions {
         self.sent.store(0, Ordering::Relaxed);
         self.commits.inc();
         let took = started.elapsed();
-        self.commit_ms.add(took.as_millis() as u64);
-        self.commit_ms_max.raise_to(took.as_millis() as u64);
+        self.commit_time.observe(took);
+        self.commit_time_max.raise_to(took.as_secs_f64());
         self.state.send_modify(|s| s.committed = number);
         tracing::trace!(number, ?took, "transaction committed");
         Ok(())

@@ -85,6 +85,12 @@ where
                 return fail(&format!("cannot serve metrics on {addr}: {e}"));
             }
         }
+        // Alive until stopping: a probe then sees the process on its way out.
+        let (m, s) = (metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            s.cancelled().await;
+            m.set_healthy(false);
+        });
         let result = body(Launched {
             config,
             args,

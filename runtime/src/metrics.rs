@@ -1,6 +1,8 @@
-//! Metrics: named counters and gauges (with optional labels), served as upstream's JSON on a
-//! Unix socket and, when an address is given, as Prometheus text on HTTP `/metrics` with a
-//! `/health` probe beside it.
+//! Metrics: named counters and gauges (with optional labels), latency histograms and the
+//! process's own figures (resident memory, CPU seconds, open files), served as upstream's JSON on
+//! a Unix socket and, when an address is given, on HTTP: `/metrics` (Prometheus text, written by
+//! the `prometheus` crate's encoder), `/health` (alive) and `/ready` (every readiness condition
+//! the connector registered is met).
 //!
 //! Handles are cheap `Arc<AtomicU64>` clones: look a metric up once, then bump it on the hot path.
 
@@ -63,19 +65,87 @@ impl FloatCounter {
     }
 }
 
+/// A value that goes up and down and is not a whole number (seconds); kept as `f64` bits.
+#[derive(Clone, Debug, Default)]
+pub struct FloatGauge(Arc<AtomicU64>);
+
+impl FloatGauge {
+    pub fn set(&self, x: f64) {
+        self.0.store(x.to_bits(), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    /// Raise it to `x` if `x` is higher (a maximum that several tasks update).
+    pub fn raise_to(&self, x: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                (x > f64::from_bits(bits)).then_some(x.to_bits())
+            });
+    }
+}
+
+/// A distribution of durations, in seconds (a Prometheus histogram).
+#[derive(Clone, Debug)]
+pub struct Histogram(prometheus::Histogram);
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
+    /// Observe the time from `t_ms` (milliseconds since the Unix epoch) to now (0 if later).
+    pub fn observe_since(&self, t_ms: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.0
+            .observe(now.saturating_sub(t_ms).max(0) as f64 / 1000.0);
+    }
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.0.get_sample_count()
+    }
+}
+
+/// Latency buckets, in seconds: 1 ms to 5 min.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// One condition of readiness (connected to X, the Fluvio producer writing, ...): `/ready`
+/// answers 200 only while every registered one is met.
+#[derive(Clone, Debug)]
+pub struct Ready(Arc<AtomicBool>);
+
+impl Ready {
+    pub fn set(&self, met: bool) {
+        self.0.store(met, Ordering::Relaxed);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Counter,
     Gauge,
     /// A counter whose value is `f64` bits.
     FloatCounter,
+    /// A gauge whose value is `f64` bits.
+    FloatGauge,
 }
 
 impl Kind {
     fn render(self, value: u64) -> serde_json::Value {
         match self {
-            Kind::FloatCounter => f64::from_bits(value).into(),
+            Kind::FloatCounter | Kind::FloatGauge => f64::from_bits(value).into(),
             Kind::Counter | Kind::Gauge => value.into(),
+        }
+    }
+
+    fn as_f64(self, value: u64) -> f64 {
+        match self {
+            Kind::FloatCounter | Kind::FloatGauge => f64::from_bits(value),
+            Kind::Counter | Kind::Gauge => value as f64,
         }
     }
 }
@@ -96,6 +166,62 @@ fn key(name: &str, labels: &[(&str, &str)]) -> Key {
 struct Inner {
     metrics: BTreeMap<Key, (Kind, Arc<AtomicU64>)>,
     help: BTreeMap<String, String>,
+    histograms: BTreeMap<String, Histogram>,
+    ready: BTreeMap<String, Ready>,
+}
+
+/// The counters and gauges, handed to the `prometheus` registry at each scrape.
+struct Collected {
+    prefix: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl prometheus::core::Collector for Collected {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        Vec::new()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::proto::{self as pb, MetricType};
+        let inner = self.inner.lock().expect("metrics lock");
+        let mut families: Vec<pb::MetricFamily> = Vec::new();
+        for ((name, labels), (kind, value)) in &inner.metrics {
+            let full = format!("{}_{}", self.prefix, name);
+            if families.last().is_none_or(|f| f.name() != full) {
+                let mut f = pb::MetricFamily::default();
+                f.set_name(full);
+                f.set_help(inner.help.get(name).cloned().unwrap_or_default());
+                f.set_field_type(match kind {
+                    Kind::Counter | Kind::FloatCounter => MetricType::COUNTER,
+                    Kind::Gauge | Kind::FloatGauge => MetricType::GAUGE,
+                });
+                families.push(f);
+            }
+            let value = kind.as_f64(value.load(Ordering::Relaxed));
+            let mut m = pb::Metric::from_label(
+                labels
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut pair = pb::LabelPair::default();
+                        pair.set_name(k.clone());
+                        pair.set_value(v.clone());
+                        pair
+                    })
+                    .collect(),
+            );
+            if matches!(kind, Kind::Gauge | Kind::FloatGauge) {
+                let mut g = pb::Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            } else {
+                let mut c = pb::Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+            families.last_mut().expect("pushed").mut_metric().push(m);
+        }
+        families
+    }
 }
 
 /// The metrics of one connector process.
@@ -103,6 +229,7 @@ struct Inner {
 pub struct Metrics {
     prefix: String,
     inner: Arc<Mutex<Inner>>,
+    registry: prometheus::Registry,
     healthy: Arc<AtomicBool>,
 }
 
@@ -117,11 +244,65 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// `prefix` starts every Prometheus name (e.g. `twitter_source`).
     pub fn new(prefix: &str) -> Self {
+        let prefix = prefix.replace('-', "_");
+        let inner: Arc<Mutex<Inner>> = Default::default();
+        let registry = prometheus::Registry::new();
+        let own = Collected {
+            prefix: prefix.clone(),
+            inner: inner.clone(),
+        };
+        registry
+            .register(Box::new(own))
+            .expect("the first collector registers");
+        // process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ...
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         Self {
-            prefix: prefix.replace('-', "_"),
-            inner: Default::default(),
+            prefix,
+            inner,
+            registry,
             healthy: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// A histogram of durations in seconds (`name` should end in `_seconds`); the same handle
+    /// for the same name.
+    pub fn histogram(&self, name: &str, help: &str) -> Histogram {
+        let mut inner = self.inner.lock().expect("metrics lock");
+        if let Some(h) = inner.histograms.get(name) {
+            return h.clone();
+        }
+        let opts = prometheus::HistogramOpts::new(format!("{}_{name}", self.prefix), help)
+            .buckets(LATENCY_BUCKETS.to_vec());
+        let h = prometheus::Histogram::with_opts(opts).expect("valid histogram name");
+        self.registry
+            .register(Box::new(h.clone()))
+            .expect("a histogram name registers once");
+        let h = Histogram(h);
+        inner.histograms.insert(name.to_string(), h.clone());
+        h
+    }
+
+    /// Register a readiness condition, not met until set; `what` names it in `/ready`'s answer.
+    pub fn readiness(&self, what: &str) -> Ready {
+        let mut inner = self.inner.lock().expect("metrics lock");
+        inner
+            .ready
+            .entry(what.to_string())
+            .or_insert_with(|| Ready(Arc::default()))
+            .clone()
+    }
+
+    /// The readiness conditions not met (empty: ready).
+    pub fn unready(&self) -> Vec<String> {
+        let inner = self.inner.lock().expect("metrics lock");
+        inner
+            .ready
+            .iter()
+            .filter(|(_, r)| !r.0.load(Ordering::Relaxed))
+            .map(|(what, _)| what.clone())
+            .collect()
     }
 
     fn get(&self, name: &str, labels: &[(&str, &str)], kind: Kind, help: &str) -> Arc<AtomicU64> {
@@ -168,6 +349,14 @@ impl Metrics {
         Gauge(self.get(name, labels, Kind::Gauge, help))
     }
 
+    pub fn float_gauge(&self, name: &str, help: &str) -> FloatGauge {
+        self.float_gauge_with(name, &[], help)
+    }
+
+    pub fn float_gauge_with(&self, name: &str, labels: &[(&str, &str)], help: &str) -> FloatGauge {
+        FloatGauge(self.get(name, labels, Kind::FloatGauge, help))
+    }
+
     /// Mark the process unhealthy (the `/health` probe then answers 503).
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::Relaxed);
@@ -188,38 +377,14 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// Prometheus text exposition format.
+    /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
-        let inner = self.inner.lock().expect("metrics lock");
-        let mut out = String::new();
-        let mut last = "";
-        for ((name, labels), (kind, value)) in &inner.metrics {
-            let full = format!("{}_{}", self.prefix, name);
-            if name != last {
-                let help = inner.help.get(name).map(String::as_str).unwrap_or("");
-                let kind = match kind {
-                    Kind::Counter | Kind::FloatCounter => "counter",
-                    Kind::Gauge => "gauge",
-                };
-                out.push_str(&format!("# HELP {full} {help}\n# TYPE {full} {kind}\n"));
-                last = name;
-            }
-            out.push_str(&full);
-            if !labels.is_empty() {
-                let parts: Vec<String> = labels
-                    .iter()
-                    .map(|(k, v)| {
-                        format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-                    })
-                    .collect();
-                out.push_str(&format!("{{{}}}", parts.join(",")));
-            }
-            out.push_str(&format!(
-                " {}\n",
-                kind.render(value.load(Ordering::Relaxed))
-            ));
-        }
-        out
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into memory");
+        String::from_utf8(out).expect("the text format is UTF-8")
     }
 
     /// Upstream-style JSON: `{"name": value, "name{label=v}": value, ...}`.
@@ -234,6 +399,10 @@ impl Metrics {
                 format!("{name}{{{}}}", parts.join(","))
             };
             map.insert(key, kind.render(value.load(Ordering::Relaxed)));
+        }
+        for (name, h) in &inner.histograms {
+            map.insert(format!("{name}_count"), h.0.get_sample_count().into());
+            map.insert(format!("{name}_sum"), h.0.get_sample_sum().into());
         }
         serde_json::Value::Object(map)
     }
@@ -273,7 +442,9 @@ pub fn serve_unix_socket(metrics: Metrics, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Serve `/metrics` (Prometheus text) and `/health` on `addr`; returns the bound address.
+/// Serve `/metrics` (Prometheus text), `/health` (200 while the process is not failing or
+/// stopping) and `/ready` (200 while every readiness condition is met, else 503 naming those
+/// that are not) on `addr`; returns the bound address.
 pub async fn serve_http(metrics: Metrics, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -281,6 +452,7 @@ pub async fn serve_http(metrics: Metrics, addr: SocketAddr) -> std::io::Result<S
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let m1 = metrics.clone();
+    let m2 = metrics.clone();
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -306,13 +478,31 @@ pub async fn serve_http(metrics: Metrics, addr: SocketAddr) -> std::io::Result<S
                     }
                 }
             }),
+        )
+        .route(
+            "/ready",
+            get(move || {
+                let m = m2.clone();
+                async move {
+                    let waiting = m.unready();
+                    if waiting.is_empty() {
+                        (StatusCode::OK, "ready\n".to_string())
+                    } else {
+                        let list = waiting.join(", ");
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {list}\n"),
+                        )
+                    }
+                }
+            }),
         );
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::warn!(error = %e, "metrics HTTP server stopped");
         }
     });
-    tracing::info!(addr = %bound, "metrics on http://{bound}/metrics, health on /health");
+    tracing::info!(addr = %bound, "metrics on http://{bound}/metrics, /health and /ready beside it");
     Ok(bound)
 }
 
@@ -342,6 +532,49 @@ mod tests {
         assert_eq!(json["errors_total{kind=json}"], 1);
         assert_eq!(m.value("errors_total", &[("kind", "json")]), 1);
         assert_eq!(m.value("absent", &[]), 0);
+    }
+
+    #[test]
+    fn histograms_and_process_figures_are_exposed() {
+        let m = Metrics::new("src");
+        let h = m.histogram("x_to_fluvio_seconds", "from X to Fluvio");
+        h.observe(std::time::Duration::from_millis(3));
+        h.observe(std::time::Duration::from_millis(700));
+        assert_eq!(m.histogram("x_to_fluvio_seconds", "again").count(), 2);
+        let max = m.float_gauge("x_to_fluvio_seconds_max", "the longest");
+        max.raise_to(0.7);
+        max.raise_to(0.003);
+        assert_eq!(max.get(), 0.7);
+        let json = m.render_json();
+        assert_eq!(json["x_to_fluvio_seconds_count"], 2);
+        assert_eq!(json["x_to_fluvio_seconds_max"], 0.7);
+        let text = m.render_prometheus();
+        assert!(
+            text.contains("# TYPE src_x_to_fluvio_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("src_x_to_fluvio_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("src_x_to_fluvio_seconds_bucket{le=\"1\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("src_x_to_fluvio_seconds_count 2\n"), "{text}");
+        assert!(
+            text.contains(
+                "# TYPE src_x_to_fluvio_seconds_max gauge\nsrc_x_to_fluvio_seconds_max 0.7\n"
+            ),
+            "{text}"
+        );
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .unwrap_or_else(|| panic!("no resident memory in {text}"));
+        assert!(rss.parse::<f64>().unwrap() > 1e6, "{rss}");
+        assert!(text.contains("process_open_fds "), "{text}");
+        assert!(text.contains("process_cpu_seconds_total "), "{text}");
     }
 
     #[test]
@@ -376,6 +609,29 @@ mod tests {
         assert!(http_get(addr, "/health").await.contains("200 OK"));
         m.set_healthy(false);
         assert!(http_get(addr, "/health").await.contains("503"));
+        assert!(
+            http_get(addr, "/ready").await.contains("200 OK"),
+            "nothing to wait for"
+        );
+        let x = m.readiness("x stream");
+        let fluvio = m.readiness("fluvio producer");
+        let answer = http_get(addr, "/ready").await;
+        assert!(
+            answer.contains("503") && answer.contains("not ready: fluvio producer, x stream"),
+            "{answer}"
+        );
+        x.set(true);
+        let answer = http_get(addr, "/ready").await;
+        assert!(
+            answer.contains("503") && answer.contains("not ready: fluvio producer\n"),
+            "{answer}"
+        );
+        fluvio.set(true);
+        assert!(http_get(addr, "/ready").await.contains("200 OK"));
+        x.set(false);
+        assert!(http_get(addr, "/ready")
+            .await
+            .contains("not ready: x stream"));
 
         let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
         let mut buf = String::new();

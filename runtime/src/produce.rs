@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MetaConfig;
-use crate::metrics::{Counter, Gauge, Metrics};
+use crate::metrics::{Counter, Gauge, Histogram, Metrics, Ready};
 use crate::{cluster, Record};
 
 /// Records sent and not yet confirmed before a send waits for the oldest confirmation.
@@ -67,6 +67,10 @@ pub struct FluvioOutput {
     found: Counter,
     unsettled: Counter,
     unconfirmed_gauge: Gauge,
+    /// From a record's event time (a tweet's creation) to Fluvio's confirmation.
+    latency: Histogram,
+    /// Not met while the producer recovers.
+    writing: Ready,
 }
 
 impl FluvioOutput {
@@ -79,7 +83,14 @@ impl FluvioOutput {
     ) -> Self {
         let topic = meta.topic.name.clone();
         let l = [("topic", topic.as_str())];
+        let writing = metrics.readiness(&format!("Fluvio producer writing to {topic}"));
+        writing.set(true);
         Self {
+            latency: metrics.histogram(
+                "event_to_fluvio_seconds",
+                "from a record's event time (a tweet's creation at X) to its confirmation by Fluvio",
+            ),
+            writing,
             fluvio,
             meta,
             producer,
@@ -158,7 +169,8 @@ impl FluvioOutput {
             match confirm.now_or_never() {
                 None => break,
                 Some(Ok(())) => {
-                    self.unconfirmed.pop_front();
+                    let u = self.unconfirmed.pop_front().expect("front exists");
+                    self.stored(&u.record);
                 }
                 Some(Err(e)) => {
                     front.delivery = Delivery::Unknown;
@@ -181,11 +193,17 @@ impl FluvioOutput {
         };
         match result {
             Ok(()) => {
-                self.unconfirmed.pop_front();
+                let u = self.unconfirmed.pop_front().expect("front exists");
+                self.stored(&u.record);
                 Ok(())
             }
             Err(e) => self.recover(e).await,
         }
+    }
+
+    /// A record confirmed stored: its latency from its event time.
+    fn stored(&self, record: &Record) {
+        observe_stored(&self.latency, record);
     }
 
     /// Store every unconfirmed record, retrying with backoff; after a shutdown signal, give up
@@ -199,6 +217,7 @@ impl FluvioOutput {
             "the Fluvio producer failed; making a new one and storing the unconfirmed records"
         );
         self.recoveries.inc();
+        self.writing.set(false);
         let mut delay = RETRY_FIRST;
         let mut give_up_at = None;
         let mut settle_by = None;
@@ -206,6 +225,7 @@ impl FluvioOutput {
             match self.store_unconfirmed(&mut settle_by).await {
                 Ok(()) => {
                     tracing::info!(topic, "the Fluvio producer recovered; nothing was lost");
+                    self.writing.set(true);
                     self.unconfirmed_gauge.set(self.unconfirmed.len() as u64);
                     return Ok(());
                 }
@@ -306,9 +326,22 @@ impl FluvioOutput {
                 }
             }
         }
-        self.unconfirmed
-            .retain(|u| !matches!(u.delivery, Delivery::Stored));
+        let latency = &self.latency;
+        self.unconfirmed.retain(|u| {
+            let stored = matches!(u.delivery, Delivery::Stored);
+            if stored {
+                observe_stored(latency, &u.record);
+            }
+            !stored
+        });
         pending
+    }
+}
+
+/// The time from a stored record's event time (when it has one) to now.
+fn observe_stored(latency: &Histogram, record: &Record) {
+    if let Some(t) = record.timestamp_ms {
+        latency.observe_since(t);
     }
 }
 
