@@ -178,6 +178,15 @@ enum Outcome {
     TooManyConnections(Failure, String),
 }
 
+/// The `cause` labels of `reconnects_total`: [`Failure::cause`]'s and a cleared stale connection.
+const RECONNECT_CAUSES: [&str; 5] = [
+    "dropped",
+    "network",
+    "http",
+    "rate_limited",
+    "stale_connection_cleared",
+];
+
 /// One connection's metrics; labelled `partition` on a partitioned stream.
 struct StreamMetrics {
     connected: Gauge,
@@ -206,7 +215,7 @@ impl StreamMetrics {
             Some(p) => format!("X stream connected (partition {p})"),
             None => "X stream connected".to_string(),
         };
-        Self {
+        let metrics = Self {
             connected: m.gauge_with("connected", &l, "1 while a stream connection is open"),
             ready: m.readiness(&what),
             backoff: m.float_gauge_with("backoff_seconds", &l, "the current wait before reconnecting"),
@@ -229,10 +238,19 @@ impl StreamMetrics {
             ),
             partition,
             ctx: ctx.clone(),
+        };
+        // Every cause is served from the start, at 0: dashboards and alerts see a series.
+        for cause in RECONNECT_CAUSES {
+            metrics.reconnects(cause);
         }
+        metrics
     }
 
     fn reconnect(&self, cause: &str) {
+        self.reconnects(cause).inc();
+    }
+
+    fn reconnects(&self, cause: &str) -> Counter {
         let mut l = vec![("cause", cause)];
         if let Some(p) = &self.partition {
             l.push(("partition", p));
@@ -240,7 +258,6 @@ impl StreamMetrics {
         self.ctx
             .metrics
             .counter_with("reconnects_total", &l, "reconnects by cause")
-            .inc();
     }
 }
 
@@ -255,6 +272,46 @@ struct Streams {
     restart_from: Option<SystemTime>,
 }
 
+/// A start-up call (the token exchange, the rules) tried again while X cannot be reached (no
+/// route, DNS, refused, timed out), with the network-error backoff of the streams, as a lost
+/// connection would be: the connector may start before the network does. `None` after a
+/// shutdown signal; answers of X (a status) are returned as they are.
+async fn while_unreachable<T, F, Fut>(
+    what: &str,
+    cfg: &TwitterConfig,
+    ctx: &SourceContext,
+    mut call: F,
+) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut backoff = Backoff::new(cfg.reconnect.clone());
+    loop {
+        let e = match call().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) => e,
+        };
+        let unreachable = e.chain().any(|c| {
+            c.downcast_ref::<reqwest::Error>()
+                .is_some_and(|r| r.is_connect() || r.is_timeout())
+        });
+        let delay = backoff.next_delay(&Failure::Network, SystemTime::now());
+        if !unreachable
+            || backoff
+                .max_attempts()
+                .is_some_and(|m| backoff.consecutive >= m)
+        {
+            return Err(e);
+        }
+        tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "{what}: X cannot be reached; trying again");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.shutdown.cancelled() => return Ok(None),
+        }
+    }
+}
+
 /// Read a live stream until shutdown (Ok) or a configuration error (Err).
 pub async fn run(cfg: TwitterConfig, ctx: SourceContext, ingest: Ingest) -> Result<()> {
     let client = reqwest::Client::builder()
@@ -265,7 +322,12 @@ pub async fn run(cfg: TwitterConfig, ctx: SourceContext, ingest: Ingest) -> Resu
     let auth = if cfg.mode.is_v1() {
         Auth::oauth1(&cfg.auth)?
     } else {
-        Auth::app_only(&client, &cfg.base_url, &cfg.auth).await?
+        let exchange = || Auth::app_only(&client, &cfg.base_url, &cfg.auth);
+        let Some(auth) = while_unreachable("the token exchange", &cfg, &ctx, exchange).await?
+        else {
+            return Ok(());
+        };
+        auth
     };
     if cfg.mode == Mode::Filtered {
         let api = RulesApi {
@@ -276,7 +338,13 @@ pub async fn run(cfg: TwitterConfig, ctx: SourceContext, ingest: Ingest) -> Resu
             ),
             auth: &auth,
         };
-        api.reconcile(&cfg.rules, cfg.keep_unowned_rules).await?;
+        let reconcile = || api.reconcile(&cfg.rules, cfg.keep_unowned_rules);
+        if while_unreachable("the rules", &cfg, &ctx, reconcile)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
     }
     let endpoints = Endpoint::for_config(&cfg);
     if endpoints.len() > 1 {

@@ -334,3 +334,36 @@ fn a_restart_after_a_long_gap_recovers_with_start_time_from_the_end_of_the_topic
         "{m}"
     );
 }
+
+#[test]
+fn a_connector_started_before_x_is_reachable_waits_for_it() {
+    // Nothing listens on the port yet: the token exchange and the rules cannot reach X.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let rules = "    - value: coffee\n      tag: drinks\n";
+    let mut run = Run::start(&filtered(&base, rules, ""));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        run.proc.child.try_wait().unwrap().is_none(),
+        "it waits, not exits: {}",
+        run.output()
+    );
+    let emu =
+        Emulator::start_background_on(generated(50), format!("127.0.0.1:{port}").parse().unwrap())
+            .unwrap();
+    run.wait_metric("connections_total", 1, T);
+    assert_eq!(
+        app_rules(&emu),
+        vec![("coffee".to_string(), Some("drinks".to_string()))]
+    );
+    let out = run.output();
+    assert!(
+        out.contains("the rules: X cannot be reached; trying again"),
+        "{out}"
+    );
+    assert_eq!(run.stop(), 0, "{out}");
+}

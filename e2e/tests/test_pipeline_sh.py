@@ -95,6 +95,19 @@ def test_pipeline_runs_shows_records_and_stops_what_it_started(pipeline_env):
     seen, kept, dropped, mirrored_now = map(int, summary.groups())
     assert seen >= tweets[-1] and kept + dropped <= seen and mirrored_now >= 5, summary.group(0)
 
+    # The seed's consumer as its users ran it (`pip install kafka-python`, no codec extras):
+    # it decodes the mirror as the bridge writes it by default.
+    from kafka import KafkaConsumer
+    consumer = KafkaConsumer("tweets", bootstrap_servers=f"127.0.0.1:{env['PIPELINE_KAFKA_PORT']}",
+                             consumer_timeout_ms=30000)
+    seen = []
+    for message in consumer:
+        seen.append(json.loads(message.value))
+        if len(seen) == 5:
+            break
+    consumer.close()
+    assert len(seen) == 5 and all(r["id"].isdigit() for r in seen), seen
+
     started = pids(run)
     assert set(started) == set(STARTED), started
     assert all(alive(p) for p in started.values()), started
@@ -261,14 +274,24 @@ def test_a_real_prometheus_scrapes_both_connectors(pipeline_env, tmp_path):
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
     source, bridge = int(env["PIPELINE_METRICS_PORT"]), int(env["PIPELINE_METRICS_PORT"]) + 1
 
+    bodies = ""
     for port in (source, bridge):
         status, body = http(f"http://127.0.0.1:{port}/metrics")
         assert status == 200, body
+        bodies += body
         lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
         assert lint.returncode == 0, f"{lint.stdout}{lint.stderr}\n{body}"
         for probe in ("/health", "/ready"):
             status, answer = http(f"http://127.0.0.1:{port}{probe}")
             assert status == 200, (port, probe, answer)
+
+    # Every metric the Grafana dashboard plots is one the connectors serve.
+    dashboard = json.loads((ROOT / "compose/grafana/dashboards/tweet-pipeline.json").read_text())
+    plotted = {name for p in dashboard["panels"] for t in p["targets"]
+               for name in re.findall(r"\b((?:twitter_source|kafka_bridge_sink|process)_[a-z_]+)", t["expr"])}
+    assert len(plotted) >= 10, plotted
+    served = set(re.findall(r"^([a-z_]+)[{ ]", bodies, re.M))
+    assert plotted <= served, plotted - served
 
     prom_port = free_port()
     (tmp_path / "prometheus.yml").write_text(

@@ -40,7 +40,9 @@ pub struct KafkaConfig {
     /// goes to the `fluvio.timestamp` header instead (see `timestamps.rs`).
     #[serde(default = "yes")]
     pub timestamps: bool,
-    /// `none`, `gzip`, `snappy`, `lz4` (default) or `zstd`.
+    /// `gzip` (default, at level 1: every Kafka client decodes it without extras, kafka-python
+    /// included), `none`, `snappy`, `lz4` or `zstd` (faster or smaller, but kafka-python then
+    /// needs `python-snappy`, `lz4` or `zstandard`). Trade-off measured in docs/BENCHMARKS.md.
     #[serde(default)]
     pub compression: Compression,
     /// Producer linger (default 20ms).
@@ -119,9 +121,9 @@ pub struct KafkaConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
+    #[default]
     Gzip,
     Snappy,
-    #[default]
     Lz4,
     Zstd,
 }
@@ -401,6 +403,10 @@ impl KafkaConfig {
             // For the `kafka_request_failures` metric.
             ("statistics.interval.ms".into(), "1000".into()),
         ];
+        if self.compression == Compression::Gzip {
+            // Level 1: most of gzip's ratio on JSON at a fraction of the default level's cost.
+            s.push(("compression.level".into(), "1".into()));
+        }
         if self.partitioning == Partitioning::Key {
             // Keys land where the Java client (and the Scala producer this replaces) put them.
             s.push(("partitioner".into(), "murmur2_random".into()));

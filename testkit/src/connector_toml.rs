@@ -24,15 +24,29 @@ pub fn accepted_fields<T: DeserializeOwned>() -> BTreeSet<String> {
         .collect()
 }
 
-/// The `[custom.properties.NAME]` tables of a `Connector.toml` (`NAME` may be quoted).
+/// The `[custom.properties.NAME]` tables of a `Connector.toml` (`NAME` may be quoted); a table
+/// declared twice panics (TOML forbids it: cdk refuses such a file).
 pub fn listed_properties(connector_toml: &Path) -> BTreeSet<String> {
     let text = std::fs::read_to_string(connector_toml)
         .unwrap_or_else(|e| panic!("{}: {e}", connector_toml.display()));
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("[custom.properties."))
-        .filter_map(|l| l.strip_suffix(']'))
-        .map(|name| name.trim_matches('"').to_string())
-        .collect()
+    let mut listed = BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let Some(name) = line
+            .trim()
+            .strip_prefix("[custom.properties.")
+            .and_then(|l| l.strip_suffix(']'))
+        else {
+            continue;
+        };
+        let name = name.trim_matches('"').to_string();
+        assert!(
+            listed.insert(name.clone()),
+            "{}:{}: property {name} declared twice",
+            connector_toml.display(),
+            n + 1
+        );
+    }
+    listed
 }
 
 /// Panic, naming the differences, unless `Connector.toml` lists exactly the fields of `T`.
@@ -87,5 +101,12 @@ mod tests {
         )
         .unwrap();
         assert_lists_every_field::<Two>(&toml);
+        std::fs::write(
+            &toml,
+            "[custom.properties.brokers]\n[custom.properties.topic]\n[custom.properties.\"brokers\"]\n",
+        )
+        .unwrap();
+        let r = std::panic::catch_unwind(|| listed_properties(&toml));
+        assert!(r.is_err(), "brokers is declared twice");
     }
 }

@@ -424,6 +424,20 @@ impl KafkaBroker {
         self.port
     }
 
+    /// Bytes of `topic`'s log segments on this broker's disk (compression shows here).
+    pub fn topic_bytes(&self, topic: &str) -> u64 {
+        let prefix = format!("{topic}-");
+        let Ok(dirs) = std::fs::read_dir(self.dir.path().join("data")) else {
+            return 0;
+        };
+        dirs.flatten()
+            .filter(|d| d.file_name().to_string_lossy().starts_with(&prefix))
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .filter(|f| f.path().extension().is_some_and(|e| e == "log"))
+            .map(|f| f.metadata().map_or(0, |m| m.len()))
+            .sum()
+    }
+
     /// The broker's own log (stdout and stderr of the JVM).
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("broker.log")
