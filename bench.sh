@@ -23,6 +23,9 @@ for package in twitter-source smartmodule-engine-tests kafka-bridge-sink e2e; do
   cargo bench --locked -p "$package" 2>&1 | grep -v '^BENCH' || status=$?
   [ "$status" -eq 0 ] || failed+=("$package")
 done
+# The example ML consumer against a bare confluent-kafka loop (Python; the broker of testkit).
+cargo build --locked -p testkit --bins >&2
+"$TWEET_PIPELINE_CACHE/venv/bin/python" consumer/bench_consumer.py || failed+=("consumer")
 
 # The SmartModule leak check at full size: 5 million records through each module in a 32 MiB
 # store must never exhaust it (the test suite runs 200,000).
@@ -43,9 +46,12 @@ mkdir -p docs
   if [ -n "${FLV_PROFILE_PATH:-}" ]; then fl="measured with a local Fluvio cluster"; else fl="skipped (no Fluvio cluster)"; fi
   echo "Each figure is measured against its baseline in the same run. Fluvio figures: $fl."
   echo
-  echo "| stage | figure | value | unit | baseline | baseline value | ratio | target |"
-  echo "|---|---|---:|---|---|---:|---:|---|"
-  awk -F'\t' '$1=="BENCH" {for (i = 2; i <= 9; i++) gsub(/\|/, "\\|", $i); printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9}' "$results"
+  echo
+  echo "![throughput per stage against its baseline](bench-throughput.png)"
+  echo "![latency percentiles against their targets](bench-latency.png)"
+  echo
+  # The table with a `met` column, and the two charts beside this file.
+  "$TWEET_PIPELINE_CACHE/venv/bin/python" scripts/bench_report.py "$results" --charts docs
   echo
   echo "SmartModule memory: $leak_records records through each of tweet-filter and tweet-shape in a 32 MiB store, none re-initialised: $leak."
   if [ ${#failed[@]} -gt 0 ]; then

@@ -38,4 +38,4 @@ echo "==> fault matrix: $(tail -n 1 "${RELIABILITY_OUT:-$matrix_log.md}")" >&2
 rm -f "$matrix_log" "$matrix_log.md"
 # The Python tests run the debug binaries (the Kafka harness, and pipeline.sh's connectors).
 cargo build --workspace --locked --bins
-"$PIPELINE_PYTHON" -m pytest -q -rs -p no:cacheprovider consumer/tests compose/tests e2e/tests
+"$PIPELINE_PYTHON" -m pytest -q -rs -p no:cacheprovider consumer/tests compose/tests scripts/tests e2e/tests

@@ -78,13 +78,13 @@ class JsonLines:
         self.out = out
 
     def write(self, row: dict) -> None:
-        print(json.dumps(row, ensure_ascii=False), file=self.out, flush=True)
+        self.out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def run(brokers: str, topic: str, group: str, max_records: int | None, out=sys.stdout,
         batch: bool = False, idle_secs: float | None = None) -> int:
     """Read until a signal, `max_records`, or (with `idle_secs`) that long without a record."""
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({
         "bootstrap.servers": brokers,
@@ -113,6 +113,7 @@ def run(brokers: str, topic: str, group: str, max_records: int | None, out=sys.s
             want = 500 if max_records is None else min(500, max_records - n)
             msgs = consumer.consume(num_messages=want, timeout=0.5)
             idle = idle + 0.5 if not msgs else 0.0
+            handled = {}
             for msg in msgs:
                 if msg.error():
                     print(f"kafka: {msg.error()}", file=sys.stderr)
@@ -125,8 +126,13 @@ def run(brokers: str, topic: str, group: str, max_records: int | None, out=sys.s
                     offset = dict(msg.headers() or []).get("fluvio.offset")
                     row["fluvio_offset"] = int(offset) if offset else None
                     sink.write(row)
-                consumer.store_offsets(message=msg)
+                handled[(msg.topic(), msg.partition())] = msg.offset()
                 n += 1
+            out.flush()
+            # Once the batch is handled: its offsets are stored (one call per batch, not per
+            # record) and committed in the background.
+            if handled:
+                consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in handled.items()])
     finally:
         out.flush()
         consumer.close()  # commits the stored offsets

@@ -153,15 +153,22 @@ def test_offline_tweets_keep_flowing_while_it_runs(pipeline_env):
     assert len(rates) == 7 and all(r > 0 for r in rates[1:]), out.stdout
 
 
+def binaries_but(env: dict, tmp_path, replaced: str):
+    """A bin folder with the built binaries but `replaced`, which the test writes itself."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real = pathlib.Path(env["PIPELINE_BIN_DIR"])
+    for name in ("twitter-source", "kafka-bridge-sink", "x-emulator", "test-kafka-broker"):
+        if name != replaced:
+            (bin_dir / name).symlink_to(real / name)
+    return bin_dir, real
+
+
 def test_a_connector_that_dies_stops_the_watch_with_its_log_and_a_hint(pipeline_env, tmp_path):
     """The source given a wrong token: the emulator answers 401 like X, the connector stops, and
     the watch says so at its next tick with the log's tail and what to check."""
     env = pipeline_env
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    real = pathlib.Path(env["PIPELINE_BIN_DIR"])
-    for name in ("kafka-bridge-sink", "x-emulator", "test-kafka-broker"):
-        (bin_dir / name).symlink_to(real / name)
+    bin_dir, real = binaries_but(env, tmp_path, "twitter-source")
     wrong = tmp_path / "wrong-secrets.env"
     wrong.write_text("TWITTER_BEARER_TOKEN=not-the-token\n")
     source = bin_dir / "twitter-source"
@@ -226,11 +233,7 @@ def test_install_fluvio_runs_the_installer_and_goes_on(tmp_path):
 
 def test_a_failed_start_stops_what_it_started_and_leaves_the_reused_cluster(pipeline_env, tmp_path):
     env = pipeline_env
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    real = pathlib.Path(env["PIPELINE_BIN_DIR"])
-    for name in ("twitter-source", "kafka-bridge-sink", "x-emulator"):
-        (bin_dir / name).symlink_to(real / name)
+    bin_dir, _ = binaries_but(env, tmp_path, "test-kafka-broker")
     broken = bin_dir / "test-kafka-broker"
     broken.write_text("#!/bin/sh\necho 'broker: cannot bind its port' >&2\nexit 1\n")
     broken.chmod(0o755)

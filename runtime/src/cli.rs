@@ -18,7 +18,7 @@ pub struct ConnectorArgs {
     #[arg(long, value_name = "PATH")]
     pub secrets: Option<PathBuf>,
 
-    /// Serve Prometheus `/metrics` and a `/health` probe on this address (e.g. 127.0.0.1:9100).
+    /// Serve Prometheus `/metrics` and the `/health` and `/ready` probes on this address (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR", env = "CONNECTOR_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 

@@ -26,7 +26,8 @@
 //! - [`quick_ack`]: sinks acknowledge the SPU's writes at once (a 0.18 cluster read with the
 //!   0.50 client crates delays records to a reading-only client by up to 40 ms otherwise);
 //! - [`metrics`]: upstream's JSON counters on a Unix socket (per connector name), and optional
-//!   Prometheus `/metrics` and `/health` over HTTP; progress lines in the log.
+//!   Prometheus `/metrics` (latency histograms, process figures), `/health` and `/ready` over
+//!   HTTP; progress lines in the log.
 //!
 //! Where upstream loses data (no flush on shutdown, silent transform drops, one offset for
 //! all partitions on reconnect) this runtime does not: see each module.
