@@ -136,6 +136,15 @@ def test_the_readme_cdk_commands_as_written(cdk_env, tmp_path):
             broker.wait(30)
 
 
+def test_the_config_comments_say_the_readme_commands():
+    """The cdk commands in the configs' comments are the README's (which the test above runs)."""
+    readme = set(readme_commands("cdk deploy"))
+    for config in ("Connector.yaml", "kafka-bridge/config.yaml"):
+        said = [line.lstrip("# ").strip() for line in (ROOT / config).read_text().splitlines()
+                if line.startswith("#") and "cdk deploy" in line]
+        assert said and set(said) <= readme, (config, said, readme)
+
+
 def test_pipeline_sh_deploys_with_cdk_when_it_is_installed(cdk_env, tmp_path):
     env = dict(cdk_env)
     ports = [20000 + (os.getpid() % 500) * 8 + i for i in range(4)]
