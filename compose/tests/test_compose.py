@@ -90,8 +90,13 @@ def fluvio_sc_address() -> str:
     return re.search(rf'\[cluster\.{re.escape(cluster)}\]\s*endpoint\s*=\s*"([^"]+)"', text).group(1)
 
 
+def fluvio_cli():
+    """The fluvio CLI, from FLUVIO_BIN_DIR or PATH (None when absent)."""
+    return shutil.which("fluvio", path=os.environ.get("FLUVIO_BIN_DIR")) or shutil.which("fluvio")
+
+
 def setup_env(tmp_path, sc: str) -> dict:
-    fluvio = shutil.which("fluvio", path=os.environ.get("FLUVIO_BIN_DIR")) or shutil.which("fluvio")
+    fluvio = fluvio_cli()
     wasm = subprocess.run([str(ROOT / "scripts/build-smartmodules.sh")], capture_output=True, text=True,
                           check=True).stdout.strip()
     return {"PATH": f"{pathlib.Path(fluvio).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
@@ -120,9 +125,9 @@ def test_setup_script_against_a_real_cluster(cluster, tmp_path):
 
 
 def test_setup_script_fails_loudly_when_the_sc_never_answers(tmp_path):
-    if not (shutil.which("fluvio", path=os.environ.get("FLUVIO_BIN_DIR")) or shutil.which("fluvio")):
+    fluvio = fluvio_cli()
+    if not fluvio:
         pytest.skip("SKIPPED: the fluvio CLI is not installed")
-    fluvio = shutil.which("fluvio", path=os.environ.get("FLUVIO_BIN_DIR")) or shutil.which("fluvio")
     env = {"PATH": f"{pathlib.Path(fluvio).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
            "FLUVIO_SC": "127.0.0.1:9", "SETUP_TRIES": "2", "SMARTMODULE_DIR": str(tmp_path)}
     r = subprocess.run(["sh", str(HERE / "setup.sh")], env=env, capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import pytest
+from ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -63,7 +64,7 @@ def listed(env) -> dict:
     return dict(re.findall(r"^\s*(\S+)\s+(Running|Stopped)\s*$", out.stdout, re.M))
 
 
-def free_port(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
@@ -88,7 +89,7 @@ def test_the_readme_cdk_commands_as_written(cdk_env, tmp_path):
 
     # The bridge's config points at a broker on 127.0.0.1:9092: one is started there when free.
     broker = None
-    if free_port(9092):
+    if port_is_free(9092):
         broker = subprocess.Popen([str(TARGET / "debug" / "test-kafka-broker"), "--port", "9092",
                                    "--stay"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, env=env)
@@ -147,13 +148,12 @@ def test_the_config_comments_say_the_readme_commands():
 
 def test_pipeline_sh_deploys_with_cdk_when_it_is_installed(cdk_env, tmp_path):
     env = dict(cdk_env)
-    ports = [20000 + (os.getpid() % 500) * 8 + i for i in range(4)]
     env.update({
         "PIPELINE_RUN_DIR": str(tmp_path / "run"),
         "PIPELINE_BIN_DIR": str(TARGET / "debug"),  # the emulator and the broker; cdk builds the connectors
-        "PIPELINE_KAFKA_PORT": str(ports[0]),
-        "PIPELINE_EMULATOR_PORT": str(ports[1]),
-        "PIPELINE_METRICS_PORT": str(ports[2]),  # and the bridge's, ports[3]
+        "PIPELINE_KAFKA_PORT": str(free_port()),
+        "PIPELINE_EMULATOR_PORT": str(free_port()),
+        "PIPELINE_METRICS_PORT": str(free_port()),  # and the bridge's, one above
         "PIPELINE_WATCH_SECS": "6",
     })
     env.pop("PIPELINE_DEPLOY", None)

@@ -7,21 +7,15 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
+from ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "pipeline.sh"
 STARTED = ("twitter-source", "kafka-bridge", "emulator", "kafka")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def alive(pid: int) -> bool:

@@ -128,6 +128,8 @@ impl Source {
         else {
             return Ok(());
         };
+        let fluvio_open = launched.metrics.readiness(FLUVIO_OPEN);
+        fluvio_open.set(false);
         let mut pause = Duration::from_millis(500);
         loop {
             tokio::select! {
@@ -137,7 +139,7 @@ impl Source {
             match sink::connect(launched).await {
                 Ok(new) => {
                     tracing::info!("connected to the Fluvio cluster again");
-                    launched.metrics.readiness(FLUVIO_OPEN).set(true);
+                    fluvio_open.set(true);
                     *ctx = Arc::new(new);
                     // The partition ends too are read anew: the old client's are stale.
                     lag.spawn(ctx, watches);
@@ -245,7 +247,6 @@ async fn mirror_until_stopped(
         if e.is::<FluvioFailed>() && !shutdown.is_cancelled() {
             // What Kafka holds stays; the rest is read again after it.
             tracing::warn!(error = %format!("{e:#}"), "the Fluvio cluster failed under the bridge; connecting again");
-            launched.metrics.readiness(FLUVIO_OPEN).set(false);
             if let Some(txn) = mirror.transactions() {
                 txn.abort().await?;
             }

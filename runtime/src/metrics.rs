@@ -96,11 +96,8 @@ impl Histogram {
     }
     /// Observe the time from `t_ms` (milliseconds since the Unix epoch) to now (0 if later).
     pub fn observe_since(&self, t_ms: i64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        self.0
-            .observe(now.saturating_sub(t_ms).max(0) as f64 / 1000.0);
+        let ms = crate::now_ms().saturating_sub(t_ms).max(0);
+        self.0.observe(ms as f64 / 1000.0);
     }
     /// Observations so far.
     pub fn count(&self) -> u64 {

@@ -170,7 +170,7 @@ impl FluvioOutput {
                 None => break,
                 Some(Ok(())) => {
                     let u = self.unconfirmed.pop_front().expect("front exists");
-                    self.stored(&u.record);
+                    observe_stored(&self.latency, &u.record);
                 }
                 Some(Err(e)) => {
                     front.delivery = Delivery::Unknown;
@@ -194,16 +194,11 @@ impl FluvioOutput {
         match result {
             Ok(()) => {
                 let u = self.unconfirmed.pop_front().expect("front exists");
-                self.stored(&u.record);
+                observe_stored(&self.latency, &u.record);
                 Ok(())
             }
             Err(e) => self.recover(e).await,
         }
-    }
-
-    /// A record confirmed stored: its latency from its event time.
-    fn stored(&self, record: &Record) {
-        observe_stored(&self.latency, record);
     }
 
     /// Store every unconfirmed record, retrying with backoff; after a shutdown signal, give up
