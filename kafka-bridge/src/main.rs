@@ -605,6 +605,9 @@ async fn mirror_partition(
     let mut last_commit = std::time::Instant::now();
     let work = async {
         loop {
+            // A file input and a fast Kafka never leave this loop waiting: give the runtime
+            // its turn (timers, the signal) once this task has used its budget.
+            tokio::task::consume_budget().await;
             tokio::select! {
                 _ = tick.tick(), if timer_commits => {
                     commit_acked(&mirror, &mut pipe, &mut input, &mut committed, &committed_gauge).await?;

@@ -182,6 +182,31 @@ fn rules(msg: &Message<'_>) -> Vec<Rule> {
 
 // ---- v1.1 -------------------------------------------------------------------------------
 
+/// One string per entity: the first of the fields `pick` tries that is present (the field
+/// names differ between API versions and between the entities of one version).
+fn strings<T>(items: Option<&[T]>, pick: impl Fn(&T) -> Option<&str>) -> Vec<String> {
+    items
+        .into_iter()
+        .flatten()
+        .filter_map(|item| pick(item).map(str::to_string))
+        .collect()
+}
+
+impl Kind {
+    /// What a post is, from what it refers to (a retweet first: it may quote or reply too).
+    fn of(retweets: bool, quotes: bool, replies: bool) -> Self {
+        if retweets {
+            Kind::Retweet
+        } else if quotes {
+            Kind::Quote
+        } else if replies {
+            Kind::Reply
+        } else {
+            Kind::Original
+        }
+    }
+}
+
 fn v1_id(st: &V1Status<'_>) -> Option<String> {
     s(&st.id_str).or_else(|| st.id.as_ref().map(Id::to_string_exact))
 }
@@ -221,53 +246,24 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
     );
     let raw_text = v1_full_text(st)?;
     st.user.as_ref()?;
-    let kind = if st.retweeted_status.is_some() {
-        Kind::Retweet
-    } else if st.quoted_status.is_some() || st.is_quote_status == Some(true) {
-        Kind::Quote
-    } else if st.in_reply_to_status_id_str.is_some() || st.in_reply_to_status_id.is_some() {
-        Kind::Reply
-    } else {
-        Kind::Original
-    };
+    let kind = Kind::of(
+        st.retweeted_status.is_some(),
+        st.quoted_status.is_some() || st.is_quote_status == Some(true),
+        st.in_reply_to_status_id_str.is_some() || st.in_reply_to_status_id.is_some(),
+    );
     // A retweet's content is the retweeted tweet: its full text and entities.
     let content: &V1Status<'_> = st.retweeted_status.as_deref().unwrap_or(st);
     let text = v1_full_text(content).unwrap_or(raw_text);
     let (entities, media_entities) = v1_entities(content);
-    let hashtags = entities
-        .and_then(|e| e.hashtags.as_ref())
-        .map(|v| {
-            v.iter()
-                .filter_map(|t| t.text.as_deref().or(t.tag.as_deref()).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mentions = entities
-        .and_then(|e| e.user_mentions.as_ref())
-        .map(|v| {
-            v.iter()
-                .filter_map(|m| {
-                    m.screen_name
-                        .as_deref()
-                        .or(m.username.as_deref())
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let urls = entities
-        .and_then(|e| e.urls.as_ref())
-        .map(|v| {
-            v.iter()
-                .filter_map(|u| {
-                    u.expanded_url
-                        .as_deref()
-                        .or(u.url.as_deref())
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let hashtags = strings(entities.and_then(|e| e.hashtags.as_deref()), |t| {
+        t.text.as_deref().or(t.tag.as_deref())
+    });
+    let mentions = strings(entities.and_then(|e| e.user_mentions.as_deref()), |m| {
+        m.screen_name.as_deref().or(m.username.as_deref())
+    });
+    let urls = strings(entities.and_then(|e| e.urls.as_deref()), |u| {
+        u.expanded_url.as_deref().or(u.url.as_deref())
+    });
     let media = media_entities
         .and_then(|e| e.media.as_ref())
         .map(|v| {
@@ -285,19 +281,11 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
         .as_deref()
         .and_then(|t| t.parse::<i64>().ok())
         .or_else(|| st.created_at.as_deref().and_then(time::parse_v1));
-    let metrics = if st.retweet_count.is_some()
-        || st.favorite_count.is_some()
-        || st.reply_count.is_some()
-        || st.quote_count.is_some()
-    {
-        Some(Metrics {
-            retweets: st.retweet_count,
-            replies: st.reply_count,
-            likes: st.favorite_count,
-            quotes: st.quote_count,
-        })
-    } else {
-        None
+    let metrics = Metrics {
+        retweets: st.retweet_count,
+        replies: st.reply_count,
+        likes: st.favorite_count,
+        quotes: st.quote_count,
     };
     Some(Shaped {
         schema: SCHEMA.to_string(),
@@ -330,7 +318,7 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
             place: st.place.as_ref().and_then(|p| s(&p.full_name)),
             country_code: st.place.as_ref().and_then(|p| s(&p.country_code)),
         },
-        metrics,
+        metrics: (metrics != Metrics::default()).then_some(metrics),
         matching_rules: rules(st),
         source_api: "v1.1".to_string(),
         edit_history,
@@ -354,6 +342,30 @@ fn v2_entities<'s, 'a>(t: &'s V2Tweet<'a>) -> Option<&'s V2Entities<'a>> {
     }
 }
 
+/// The media a v2 post attaches, looked up in the expansions by key (kind and URL unknown when
+/// the expansion is missing).
+fn v2_media(content: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>) -> Vec<MediaItem> {
+    let keys = content
+        .attachments
+        .as_ref()
+        .and_then(|a| a.media_keys.as_deref())
+        .unwrap_or_default();
+    let all = includes
+        .and_then(|i| i.media.as_deref())
+        .unwrap_or_default();
+    keys.iter()
+        .map(|k| {
+            let m = all
+                .iter()
+                .find(|m| m.media_key.as_deref() == Some(k.as_ref()));
+            MediaItem {
+                kind: m.and_then(|m| s(&m.kind)),
+                url: m.and_then(|m| s(&m.url).or_else(|| s(&m.preview_image_url))),
+            }
+        })
+        .collect()
+}
+
 fn from_v2(
     data: &V2Tweet<'_>,
     includes: Option<&V2Includes<'_>>,
@@ -372,15 +384,11 @@ fn from_v2(
         quoted: ref_of("quoted"),
         replied_to: ref_of("replied_to"),
     };
-    let kind = if referenced.retweeted.is_some() {
-        Kind::Retweet
-    } else if referenced.quoted.is_some() {
-        Kind::Quote
-    } else if referenced.replied_to.is_some() {
-        Kind::Reply
-    } else {
-        Kind::Original
-    };
+    let kind = Kind::of(
+        referenced.retweeted.is_some(),
+        referenced.quoted.is_some(),
+        referenced.replied_to.is_some(),
+    );
     // A retweet's content is the retweeted tweet, when the expansion included it.
     let retweeted: Option<&V2Tweet<'_>> = referenced.retweeted.as_deref().and_then(|rid| {
         includes?
@@ -392,61 +400,19 @@ fn from_v2(
     let content = retweeted.unwrap_or(data);
     let text = v2_text(content).or_else(|| v2_text(data))?;
     let entities = v2_entities(content);
-    let hashtags = entities
-        .and_then(|e| e.hashtags.as_ref())
-        .map(|v| {
-            v.iter()
-                .filter_map(|t| t.tag.as_deref().or(t.text.as_deref()).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mentions = entities
-        .and_then(|e| e.mentions.as_ref())
-        .map(|v| {
-            v.iter()
-                .filter_map(|m| {
-                    m.username
-                        .as_deref()
-                        .or(m.screen_name.as_deref())
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let urls = entities
-        .and_then(|e| e.urls.as_ref())
-        .map(|v| {
-            v.iter()
-                .filter_map(|u| {
-                    u.unwound_url
-                        .as_deref()
-                        .or(u.expanded_url.as_deref())
-                        .or(u.url.as_deref())
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let media_keys = content
-        .attachments
-        .as_ref()
-        .and_then(|a| a.media_keys.as_ref());
-    let media = media_keys
-        .map(|keys| {
-            keys.iter()
-                .map(|k| {
-                    let m = includes.and_then(|i| i.media.as_ref()).and_then(|ms| {
-                        ms.iter()
-                            .find(|m| m.media_key.as_deref() == Some(k.as_ref()))
-                    });
-                    MediaItem {
-                        kind: m.and_then(|m| s(&m.kind)),
-                        url: m.and_then(|m| s(&m.url).or_else(|| s(&m.preview_image_url))),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let hashtags = strings(entities.and_then(|e| e.hashtags.as_deref()), |t| {
+        t.tag.as_deref().or(t.text.as_deref())
+    });
+    let mentions = strings(entities.and_then(|e| e.mentions.as_deref()), |m| {
+        m.username.as_deref().or(m.screen_name.as_deref())
+    });
+    let urls = strings(entities.and_then(|e| e.urls.as_deref()), |u| {
+        u.unwound_url
+            .as_deref()
+            .or(u.expanded_url.as_deref())
+            .or(u.url.as_deref())
+    });
+    let media = v2_media(content, includes);
     let author_id = s(&data.author_id);
     let user = author_id.as_deref().and_then(|aid| {
         includes?
