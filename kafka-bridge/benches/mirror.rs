@@ -135,26 +135,26 @@ fn main() {
     };
     println!("== kafka-bridge-sink into a real Kafka broker ({n} records per run) ==");
     let bootstrap = broker.bootstrap();
+    let shaped = values(n, true);
     // A fresh broker is slow until its JIT has warmed up: the first run is not measured.
-    bridge_file(&bootstrap, "bench-warm-up", &values(n, true), "");
-    for (label, shaped) in [
-        ("~1 KB shaped records", true),
-        ("~3.7 KB raw tweets", false),
+    bridge_file(&bootstrap, "bench-warm-up", &shaped, "");
+    let raw = values(n, false);
+    for (label, topic, vals) in [
+        ("~1 KB shaped records", "bench-shaped", &shaped),
+        ("~3.7 KB raw tweets", "bench-raw", &raw),
     ] {
-        let vals = values(n, shaped);
         let avg = vals.iter().map(String::len).sum::<usize>() / vals.len();
-        let topic = if shaped { "bench-shaped" } else { "bench-raw" };
-        let default = best_of(&bootstrap, topic, &vals, "");
+        let default = best_of(&bootstrap, topic, vals, "");
         let at_least_once = best_of(
             &bootstrap,
             &format!("{topic}-idempotent"),
-            &vals,
+            vals,
             "  delivery: at-least-once\n",
         );
         let lz4 = best_of(
             &bootstrap,
             &format!("{topic}-lz4"),
-            &vals,
+            vals,
             "  compression: lz4\n",
         );
         report(&Figure {
@@ -177,7 +177,7 @@ fn main() {
         });
         // kcat writes into a topic the bridge created (Kafka here creates no topic by itself).
         let kcat = (0..REPEATS)
-            .filter_map(|_| kcat_rate(&bootstrap, &format!("{topic}-0"), &vals))
+            .filter_map(|_| kcat_rate(&bootstrap, &format!("{topic}-0"), vals))
             .reduce(f64::max);
         let (baseline_what, baseline) = match kcat {
             Some(b) => (
@@ -214,15 +214,14 @@ fn main() {
             target: "<= 128 MB",
         });
     }
-    compare_codecs(&broker, n);
+    compare_codecs(&broker, &shaped);
 }
 
 /// The trade-off of `kafka.compression`: rate and bytes on the broker's disk per codec, for the
 /// ~1 KB shaped records, against lz4 (the fastest of librdkafka's codecs) in the same run.
 /// gzip and none are the codecs every client decodes without extras (kafka-python needs the
 /// `lz4`, `python-snappy` or `zstandard` package for the others).
-fn compare_codecs(broker: &KafkaBroker, n: u64) {
-    let vals = values(n, true);
+fn compare_codecs(broker: &KafkaBroker, vals: &[String]) {
     let raw: usize = vals.iter().map(String::len).sum();
     let mut lz4 = (f64::NAN, f64::NAN);
     let gzip6 = "gzip\n  options: {compression.level: \"6\"}";
@@ -234,7 +233,7 @@ fn compare_codecs(broker: &KafkaBroker, n: u64) {
         let Run { rate, mbs, .. } = best_of(
             &broker.bootstrap(),
             &topic,
-            &vals,
+            vals,
             &format!("  compression: {codec}\n"),
         );
         let codec = if codec == gzip6 {

@@ -180,7 +180,7 @@ fn rules(msg: &Message<'_>) -> Vec<Rule> {
         .collect()
 }
 
-// ---- v1.1 -------------------------------------------------------------------------------
+// ---- both API versions ------------------------------------------------------------------
 
 /// One string per entity: the first of the fields `pick` tries that is present (the field
 /// names differ between API versions and between the entities of one version).
@@ -206,6 +206,8 @@ impl Kind {
         }
     }
 }
+
+// ---- v1.1 -------------------------------------------------------------------------------
 
 fn v1_id(st: &V1Status<'_>) -> Option<String> {
     s(&st.id_str).or_else(|| st.id.as_ref().map(Id::to_string_exact))
