@@ -28,10 +28,10 @@ cargo build --locked -p testkit --bins >&2
 "$TWEET_PIPELINE_CACHE/venv/bin/python" consumer/bench_consumer.py || failed+=("consumer")
 
 # The SmartModule leak check at full size: 5 million records through each module in a 32 MiB
-# store must never exhaust it (the test suite runs 200,000).
+# store, one per call and in batches, must never exhaust it (the test suite runs 200,000).
 leak_records=5000000
 if SMARTMODULE_LEAK_RECORDS=$leak_records cargo test --locked --release -p smartmodule-engine-tests \
-     --test engine our_modules_keep_guest_memory_flat >&2; then
+     --test engine --test batches -- our_modules_keep_guest_memory_flat batches_keep_guest_memory_flat >&2; then
   leak="passed"
 else
   leak="FAILED"; failed+=("smartmodule leak check")

@@ -70,6 +70,8 @@ pub struct ConnectorConfig<C> {
     pub api_version: ApiVersion,
     pub meta: MetaConfig,
     pub transforms: Vec<TransformStep>,
+    /// `transform_workers`: threads running the transforms (default: one per core).
+    pub transform_workers: Option<usize>,
     pub custom: C,
     /// The resolved secret values, kept to scrub them from any later error text.
     pub secrets: ResolvedSecrets,
@@ -516,6 +518,22 @@ impl<C: DeserializeOwned> ConnectorConfig<C> {
             }
         };
 
+        let transform_workers = match top.remove("transform_workers") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=1024).contains(&n)) => {
+                n.as_u64().map(|n| n as usize)
+            }
+            Some(other) => {
+                return Err(err(
+                    "transform_workers",
+                    format!(
+                        "expected a number of threads from 1 to 1024, found {}",
+                        short(&other)
+                    ),
+                ))
+            }
+        };
+
         // 6. The connector's own section.
         let custom_value = top
             .remove(section)
@@ -541,6 +559,7 @@ impl<C: DeserializeOwned> ConnectorConfig<C> {
             api_version,
             meta,
             transforms,
+            transform_workers,
             custom,
             secrets: resolved,
         })
@@ -749,6 +768,9 @@ custom:
         );
         assert_eq!(c.transforms[1].with["languages"], "en,fr");
         assert_eq!(c.custom.endpoint, "http://localhost");
+        assert_eq!(c.transform_workers, None, "default: one per core");
+        let c = parse(&format!("{V1_SOURCE}transform_workers: 3\n")).unwrap();
+        assert_eq!(c.transform_workers, Some(3));
     }
 
     #[test]
@@ -868,6 +890,16 @@ custom:
                 format!("{BASE_META}custom: {{}}\n"),
                 "custom",
                 "missing field `endpoint`",
+            ),
+            (
+                format!("{BASE_META}transform_workers: 0\ncustom: {{endpoint: e}}\n"),
+                "transform_workers",
+                "from 1 to 1024, found 0",
+            ),
+            (
+                format!("{BASE_META}transform_workers: all\ncustom: {{endpoint: e}}\n"),
+                "transform_workers",
+                "found all",
             ),
             (
                 format!("{BASE_META}transforms:\n  - with: {{a: b}}\ncustom: {{endpoint: e}}\n"),

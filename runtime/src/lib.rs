@@ -85,9 +85,14 @@ impl Record {
 
     /// The key as text for logs (lossy UTF-8, `<null>` when absent).
     pub fn key_lossy(&self) -> String {
-        match &self.key {
-            Some(k) => String::from_utf8_lossy(k).into_owned(),
-            None => "<null>".to_string(),
-        }
+        key_lossy(self.key.as_deref())
+    }
+}
+
+/// A record key as text for logs (lossy UTF-8, `<null>` when absent).
+pub fn key_lossy(key: Option<&[u8]>) -> String {
+    match key {
+        Some(k) => String::from_utf8_lossy(k).into_owned(),
+        None => "<null>".to_string(),
     }
 }

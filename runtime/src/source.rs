@@ -21,7 +21,7 @@ use crate::launch::{self, ConnectorInfo, Launched};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::output::RecordOutput;
 use crate::produce::FluvioOutput;
-use crate::transforms::{self, TransformChain, TransformError};
+use crate::transforms::{self, Applied, ChainPool, Rejection, TransformError};
 use crate::{cluster, Record};
 
 /// How many records may wait between the reader and the producer.
@@ -29,6 +29,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 /// How long a connector may take to stop reading after the shutdown signal.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// Records waiting behind a full transform pool that make it add a worker.
+const GROW_BACKLOG: usize = 1024;
 
 /// The sending half of the bounded queue to the producer.
 #[derive(Clone, Debug)]
@@ -262,17 +264,21 @@ where
             (RecordOutput::Fluvio(Box::new(output)), Some(fluvio))
         }
     };
-    let mut chain = if config.transforms.is_empty() {
+    let mut transforms = if config.transforms.is_empty() {
         None
     } else {
         let modules =
             transforms::resolve(&config.transforms, &config_dir, fluvio.as_deref()).await?;
-        let chain = TransformChain::new(modules)?;
-        tracing::info!(modules = ?chain.module_names(), "transforms initialised");
-        Some(chain)
+        let workers = config.transform_workers.unwrap_or_else(default_workers);
+        let pool = ChainPool::start(modules, workers).await?;
+        tracing::info!(modules = ?pool.module_names(), max_workers = pool.max_workers(), "transforms initialised (one worker; more while a backlog waits)");
+        Some(pool)
     };
 
     let pump_metrics = PumpMetrics::new(&metrics);
+    if let Some(pool) = &transforms {
+        pump_metrics.workers.set(pool.workers() as u64);
+    }
     let (tx, mut rx) = mpsc::channel(DEFAULT_QUEUE_CAPACITY);
     let side = Arc::new(SideOutputs {
         fluvio: fluvio.clone(),
@@ -296,7 +302,15 @@ where
     let mut progress = Progress::new();
     let mut source_result: Option<Result<()>> = None;
     let mut stop_deadline: Option<tokio::time::Instant> = None;
+    let mut batch = Vec::new();
     loop {
+        if let Some(pool) = transforms.as_mut() {
+            if !pool.has_room() && rx.len() >= GROW_BACKLOG && pool.grow() {
+                pump_metrics.workers.set(pool.workers() as u64);
+            }
+        }
+        let has_room = transforms.as_ref().is_none_or(ChainPool::has_room);
+        let busy = transforms.as_ref().is_some_and(ChainPool::is_busy);
         let deadline = async {
             match stop_deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -305,15 +319,25 @@ where
         };
         tokio::select! {
             biased;
-            record = rx.recv() => match record {
-                Some(record) => {
-                    pump_metrics.queue_depth.set(rx.len() as u64);
-                    pump(record, chain.as_mut(), &mut output, &pump_metrics).await?;
-                    progress.tick(&pump_metrics, &topic);
-                }
+            Some(applied) = next_applied(&mut transforms), if busy => {
+                produce(applied?, &mut output, &pump_metrics).await?;
+                progress.tick(&pump_metrics, &topic);
+            }
+            more = next_batch(&mut rx, &mut batch), if has_room => {
                 // Every sender is gone: the source has returned.
-                None => break,
-            },
+                if !more {
+                    break;
+                }
+                pump_metrics.queue_depth.set(rx.len() as u64);
+                let records = std::mem::take(&mut batch);
+                match transforms.as_mut() {
+                    Some(pool) => pool.submit(records),
+                    None => {
+                        produce(Applied { records, ..Applied::default() }, &mut output, &pump_metrics).await?;
+                        progress.tick(&pump_metrics, &topic);
+                    }
+                }
+            }
             joined = &mut source_task, if source_result.is_none() => {
                 source_result = Some(joined.unwrap_or_else(|e| Err(anyhow::anyhow!("source task panicked: {e}"))));
                 // Keep draining: senders cloned into helper tasks may still hold records.
@@ -328,6 +352,10 @@ where
                 stop_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
             }
         }
+    }
+    // What the workers still hold goes out before the flush.
+    while let Some(applied) = next_applied(&mut transforms).await {
+        produce(applied?, &mut output, &pump_metrics).await?;
     }
     if source_result.is_none() {
         // The queue closed first; the task has returned or is about to.
@@ -360,6 +388,7 @@ struct PumpMetrics {
     filtered: Counter,
     rejected: Counter,
     queue_depth: Gauge,
+    workers: Gauge,
 }
 
 impl PumpMetrics {
@@ -380,38 +409,58 @@ impl PumpMetrics {
                 "records a transform rejected with an error (logged with their key)",
             ),
             queue_depth: m.gauge("queue_depth", "records waiting between reader and producer"),
+            workers: m.gauge("transform_workers", "threads running the transforms"),
         }
     }
 }
 
-async fn pump(
-    record: Record,
-    chain: Option<&mut TransformChain>,
-    output: &mut RecordOutput,
-    m: &PumpMetrics,
-) -> Result<()> {
-    let outputs = match chain {
-        None => vec![record],
-        Some(chain) => match chain.apply(&record) {
-            Ok(out) => {
-                if out.is_empty() {
-                    m.filtered.inc();
-                }
-                out
-            }
-            Err(TransformError::Rejected(msg)) => {
-                m.rejected.inc();
-                tracing::warn!(key = %record.key_lossy(), error = %msg, "transform rejected the record");
-                return Ok(());
-            }
-            Err(e @ TransformError::Failed(_)) => {
-                m.rejected.inc();
-                tracing::error!(key = %record.key_lossy(), error = %e, "transform chain failed on the record");
-                return Ok(());
-            }
-        },
+/// One thread per core, unless the config says `transform_workers`.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Wait for a record, then take what else is already queued, up to a batch. Nothing waits for
+/// a batch to fill: a slow stream's records go on one by one as they come, a fast one's in
+/// batches as large as the queue holds. `false` once every sender is gone.
+async fn next_batch(rx: &mut mpsc::Receiver<Record>, batch: &mut Vec<Record>) -> bool {
+    let Some(first) = rx.recv().await else {
+        return false;
     };
-    for out in outputs {
+    let mut bytes = first.value.len();
+    batch.push(first);
+    while batch.len() < transforms::BATCH_RECORDS && bytes < transforms::BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(record) => {
+                bytes += record.value.len();
+                batch.push(record);
+            }
+            Err(_) => break,
+        }
+    }
+    true
+}
+
+/// The oldest transformed batch, once ready (`None`: no transforms, or nothing in flight).
+async fn next_applied(transforms: &mut Option<ChainPool>) -> Option<Result<Applied>> {
+    transforms.as_mut()?.next().await
+}
+
+/// Send a batch's records to the output; count and log what the transforms filtered or refused.
+async fn produce(applied: Applied, output: &mut RecordOutput, m: &PumpMetrics) -> Result<()> {
+    m.filtered.add(applied.filtered);
+    for Rejection { key, error } in applied.rejected {
+        m.rejected.inc();
+        let key = crate::key_lossy(key.as_deref());
+        match error {
+            TransformError::Rejected(msg) => {
+                tracing::warn!(%key, error = %msg, "transform rejected the record")
+            }
+            e @ TransformError::Failed(_) => {
+                tracing::error!(%key, error = %e, "transform chain failed on the record")
+            }
+        }
+    }
+    for out in applied.records {
         m.produced_bytes.add(out.value.len() as u64);
         output.send(out).await?;
         m.produced.inc();

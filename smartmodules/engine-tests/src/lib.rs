@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use connector_runtime::transforms::{ModuleSpec, TransformChain};
+use connector_runtime::transforms::{ChainPool, ModuleSpec, TransformChain};
 use connector_runtime::Record;
 
 pub use testkit::wasm_dir;
@@ -56,6 +56,26 @@ pub fn run(chain: &mut TransformChain, value: &[u8]) -> Result<Vec<Bytes>, Strin
         ))
         .map(|out| out.into_iter().map(|r| r.value).collect())
         .map_err(|e| e.to_string())
+}
+
+/// Hand `batches` to the pool as fast as it takes them; what came out, in order.
+pub async fn through_pool(
+    pool: &mut ChainPool,
+    mut batches: impl Iterator<Item = Vec<Record>>,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    loop {
+        if pool.has_room() {
+            if let Some(batch) = batches.next() {
+                pool.submit(batch);
+                continue;
+            }
+        }
+        match pool.next().await {
+            Some(applied) => out.extend(applied.expect("no worker panics").records),
+            None => return out,
+        }
+    }
 }
 
 /// Test tweets: every recorded payload (if present) and `generated` generated ones of each dialect.
