@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use connector_runtime::config::{invalid, InvalidField};
 use connector_runtime::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -396,12 +397,39 @@ impl<'de> Deserialize<'de> for ReplayRate {
     }
 }
 
+/// `sw_lon,sw_lat,ne_lon,ne_lat`, in range, south-west corner first.
+fn is_bounding_box(b: &str) -> bool {
+    let nums: Vec<Option<f64>> = b.split(',').map(|x| x.trim().parse().ok()).collect();
+    match nums[..] {
+        [Some(w), Some(s), Some(e), Some(n)] => {
+            (-180.0..=180.0).contains(&w)
+                && (-180.0..=180.0).contains(&e)
+                && (-90.0..=90.0).contains(&s)
+                && (-90.0..=90.0).contains(&n)
+                && w < e
+                && s < n
+        }
+        _ => false,
+    }
+}
+
 impl TwitterConfig {
-    /// Cross-field checks, with the field path in each message.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Cross-field checks, each naming its field.
+    pub fn validate(&self) -> Result<(), InvalidField> {
         if self.mode != Mode::Replay {
             self.check_base_url()?;
         }
+        self.check_auth()?;
+        self.check_rules()?;
+        self.check_partitions()?;
+        self.check_compliance()?;
+        self.check_v1_filter()?;
+        self.check_backfill()?;
+        self.check_numbers()
+    }
+
+    /// The credentials each mode needs.
+    fn check_auth(&self) -> Result<(), InvalidField> {
         let a = &self.auth;
         match self.mode {
             Mode::Filtered
@@ -412,7 +440,10 @@ impl TwitterConfig {
             | Mode::Compliance => {
                 let has_app = a.consumer_key.is_some() && a.consumer_secret.is_some();
                 if a.bearer_token.is_none() && !has_app {
-                    return Err("twitter.auth: v2 streams need `bearer_token`, or `consumer_key` and `consumer_secret`".into());
+                    return invalid(
+                        "twitter.auth",
+                        "v2 streams need `bearer_token`, or `consumer_key` and `consumer_secret`",
+                    );
                 }
             }
             Mode::V1Sample | Mode::V1Filter => {
@@ -421,66 +452,109 @@ impl TwitterConfig {
                     || a.access_token.is_none()
                     || a.access_token_secret.is_none()
                 {
-                    return Err("twitter.auth: v1.1 streams need `consumer_key`, `consumer_secret`, `access_token` and `access_token_secret` (OAuth 1.0a)".into());
+                    return invalid("twitter.auth", "v1.1 streams need `consumer_key`, `consumer_secret`, `access_token` and `access_token_secret` (OAuth 1.0a)");
                 }
             }
             Mode::Replay => {
                 if self.replay.is_none() {
-                    return Err(
-                        "twitter.replay: mode `replay` needs a `replay: {path: ...}` section"
-                            .into(),
+                    return invalid(
+                        "twitter.replay",
+                        "mode `replay` needs a `replay: {path: ...}` section",
                     );
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Filtered-stream rules: present, within the access level's limits.
+    fn check_rules(&self) -> Result<(), InvalidField> {
         if self.mode == Mode::Filtered && self.rules.is_empty() && !self.keep_unowned_rules {
-            return Err("twitter.rules: mode `filtered` needs at least one rule (or `keep_unowned_rules: true` to use the app's existing rules)".into());
+            return invalid("twitter.rules", "mode `filtered` needs at least one rule (or `keep_unowned_rules: true` to use the app's existing rules)");
         }
         let limits = &self.rule_limits;
         if self.rules.len() > limits.count {
-            return Err(format!(
-                "twitter.rules: {} rules, more than the {} limit of {} (`rule_limits`)",
-                self.rules.len(),
-                limits.tier,
-                limits.count
-            ));
+            return invalid(
+                "twitter.rules",
+                format!(
+                    "{} rules, more than the {} limit of {} (`rule_limits`)",
+                    self.rules.len(),
+                    limits.tier,
+                    limits.count
+                ),
+            );
         }
         for (i, r) in self.rules.iter().enumerate() {
+            let field = format!("twitter.rules[{i}].value");
             if r.value.trim().is_empty() {
-                return Err(format!("twitter.rules[{i}].value: empty rule"));
+                return invalid(field, "empty rule");
             }
             let chars = r.value.chars().count();
             if chars > limits.length {
-                return Err(format!(
-                    "twitter.rules[{i}].value: {chars} characters, longer than the {} limit of {} (`rule_limits`): `{}`",
-                    limits.tier,
-                    limits.length,
-                    crate::message::excerpt(r.value.as_bytes())
-                ));
+                return invalid(
+                    field,
+                    format!(
+                        "{chars} characters, longer than the {} limit of {} (`rule_limits`): `{}`",
+                        limits.tier,
+                        limits.length,
+                        crate::message::excerpt(r.value.as_bytes())
+                    ),
+                );
             }
         }
+        Ok(())
+    }
+
+    /// Partitioned streams: the partitions exist; `lang` and `partition` where a mode needs them.
+    fn check_partitions(&self) -> Result<(), InvalidField> {
         if let Some(count) = self.partition_count() {
             if let Some(bad) = self.partitions.iter().find(|p| !(1..=count).contains(*p)) {
-                return Err(format!(
-                    "twitter.partitions: partition {bad} does not exist: this stream has 1 to {count}"
-                ));
+                return invalid(
+                    "twitter.partitions",
+                    format!("partition {bad} does not exist: this stream has 1 to {count}"),
+                );
             }
         } else if !self.partitions.is_empty() {
-            return Err("twitter.partitions: only for modes `firehose` and `firehose-lang`".into());
+            return invalid(
+                "twitter.partitions",
+                "only for modes `firehose` and `firehose-lang`",
+            );
         }
+        if self.mode == Mode::FirehoseLang && self.partition_count().is_none() {
+            return invalid(
+                "twitter.lang",
+                "mode `firehose-lang` needs `lang: en`, `ja`, `ko` or `pt`",
+            );
+        }
+        if self.mode == Mode::Sample10 && !matches!(self.partition, Some(1) | Some(2)) {
+            return invalid(
+                "twitter.partition",
+                "mode `sample10` needs `partition: 1` or `2`",
+            );
+        }
+        Ok(())
+    }
+
+    /// The compliance streams: v2, partitions 1 to 4, an events topic.
+    fn check_compliance(&self) -> Result<(), InvalidField> {
         if let Some(c) = &self.compliance {
             if self.mode.is_v1() || self.mode == Mode::Replay {
-                return Err("twitter.compliance: the compliance streams are v2 (Enterprise): beside a v2 mode or with `mode: compliance`".into());
+                return invalid("twitter.compliance", "the compliance streams are v2 (Enterprise): beside a v2 mode or with `mode: compliance`");
             }
             for (field, list) in [("tweets", &c.tweets), ("users", &c.users)] {
                 if let Some(bad) = list.iter().find(|p| !(1..=4).contains(*p)) {
-                    return Err(format!("twitter.compliance.{field}: partition {bad} does not exist: the compliance streams have 1 to 4"));
+                    return invalid(
+                        format!("twitter.compliance.{field}"),
+                        format!(
+                            "partition {bad} does not exist: the compliance streams have 1 to 4"
+                        ),
+                    );
                 }
             }
             if self.events_topic.is_none() {
-                return Err(
-                    "twitter.events_topic: compliance events go to the events topic: name one"
-                        .into(),
+                return invalid(
+                    "twitter.events_topic",
+                    "compliance events go to the events topic: name one",
                 );
             }
         }
@@ -489,99 +563,107 @@ impl TwitterConfig {
             .as_ref()
             .map_or(0, |c| c.tweets.len() + c.users.len());
         if self.mode == Mode::Compliance && compliance_partitions == 0 {
-            return Err("twitter.compliance: mode `compliance` needs `compliance: {tweets: [1, 2, 3, 4], users: [...]}`".into());
-        }
-        if self.mode == Mode::FirehoseLang && self.partition_count().is_none() {
-            return Err(
-                "twitter.lang: mode `firehose-lang` needs `lang: en`, `ja`, `ko` or `pt`".into(),
+            return invalid(
+                "twitter.compliance",
+                "mode `compliance` needs `compliance: {tweets: [1, 2, 3, 4], users: [...]}`",
             );
         }
-        if self.mode == Mode::Sample10 && !matches!(self.partition, Some(1) | Some(2)) {
-            return Err("twitter.partition: mode `sample10` needs `partition: 1` or `2`".into());
-        }
+        Ok(())
+    }
+
+    /// v1.1 `statuses/filter` predicates, within X's limits.
+    fn check_v1_filter(&self) -> Result<(), InvalidField> {
         if self.mode == Mode::V1Filter
             && self.track.is_empty()
             && self.follow.is_empty()
             && self.locations.is_empty()
         {
-            return Err(
-                "twitter.track: mode `v1-filter` needs `track`, `follow` or `locations`".into(),
+            return invalid(
+                "twitter.track",
+                "mode `v1-filter` needs `track`, `follow` or `locations`",
             );
         }
-        if self.track.len() > 400 {
-            return Err(format!(
-                "twitter.track: X allows 400 terms, got {}",
-                self.track.len()
-            ));
-        }
-        if self.follow.len() > 5000 {
-            return Err(format!(
-                "twitter.follow: X allows 5000 user ids, got {}",
-                self.follow.len()
-            ));
-        }
-        if self.locations.len() > 25 {
-            return Err(format!(
-                "twitter.locations: X allows 25 bounding boxes, got {}",
-                self.locations.len()
-            ));
-        }
-        for (i, b) in self.locations.iter().enumerate() {
-            let nums: Vec<Option<f64>> = b.split(',').map(|x| x.trim().parse().ok()).collect();
-            let ok = match nums[..] {
-                [Some(w), Some(s), Some(e), Some(n)] => {
-                    (-180.0..=180.0).contains(&w)
-                        && (-180.0..=180.0).contains(&e)
-                        && (-90.0..=90.0).contains(&s)
-                        && (-90.0..=90.0).contains(&n)
-                        && w < e
-                        && s < n
-                }
-                _ => false,
-            };
-            if !ok {
-                return Err(format!("twitter.locations[{i}]: expected `sw_lon,sw_lat,ne_lon,ne_lat` (south-west corner first), got `{b}`"));
+        for (field, len, most, what) in [
+            ("twitter.track", self.track.len(), 400, "terms"),
+            ("twitter.follow", self.follow.len(), 5000, "user ids"),
+            (
+                "twitter.locations",
+                self.locations.len(),
+                25,
+                "bounding boxes",
+            ),
+        ] {
+            if len > most {
+                return invalid(field, format!("X allows {most} {what}, got {len}"));
             }
         }
+        for (i, b) in self.locations.iter().enumerate() {
+            if !is_bounding_box(b) {
+                return invalid(
+                    format!("twitter.locations[{i}]"),
+                    format!("expected `sw_lon,sw_lat,ne_lon,ne_lat` (south-west corner first), got `{b}`"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Backfill and recovery: v2 only, recovery not on the 1% sample, at most 5 minutes.
+    fn check_backfill(&self) -> Result<(), InvalidField> {
         if (self.backfill || self.recovery || self.backfill_minutes.is_some())
             && (self.mode.is_v1() || self.mode == Mode::Replay)
         {
-            return Err(
-                "twitter.backfill: backfill and recovery are for the v2 streams only".into(),
+            return invalid(
+                "twitter.backfill",
+                "backfill and recovery are for the v2 streams only",
             );
         }
         if self.recovery && matches!(self.mode, Mode::Sample) {
-            return Err("twitter.recovery: X recovers with start_time on filtered, sample10 and the firehoses, not on the 1% sample (use `backfill: true`)".into());
+            return invalid("twitter.recovery", "X recovers with start_time on filtered, sample10 and the firehoses, not on the 1% sample (use `backfill: true`)");
         }
         if self.backfill_minutes.is_some_and(|m| m > 5) {
-            return Err("twitter.backfill_minutes: expected 0 to 5".into());
+            return invalid("twitter.backfill_minutes", "expected 0 to 5");
         }
+        Ok(())
+    }
+
+    /// Numbers with a range: replay speed, price per post, largest message.
+    fn check_numbers(&self) -> Result<(), InvalidField> {
         if let Some(r) = &self.replay {
             if r.speed.is_nan() || r.speed <= 0.0 {
-                return Err("twitter.replay.speed: expected a positive number".into());
+                return invalid("twitter.replay.speed", "expected a positive number");
             }
         }
         if let Some(b) = &self.billing {
             if !b.price_per_post_usd.is_finite() || b.price_per_post_usd < 0.0 {
-                return Err("twitter.billing.price_per_post_usd: expected a price of 0 or more (dollars per post)".into());
+                return invalid(
+                    "twitter.billing.price_per_post_usd",
+                    "expected a price of 0 or more (dollars per post)",
+                );
             }
         }
         if self.max_message_bytes < 1024 {
-            return Err("twitter.max_message_bytes: expected at least 1024".into());
+            return invalid("twitter.max_message_bytes", "expected at least 1024");
         }
         Ok(())
     }
 
     /// Credentials go only over TLS, except to this machine or where allowed; a URL never
     /// holds them (URLs are logged). The messages never repeat the URL: it may be a secret.
-    fn check_base_url(&self) -> Result<(), String> {
-        let url = reqwest::Url::parse(&self.base_url)
-            .map_err(|e| format!("twitter.base_url: not a URL ({e})"))?;
+    fn check_base_url(&self) -> Result<(), InvalidField> {
+        const FIELD: &str = "twitter.base_url";
+        let url = match reqwest::Url::parse(&self.base_url) {
+            Ok(url) => url,
+            Err(e) => return invalid(FIELD, format!("not a URL ({e})")),
+        };
         if !url.username().is_empty() || url.password().is_some() {
-            return Err("twitter.base_url: holds credentials (`user:password@`); give them in `twitter.auth` (secrets), since URLs are logged".into());
+            return invalid(FIELD, "holds credentials (`user:password@`); give them in `twitter.auth` (secrets), since URLs are logged");
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err("twitter.base_url: expected no `?query` or `#fragment` (API paths are appended to it)".into());
+            return invalid(
+                FIELD,
+                "expected no `?query` or `#fragment` (API paths are appended to it)",
+            );
         }
         let loopback = match url.host() {
             Some(url::Host::Domain(d)) => d == "localhost",
@@ -592,13 +674,11 @@ impl TwitterConfig {
         match url.scheme() {
             "https" => Ok(()),
             "http" if loopback || self.allow_insecure_http => Ok(()),
-            "http" => Err(format!(
-                "twitter.base_url: plain http:// to `{}` would send the credentials in clear; use https://, or set `twitter.allow_insecure_http: true` on a network you trust",
+            "http" => invalid(FIELD, format!(
+                "plain http:// to `{}` would send the credentials in clear; use https://, or set `twitter.allow_insecure_http: true` on a network you trust",
                 url.host_str().unwrap_or_default()
             )),
-            other => Err(format!(
-                "twitter.base_url: scheme `{other}` is neither https nor http"
-            )),
+            other => invalid(FIELD, format!("scheme `{other}` is neither https nor http")),
         }
     }
 
@@ -733,7 +813,12 @@ mod tests {
 
     #[test]
     fn cross_field_checks_name_the_field() {
-        let parse = |y: &str| serde_yaml::from_str::<TwitterConfig>(y).unwrap().validate();
+        let parse = |y: &str| {
+            serde_yaml::from_str::<TwitterConfig>(y)
+                .unwrap()
+                .validate()
+                .map_err(|e| e.to_string())
+        };
         assert!(parse("mode: filtered\nauth: {bearer_token: t}\n")
             .unwrap_err()
             .starts_with("twitter.rules"));

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use connector_runtime::config::{invalid, InvalidField};
 use connector_runtime::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -192,22 +193,6 @@ impl SaslMechanism {
     }
 }
 
-/// A config value that is well-formed but does not fit with the rest.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct ConfigError {
-    /// The field's path, e.g. `kafka.security.sasl`.
-    pub field: &'static str,
-    pub problem: String,
-}
-
-fn invalid(field: &'static str, problem: impl Into<String>) -> Result<(), ConfigError> {
-    Err(ConfigError {
-        field,
-        problem: problem.into(),
-    })
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Delivery {
@@ -318,7 +303,7 @@ pub struct Sasl {
 
 impl KafkaConfig {
     /// Cross-field checks, with the field path in each message.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidField> {
         if self.brokers.trim().is_empty() {
             return invalid("kafka.brokers", "empty");
         }

@@ -63,6 +63,23 @@ pub enum ApiVersion {
     V0_2_0,
 }
 
+/// A config value that is well-formed but does not fit with the rest (a connector's
+/// cross-field checks): the field's path, e.g. `kafka.security.sasl`, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidField {
+    pub field: String,
+    pub problem: String,
+}
+
+/// `Err(InvalidField)` for `field`.
+pub fn invalid<T>(field: impl Into<String>, problem: impl Into<String>) -> Result<T, InvalidField> {
+    Err(InvalidField {
+        field: field.into(),
+        problem: problem.into(),
+    })
+}
+
 /// A whole connector config, with the connector's own section typed as `C`.
 #[derive(Debug, Clone)]
 pub struct ConnectorConfig<C> {
