@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 
 use crate::secrets::{self, ResolvedSecrets, SecretStore};
 
@@ -443,113 +443,15 @@ impl<C: DeserializeOwned> ConnectorConfig<C> {
             return Err(err("", "expected a mapping at the top level".into()));
         };
 
+        // Messages may quote values, which may hold a secret.
         let scrubbed = |path: &str, message: String| err(path, resolved.scrub(&message));
+        let located = |(path, message): Located| scrubbed(&path, message);
 
-        // 3. apiVersion.
-        let api_version = match top.remove("apiVersion") {
-            None => ApiVersion::Legacy,
-            Some(Value::String(v)) if v == "0.1.0" => ApiVersion::V0_1_0,
-            Some(Value::String(v)) if v == "0.2.0" => ApiVersion::V0_2_0,
-            Some(other) => {
-                return Err(err(
-                    "apiVersion",
-                    format!(
-                        "expected one of 0.1.0, 0.2.0 (or no apiVersion), found {}",
-                        short(&other)
-                    ),
-                ))
-            }
-        };
-
-        // 4. meta.
-        let meta_value = top
-            .remove("meta")
-            .ok_or_else(|| err("meta", "missing section `meta`".into()))?;
-        let raw_meta: RawMeta =
-            deserialize_at("meta", meta_value).map_err(|(p, m)| scrubbed(&p, m))?;
-        let topic = match api_version {
-            ApiVersion::V0_2_0 => {
-                let raw: RawTopicV2 = deserialize_at("meta.topic", raw_meta.topic)
-                    .map_err(|(p, m)| scrubbed(&p, m))?;
-                TopicConfig {
-                    name: raw.meta.name,
-                    partitions: raw.partition.count.unwrap_or(1),
-                    replication: raw.partition.replication.unwrap_or(1),
-                    ignore_rack_assignment: raw.partition.ignore_rack_assignment.unwrap_or(false),
-                    retention: raw.retention.time,
-                    segment_size: raw.retention.segment_size,
-                    max_partition_size: raw.partition.max_size,
-                    compression: raw
-                        .compression
-                        .map(|c| format!("{:?}", c.kind).to_lowercase()),
-                }
-            }
-            _ => match raw_meta.topic {
-                Value::String(name) => TopicConfig::named(name),
-                other => {
-                    return Err(err(
-                        "meta.topic",
-                        format!(
-                            "expected a topic name (apiVersion 0.1.0; use apiVersion 0.2.0 for a topic config), found {}",
-                            short(&other)
-                        ),
-                    ))
-                }
-            },
-        };
-        if topic.name.is_empty() {
-            return Err(err("meta.topic", "the topic name is empty".into()));
-        }
-        if raw_meta.name.is_empty() {
-            return Err(err("meta.name", "the connector name is empty".into()));
-        }
-        let producer = raw_meta.producer.unwrap_or_default();
-        let max_request = producer.effective_max_request_size();
-        if producer.batch_size.is_some_and(|b| b > max_request) {
-            return Err(err(
-                "meta.producer.batch-size",
-                format!("must not exceed max-request-size ({max_request} bytes; raise max-request-size too)"),
-            ));
-        }
-        let meta = MetaConfig {
-            name: raw_meta.name,
-            kind: raw_meta.kind,
-            version: raw_meta.version,
-            topic,
-            producer,
-            consumer: raw_meta.consumer,
-            secrets: raw_meta.secrets.into_iter().map(|s| s.name).collect(),
-        };
-
-        // 5. transforms.
-        let transforms = match top.remove("transforms") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(value) => {
-                let raw: Vec<RawTransform> =
-                    deserialize_at("transforms", value).map_err(|(p, m)| scrubbed(&p, m))?;
-                raw.into_iter()
-                    .enumerate()
-                    .map(|(i, t)| transform_step(i, t))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|(p, m)| scrubbed(&p, m))?
-            }
-        };
-
-        let transform_workers = match top.remove("transform_workers") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=1024).contains(&n)) => {
-                n.as_u64().map(|n| n as usize)
-            }
-            Some(other) => {
-                return Err(err(
-                    "transform_workers",
-                    format!(
-                        "expected a number of threads from 1 to 1024, found {}",
-                        short(&other)
-                    ),
-                ))
-            }
-        };
+        // 3-5. apiVersion, meta, transforms.
+        let api_version = api_version(&mut top).map_err(located)?;
+        let meta = meta(&mut top, api_version).map_err(located)?;
+        let transforms = transform_steps(&mut top).map_err(located)?;
+        let transform_workers = transform_workers(&mut top).map_err(located)?;
 
         // 6. The connector's own section.
         let custom_value = top
@@ -580,6 +482,121 @@ impl<C: DeserializeOwned> ConnectorConfig<C> {
             custom,
             secrets: resolved,
         })
+    }
+}
+
+/// A config error's field path and message, before the file is named and secrets scrubbed.
+type Located = (String, String);
+
+fn located(path: &str, message: impl Into<String>) -> Located {
+    (path.to_string(), message.into())
+}
+
+/// `apiVersion`: absent (legacy), 0.1.0 or 0.2.0.
+fn api_version(top: &mut Mapping) -> Result<ApiVersion, Located> {
+    match top.remove("apiVersion") {
+        None => Ok(ApiVersion::Legacy),
+        Some(Value::String(v)) if v == "0.1.0" => Ok(ApiVersion::V0_1_0),
+        Some(Value::String(v)) if v == "0.2.0" => Ok(ApiVersion::V0_2_0),
+        Some(other) => Err(located(
+            "apiVersion",
+            format!(
+                "expected one of 0.1.0, 0.2.0 (or no apiVersion), found {}",
+                short(&other)
+            ),
+        )),
+    }
+}
+
+/// `meta`, with its topic in the form of the `apiVersion`.
+fn meta(top: &mut Mapping, api_version: ApiVersion) -> Result<MetaConfig, Located> {
+    let meta_value = top
+        .remove("meta")
+        .ok_or_else(|| located("meta", "missing section `meta`"))?;
+    let raw_meta: RawMeta = deserialize_at("meta", meta_value)?;
+    let topic = topic(api_version, raw_meta.topic)?;
+    if topic.name.is_empty() {
+        return Err(located("meta.topic", "the topic name is empty"));
+    }
+    if raw_meta.name.is_empty() {
+        return Err(located("meta.name", "the connector name is empty"));
+    }
+    let producer = raw_meta.producer.unwrap_or_default();
+    let max_request = producer.effective_max_request_size();
+    if producer.batch_size.is_some_and(|b| b > max_request) {
+        return Err(located(
+            "meta.producer.batch-size",
+            format!("must not exceed max-request-size ({max_request} bytes; raise max-request-size too)"),
+        ));
+    }
+    Ok(MetaConfig {
+        name: raw_meta.name,
+        kind: raw_meta.kind,
+        version: raw_meta.version,
+        topic,
+        producer,
+        consumer: raw_meta.consumer,
+        secrets: raw_meta.secrets.into_iter().map(|s| s.name).collect(),
+    })
+}
+
+/// `meta.topic`: a name (0.1.0 and legacy) or a topic config (0.2.0).
+fn topic(api_version: ApiVersion, value: Value) -> Result<TopicConfig, Located> {
+    if api_version == ApiVersion::V0_2_0 {
+        let raw: RawTopicV2 = deserialize_at("meta.topic", value)?;
+        return Ok(TopicConfig {
+            name: raw.meta.name,
+            partitions: raw.partition.count.unwrap_or(1),
+            replication: raw.partition.replication.unwrap_or(1),
+            ignore_rack_assignment: raw.partition.ignore_rack_assignment.unwrap_or(false),
+            retention: raw.retention.time,
+            segment_size: raw.retention.segment_size,
+            max_partition_size: raw.partition.max_size,
+            compression: raw
+                .compression
+                .map(|c| format!("{:?}", c.kind).to_lowercase()),
+        });
+    }
+    match value {
+        Value::String(name) => Ok(TopicConfig::named(name)),
+        other => Err(located(
+            "meta.topic",
+            format!(
+                "expected a topic name (apiVersion 0.1.0; use apiVersion 0.2.0 for a topic config), found {}",
+                short(&other)
+            ),
+        )),
+    }
+}
+
+/// `transforms`: the steps, their `with:` values as text.
+fn transform_steps(top: &mut Mapping) -> Result<Vec<TransformStep>, Located> {
+    match top.remove("transforms") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(value) => {
+            let raw: Vec<RawTransform> = deserialize_at("transforms", value)?;
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, t)| transform_step(i, t))
+                .collect()
+        }
+    }
+}
+
+/// `transform_workers`: 1 to 1024 threads.
+fn transform_workers(top: &mut Mapping) -> Result<Option<usize>, Located> {
+    match top.remove("transform_workers") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| (1..=1024).contains(&n)) => {
+            Ok(n.as_u64().map(|n| n as usize))
+        }
+        Some(other) => Err(located(
+            "transform_workers",
+            format!(
+                "expected a number of threads from 1 to 1024, found {}",
+                short(&other)
+            ),
+        )),
     }
 }
 

@@ -244,42 +244,13 @@ where
         "--input-file is for sink connectors (a source writes a file with --capture)"
     );
 
-    let config_dir = config.dir();
-    let (mut output, fluvio) = match &args.capture {
-        Some(path) => {
-            tracing::info!(capture = %path.display(), "capture mode: records go to a file, not to Fluvio");
-            (RecordOutput::capture(path)?, None)
-        }
-        None => {
-            let fluvio = Arc::new(cluster::connect(&config.meta.name).await?);
-            cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
-            let producer = cluster::producer(&fluvio, &config.meta).await?;
-            let output = FluvioOutput::new(
-                fluvio.clone(),
-                config.meta.clone(),
-                producer,
-                &metrics,
-                shutdown.clone(),
-            );
-            (RecordOutput::Fluvio(Box::new(output)), Some(fluvio))
-        }
-    };
-    let mut transforms = if config.transforms.is_empty() {
-        None
-    } else {
-        let modules =
-            transforms::resolve(&config.transforms, &config_dir, fluvio.as_deref()).await?;
-        let workers = config.transform_workers.unwrap_or_else(default_workers);
-        let pool = ChainPool::start(modules, workers).await?;
-        tracing::info!(modules = ?pool.module_names(), max_workers = pool.max_workers(), "transforms initialised (one worker; more while a backlog waits)");
-        Some(pool)
-    };
-
+    let (output, fluvio) = open_output(&config, &args, &metrics, &shutdown).await?;
+    let transforms = start_transforms(&config, fluvio.as_deref()).await?;
     let pump_metrics = PumpMetrics::new(&metrics);
     if let Some(pool) = &transforms {
         pump_metrics.workers.set(pool.workers() as u64);
     }
-    let (tx, mut rx) = mpsc::channel(DEFAULT_QUEUE_CAPACITY);
+    let (tx, rx) = mpsc::channel(DEFAULT_QUEUE_CAPACITY);
     let side = Arc::new(SideOutputs {
         fluvio: fluvio.clone(),
         meta: Some(config.meta.clone()),
@@ -296,67 +267,16 @@ where
         metrics: metrics.clone(),
         side: side.clone(),
     };
-    let topic = config.meta.topic.name.clone();
+    let mut pump = Pump {
+        topic: config.meta.topic.name.clone(),
+        rx,
+        transforms,
+        output,
+        metrics: pump_metrics,
+        progress: Progress::new(),
+    };
     let mut source_task = tokio::spawn(source(config, ctx));
-
-    let mut progress = Progress::new();
-    let mut source_result: Option<Result<()>> = None;
-    let mut stop_deadline: Option<tokio::time::Instant> = None;
-    let mut batch = Vec::new();
-    loop {
-        if let Some(pool) = transforms.as_mut() {
-            if !pool.has_room() && rx.len() >= GROW_BACKLOG && pool.grow() {
-                pump_metrics.workers.set(pool.workers() as u64);
-            }
-        }
-        let has_room = transforms.as_ref().is_none_or(ChainPool::has_room);
-        let busy = transforms.as_ref().is_some_and(ChainPool::is_busy);
-        let deadline = async {
-            match stop_deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            Some(applied) = next_applied(&mut transforms), if busy => {
-                produce(applied?, &mut output, &pump_metrics).await?;
-                progress.tick(&pump_metrics, &topic);
-            }
-            more = next_batch(&mut rx, &mut batch), if has_room => {
-                // Every sender is gone: the source has returned.
-                if !more {
-                    break;
-                }
-                pump_metrics.queue_depth.set(rx.len() as u64);
-                let records = std::mem::take(&mut batch);
-                match transforms.as_mut() {
-                    Some(pool) => pool.submit(records),
-                    None => {
-                        produce(Applied { records, ..Applied::default() }, &mut output, &pump_metrics).await?;
-                        progress.tick(&pump_metrics, &topic);
-                    }
-                }
-            }
-            joined = &mut source_task, if source_result.is_none() => {
-                source_result = Some(joined.unwrap_or_else(|e| Err(anyhow::anyhow!("source task panicked: {e}"))));
-                // Keep draining: senders cloned into helper tasks may still hold records.
-                rx.close();
-            }
-            _ = shutdown.cancelled(), if stop_deadline.is_none() => {
-                stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
-            }
-            _ = deadline => {
-                tracing::warn!("the source did not stop within {STOP_GRACE:?}; closing its queue");
-                rx.close();
-                stop_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
-            }
-        }
-    }
-    // What the workers still hold goes out before the flush.
-    while let Some(applied) = next_applied(&mut transforms).await {
-        produce(applied?, &mut output, &pump_metrics).await?;
-    }
+    let mut source_result = pump.run(&mut source_task, &shutdown).await?;
     if source_result.is_none() {
         // The queue closed first; the task has returned or is about to.
         source_result = match tokio::time::timeout(STOP_GRACE, &mut source_task).await {
@@ -369,16 +289,162 @@ where
             }
         };
     }
-    output.flush().await.context("final flush")?;
+    pump.output.flush().await.context("final flush")?;
     side.finish().await?;
+    let m = &pump.metrics;
     tracing::info!(
-        accepted = pump_metrics.accepted.get(),
-        produced = pump_metrics.produced.get(),
-        filtered = pump_metrics.filtered.get(),
-        rejected = pump_metrics.rejected.get(),
+        accepted = m.accepted.get(),
+        produced = m.produced.get(),
+        filtered = m.filtered.get(),
+        rejected = m.rejected.get(),
         "flushed; source stopped"
     );
     source_result.unwrap_or(Ok(()))
+}
+
+/// Where records go: a capture file, or the topic (created if missing) through a producer.
+async fn open_output<C>(
+    config: &ConnectorConfig<C>,
+    args: &crate::cli::ConnectorArgs,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(RecordOutput, Option<Arc<fluvio::Fluvio>>)> {
+    if let Some(path) = &args.capture {
+        tracing::info!(capture = %path.display(), "capture mode: records go to a file, not to Fluvio");
+        return Ok((RecordOutput::capture(path)?, None));
+    }
+    let fluvio = Arc::new(cluster::connect(&config.meta.name).await?);
+    cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
+    let producer = cluster::producer(&fluvio, &config.meta).await?;
+    let output = FluvioOutput::new(
+        fluvio.clone(),
+        config.meta.clone(),
+        producer,
+        metrics,
+        shutdown.clone(),
+    );
+    Ok((RecordOutput::Fluvio(Box::new(output)), Some(fluvio)))
+}
+
+/// The `transforms:` chain on its worker pool (`None` without transforms).
+async fn start_transforms<C>(
+    config: &ConnectorConfig<C>,
+    fluvio: Option<&fluvio::Fluvio>,
+) -> Result<Option<ChainPool>> {
+    if config.transforms.is_empty() {
+        return Ok(None);
+    }
+    let modules = transforms::resolve(&config.transforms, &config.dir(), fluvio).await?;
+    let workers = config.transform_workers.unwrap_or_else(default_workers);
+    let pool = ChainPool::start(modules, workers).await?;
+    tracing::info!(modules = ?pool.module_names(), max_workers = pool.max_workers(), "transforms initialised (one worker; more while a backlog waits)");
+    Ok(Some(pool))
+}
+
+/// The queue from the reader, through the transforms, into the output.
+struct Pump {
+    topic: String,
+    rx: mpsc::Receiver<Record>,
+    transforms: Option<ChainPool>,
+    output: RecordOutput,
+    metrics: PumpMetrics,
+    progress: Progress,
+}
+
+impl Pump {
+    /// Pump until every sender is gone (or, after a signal, the connector's grace is over),
+    /// then send what the workers still hold. The source task's result, if it returned.
+    async fn run(
+        &mut self,
+        source_task: &mut tokio::task::JoinHandle<Result<()>>,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Result<()>>> {
+        let mut source_result: Option<Result<()>> = None;
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
+        let mut batch = Vec::new();
+        loop {
+            self.grow_on_backlog();
+            let has_room = self.transforms.as_ref().is_none_or(ChainPool::has_room);
+            let busy = self.transforms.as_ref().is_some_and(ChainPool::is_busy);
+            let deadline = async {
+                match stop_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some(applied) = next_applied(&mut self.transforms), if busy => {
+                    self.produce(applied?).await?;
+                }
+                more = next_batch(&mut self.rx, &mut batch), if has_room => {
+                    // Every sender is gone: the source has returned.
+                    if !more {
+                        break;
+                    }
+                    self.metrics.queue_depth.set(self.rx.len() as u64);
+                    let records = std::mem::take(&mut batch);
+                    match self.transforms.as_mut() {
+                        Some(pool) => pool.submit(records),
+                        None => self.produce(Applied { records, ..Applied::default() }).await?,
+                    }
+                }
+                joined = &mut *source_task, if source_result.is_none() => {
+                    source_result = Some(joined.unwrap_or_else(|e| Err(anyhow::anyhow!("source task panicked: {e}"))));
+                    // Keep draining: senders cloned into helper tasks may still hold records.
+                    self.rx.close();
+                }
+                _ = shutdown.cancelled(), if stop_deadline.is_none() => {
+                    stop_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                }
+                _ = deadline => {
+                    tracing::warn!("the source did not stop within {STOP_GRACE:?}; closing its queue");
+                    self.rx.close();
+                    stop_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+                }
+            }
+        }
+        // What the workers still hold goes out before the flush.
+        while let Some(applied) = next_applied(&mut self.transforms).await {
+            self.produce(applied?).await?;
+        }
+        Ok(source_result)
+    }
+
+    /// A full pool with this many records waiting behind it gets another worker.
+    fn grow_on_backlog(&mut self) {
+        if let Some(pool) = self.transforms.as_mut() {
+            if !pool.has_room() && self.rx.len() >= GROW_BACKLOG && pool.grow() {
+                self.metrics.workers.set(pool.workers() as u64);
+            }
+        }
+    }
+
+    /// Send a batch's records to the output; count and log what the transforms filtered or
+    /// refused.
+    async fn produce(&mut self, applied: Applied) -> Result<()> {
+        let m = &self.metrics;
+        m.filtered.add(applied.filtered);
+        for Rejection { key, error } in applied.rejected {
+            m.rejected.inc();
+            let key = crate::key_lossy(key.as_deref());
+            match error {
+                TransformError::Rejected(msg) => {
+                    tracing::warn!(%key, error = %msg, "transform rejected the record")
+                }
+                e @ TransformError::Failed(_) => {
+                    tracing::error!(%key, error = %e, "transform chain failed on the record")
+                }
+            }
+        }
+        for out in applied.records {
+            m.produced_bytes.add(out.value.len() as u64);
+            self.output.send(out).await?;
+            m.produced.inc();
+        }
+        self.progress.tick(m, &self.topic);
+        Ok(())
+    }
 }
 
 struct PumpMetrics {
@@ -443,29 +509,6 @@ async fn next_batch(rx: &mut mpsc::Receiver<Record>, batch: &mut Vec<Record>) ->
 /// The oldest transformed batch, once ready (`None`: no transforms, or nothing in flight).
 async fn next_applied(transforms: &mut Option<ChainPool>) -> Option<Result<Applied>> {
     transforms.as_mut()?.next().await
-}
-
-/// Send a batch's records to the output; count and log what the transforms filtered or refused.
-async fn produce(applied: Applied, output: &mut RecordOutput, m: &PumpMetrics) -> Result<()> {
-    m.filtered.add(applied.filtered);
-    for Rejection { key, error } in applied.rejected {
-        m.rejected.inc();
-        let key = crate::key_lossy(key.as_deref());
-        match error {
-            TransformError::Rejected(msg) => {
-                tracing::warn!(%key, error = %msg, "transform rejected the record")
-            }
-            e @ TransformError::Failed(_) => {
-                tracing::error!(%key, error = %e, "transform chain failed on the record")
-            }
-        }
-    }
-    for out in applied.records {
-        m.produced_bytes.add(out.value.len() as u64);
-        output.send(out).await?;
-        m.produced.inc();
-    }
-    Ok(())
 }
 
 /// A log line every few seconds, so a user sees the connector working.
