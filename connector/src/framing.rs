@@ -85,121 +85,147 @@ impl Decoder {
     /// The next complete frame, if the buffered bytes hold one.
     pub fn next_frame(&mut self) -> Option<Frame> {
         loop {
-            match &mut self.state {
-                State::Line => {
-                    let Some(nl) = memchr::memchr(b'\n', &self.buf) else {
-                        if self.buf.len() > self.max {
-                            let excerpt = Bytes::copy_from_slice(&self.buf[..EXCERPT]);
-                            let len = self.buf.len();
-                            self.buf.clear();
-                            self.state = State::Skip {
-                                remaining: None,
-                                len,
-                                excerpt,
-                            };
-                            continue;
-                        }
-                        return None;
-                    };
-                    let mut line = self.buf.split_to(nl + 1).freeze();
-                    line.truncate(nl);
-                    if line.last() == Some(&b'\r') {
-                        line.truncate(nl - 1);
-                    }
-                    if line.iter().all(|b| b.is_ascii_whitespace()) {
-                        return Some(Frame::KeepAlive);
-                    }
-                    if self.framing == Framing::Lines {
-                        if line.len() > self.max {
-                            return Some(Frame::Oversized {
-                                len: line.len(),
-                                excerpt: line.slice(..EXCERPT),
-                            });
-                        }
-                        return Some(Frame::Message(line));
-                    }
-                    // Length mode: this line should be a byte count.
-                    match parse_len(&line) {
-                        Some(len) if len > self.max => {
-                            let excerpt = Bytes::new();
-                            self.state = State::Skip {
-                                remaining: Some(len),
-                                len,
-                                excerpt,
-                            };
-                        }
-                        Some(len) => self.state = State::Body { len },
-                        None => {
-                            // Resync: not a length; X sometimes sends plain lines. Pass the line
-                            // on as a message so it is classified (and counted) like any other.
-                            let excerpt = line.slice(..line.len().min(EXCERPT));
-                            if line.first() == Some(&b'{') {
-                                if line.len() > self.max {
-                                    return Some(Frame::Oversized {
-                                        len: line.len(),
-                                        excerpt,
-                                    });
-                                }
-                                return Some(Frame::Message(line));
-                            }
-                            return Some(Frame::BadLength { excerpt });
-                        }
-                    }
-                }
-                State::Body { len } => {
-                    let len = *len;
-                    if self.buf.len() < len {
-                        return None;
-                    }
-                    let mut msg = self.buf.split_to(len).freeze();
-                    self.state = State::Line;
-                    while matches!(msg.last(), Some(b'\n') | Some(b'\r')) {
-                        msg.truncate(msg.len() - 1);
-                    }
-                    if msg.is_empty() {
-                        return Some(Frame::KeepAlive);
-                    }
-                    return Some(Frame::Message(msg));
-                }
-                State::Skip {
-                    remaining,
-                    len,
-                    excerpt,
-                } => {
-                    match remaining {
-                        Some(rem) => {
-                            let take = (*rem).min(self.buf.len());
-                            if excerpt.is_empty() && take > 0 {
-                                *excerpt = Bytes::copy_from_slice(&self.buf[..take.min(EXCERPT)]);
-                            }
-                            self.buf.advance(take);
-                            *rem -= take;
-                            if *rem > 0 {
-                                return None;
-                            }
-                        }
-                        None => match memchr::memchr(b'\n', &self.buf) {
-                            Some(nl) => {
-                                *len += nl;
-                                self.buf.advance(nl + 1);
-                            }
-                            None => {
-                                *len += self.buf.len();
-                                self.buf.clear();
-                                return None;
-                            }
-                        },
-                    }
-                    let frame = Frame::Oversized {
-                        len: *len,
-                        excerpt: std::mem::take(excerpt),
-                    };
-                    self.state = State::Line;
-                    return Some(frame);
-                }
+            let step = match self.state {
+                State::Line => self.line_step(),
+                State::Body { len } => self.body_step(len),
+                State::Skip { .. } => self.skip_step(),
+            };
+            match step {
+                Step::Frame(frame) => return Some(frame),
+                Step::NeedMore => return None,
+                Step::Again => {}
             }
         }
     }
+
+    /// Looking for a line: a message, a keep-alive, or (length mode) a length header.
+    fn line_step(&mut self) -> Step {
+        let Some(nl) = memchr::memchr(b'\n', &self.buf) else {
+            if self.buf.len() > self.max {
+                let excerpt = Bytes::copy_from_slice(&self.buf[..EXCERPT.min(self.buf.len())]);
+                let len = self.buf.len();
+                self.buf.clear();
+                self.state = State::Skip {
+                    remaining: None,
+                    len,
+                    excerpt,
+                };
+                return Step::Again;
+            }
+            return Step::NeedMore;
+        };
+        let mut line = self.buf.split_to(nl + 1).freeze();
+        line.truncate(nl);
+        if line.last() == Some(&b'\r') {
+            line.truncate(nl - 1);
+        }
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            return Step::Frame(Frame::KeepAlive);
+        }
+        if self.framing == Framing::Lines {
+            return Step::Frame(self.message(line));
+        }
+        // Length mode: this line should be a byte count.
+        match parse_len(&line) {
+            Some(len) if len > self.max => {
+                self.state = State::Skip {
+                    remaining: Some(len),
+                    len,
+                    excerpt: Bytes::new(),
+                };
+                Step::Again
+            }
+            Some(len) => {
+                self.state = State::Body { len };
+                Step::Again
+            }
+            // Resync: not a length; X sometimes sends plain lines. Pass the line on as a
+            // message so it is classified (and counted) like any other.
+            None if line.first() == Some(&b'{') => Step::Frame(self.message(line)),
+            None => Step::Frame(Frame::BadLength {
+                excerpt: line.slice(..line.len().min(EXCERPT)),
+            }),
+        }
+    }
+
+    /// A whole line as a message, or as oversized past the limit.
+    fn message(&self, line: Bytes) -> Frame {
+        if line.len() > self.max {
+            return Frame::Oversized {
+                len: line.len(),
+                excerpt: line.slice(..line.len().min(EXCERPT)),
+            };
+        }
+        Frame::Message(line)
+    }
+
+    /// Length mode: a message's `len` bytes, once they are all here.
+    fn body_step(&mut self, len: usize) -> Step {
+        if self.buf.len() < len {
+            return Step::NeedMore;
+        }
+        let mut msg = self.buf.split_to(len).freeze();
+        self.state = State::Line;
+        while matches!(msg.last(), Some(b'\n') | Some(b'\r')) {
+            msg.truncate(msg.len() - 1);
+        }
+        if msg.is_empty() {
+            return Step::Frame(Frame::KeepAlive);
+        }
+        Step::Frame(Frame::Message(msg))
+    }
+
+    /// Discarding an oversized message, without buffering it: its remaining bytes (length
+    /// mode) or up to the next `\n`.
+    fn skip_step(&mut self) -> Step {
+        let State::Skip {
+            remaining,
+            len,
+            excerpt,
+        } = &mut self.state
+        else {
+            return Step::Again;
+        };
+        match remaining {
+            Some(rem) => {
+                let take = (*rem).min(self.buf.len());
+                if excerpt.is_empty() && take > 0 {
+                    *excerpt = Bytes::copy_from_slice(&self.buf[..take.min(EXCERPT)]);
+                }
+                self.buf.advance(take);
+                *rem -= take;
+                if *rem > 0 {
+                    return Step::NeedMore;
+                }
+            }
+            None => match memchr::memchr(b'\n', &self.buf) {
+                Some(nl) => {
+                    *len += nl;
+                    self.buf.advance(nl + 1);
+                }
+                None => {
+                    *len += self.buf.len();
+                    self.buf.clear();
+                    return Step::NeedMore;
+                }
+            },
+        }
+        let frame = Frame::Oversized {
+            len: *len,
+            excerpt: std::mem::take(excerpt),
+        };
+        self.state = State::Line;
+        Step::Frame(frame)
+    }
+}
+
+/// What one step of the decoder did.
+enum Step {
+    Frame(Frame),
+    /// The buffer holds no whole frame yet.
+    NeedMore,
+    /// The state changed: step again.
+    Again,
 }
 
 fn parse_len(line: &[u8]) -> Option<usize> {
