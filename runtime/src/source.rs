@@ -276,7 +276,28 @@ where
         progress: Progress::new(),
     };
     let mut source_task = tokio::spawn(source(config, ctx));
-    let mut source_result = pump.run(&mut source_task, &shutdown).await?;
+    let pumped = pump.run(&mut source_task, &shutdown).await;
+    finish(pump, &side, source_task, pumped).await
+}
+
+/// After pumping: wait for the connector's task, flush every output (after a failure too:
+/// what the producer holds is still stored), and log the counts.
+async fn finish(
+    mut pump: Pump,
+    side: &SideOutputs,
+    mut source_task: tokio::task::JoinHandle<Result<()>>,
+    pumped: Result<Option<Result<()>>>,
+) -> Result<()> {
+    let mut source_result = match pumped {
+        Ok(result) => result,
+        Err(e) => {
+            source_task.abort();
+            if let Err(flush) = pump.output.flush().await {
+                tracing::error!(error = %format!("{flush:#}"), "flushing after the failure");
+            }
+            return Err(e);
+        }
+    };
     if source_result.is_none() {
         // The queue closed first; the task has returned or is about to.
         source_result = match tokio::time::timeout(STOP_GRACE, &mut source_task).await {
