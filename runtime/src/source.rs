@@ -21,7 +21,7 @@ use crate::launch::{self, ConnectorInfo, Launched};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::output::RecordOutput;
 use crate::produce::FluvioOutput;
-use crate::transforms::{self, Applied, ChainPool, Rejection, TransformError};
+use crate::transforms::{self, Applied, ChainPool, Rejection, TransformError, WorkerPanicked};
 use crate::{cluster, Record};
 
 /// How many records may wait between the reader and the producer.
@@ -280,8 +280,9 @@ where
     finish(pump, &side, source_task, pumped).await
 }
 
-/// After pumping: wait for the connector's task, flush every output (after a failure too:
-/// what the producer holds is still stored), and log the counts.
+/// After pumping: wait for the connector's task, flush every output, and log the counts. After
+/// a transform worker died the producer is still flushed (what it holds is stored); after the
+/// output failed it is not (it already tried as long as it may).
 async fn finish(
     mut pump: Pump,
     side: &SideOutputs,
@@ -292,6 +293,9 @@ async fn finish(
         Ok(result) => result,
         Err(e) => {
             source_task.abort();
+            if !e.is::<WorkerPanicked>() {
+                return Err(e);
+            }
             if let Err(flush) = pump.output.flush().await {
                 tracing::error!(error = %format!("{flush:#}"), "flushing after the failure");
             }

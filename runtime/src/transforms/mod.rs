@@ -18,7 +18,7 @@ mod chain;
 mod pool;
 
 pub use chain::{Applied, Rejection, TransformChain, TransformError};
-pub use pool::{ChainPool, BATCH_BYTES, BATCH_RECORDS};
+pub use pool::{ChainPool, WorkerPanicked, BATCH_BYTES, BATCH_RECORDS};
 
 /// One module of a chain, resolved to its wasm bytes.
 #[derive(Clone)]

@@ -27,6 +27,11 @@ const IN_FLIGHT_PER_WORKER: usize = 2;
 
 type Job = (Vec<Record>, oneshot::Sender<Applied>);
 
+/// A worker thread died with its batch (a panic in a module's host code).
+#[derive(Debug, thiserror::Error)]
+#[error("a transform worker panicked (see the log above)")]
+pub struct WorkerPanicked;
+
 /// Worker threads each running a [`TransformChain`], fed in turn.
 pub struct ChainPool {
     modules: Vec<ModuleSpec>,
@@ -135,9 +140,7 @@ impl ChainPool {
     /// The oldest batch's result, once ready (`None` when nothing is in flight).
     pub async fn next(&mut self) -> Option<Result<Applied>> {
         let rx = self.in_flight.front_mut()?;
-        let result = rx
-            .await
-            .map_err(|_| anyhow!("a transform worker panicked (see the log above)"));
+        let result = rx.await.map_err(|_| anyhow::Error::new(WorkerPanicked));
         self.in_flight.pop_front();
         Some(result)
     }
