@@ -39,7 +39,6 @@ pub struct ChainPool {
     workers: Vec<std_mpsc::Sender<Job>>,
     next_worker: usize,
     in_flight: VecDeque<oneshot::Receiver<Applied>>,
-    module_names: Vec<String>,
 }
 
 impl std::fmt::Debug for ChainPool {
@@ -47,7 +46,7 @@ impl std::fmt::Debug for ChainPool {
         f.debug_struct("ChainPool")
             .field("workers", &self.workers.len())
             .field("max_workers", &self.max_workers)
-            .field("modules", &self.module_names)
+            .field("modules", &self.module_names())
             .field("in_flight", &self.in_flight.len())
             .finish()
     }
@@ -58,7 +57,6 @@ impl ChainPool {
     /// compiled and initialised, or with the initialisation error.
     pub async fn start(modules: Vec<ModuleSpec>, max_workers: usize) -> Result<Self> {
         let mut pool = Self {
-            module_names: modules.iter().map(|m| m.name.clone()).collect(),
             modules,
             max_workers: max_workers.max(1),
             workers: Vec::new(),
@@ -113,8 +111,8 @@ impl ChainPool {
         self.max_workers
     }
 
-    pub fn module_names(&self) -> &[String] {
-        &self.module_names
+    pub fn module_names(&self) -> Vec<&str> {
+        self.modules.iter().map(|m| m.name.as_str()).collect()
     }
 
     /// Whether another batch may be submitted now.
