@@ -32,6 +32,8 @@ pub enum Mode {
     V1Filter,
     /// Recorded tweets from files (`replay`).
     Replay,
+    /// Bluesky's Jetstream (`bluesky`): the whole network's public posts, no account needed.
+    Bluesky,
 }
 
 impl Mode {
@@ -174,6 +176,9 @@ pub struct TwitterConfig {
     /// `replay`: where the recorded tweets are and how fast to send them.
     #[serde(default)]
     pub replay: Option<ReplayConfig>,
+    /// `bluesky`: which Jetstream instances, which collections and accounts.
+    #[serde(default)]
+    pub bluesky: BlueskyConfig,
 }
 
 /// Credentials: a bearer token; or consumer key + secret (exchanged for a bearer token, or
@@ -347,6 +352,58 @@ impl Default for ReconnectConfig {
     }
 }
 
+/// `bluesky:` (`mode: bluesky`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueskyConfig {
+    /// Jetstream instances (`wss://host`, the path `/subscribe` is added), tried in turn:
+    /// a failed or dropped connection moves to the next one (default: Bluesky's four public
+    /// instances).
+    #[serde(default = "default_jetstream_instances")]
+    pub instances: Vec<String>,
+    /// The record collections to receive (`wantedCollections`; `prefix.*` allowed; at most
+    /// 100; default `app.bsky.feed.post`). Identity and account events always come.
+    #[serde(default = "default_wanted_collections")]
+    pub wanted_collections: Vec<String>,
+    /// Only these accounts (`wantedDids`, at most 10,000; default: everyone).
+    #[serde(default)]
+    pub wanted_dids: Vec<String>,
+    /// On start, ask for the events from this long before the last record in the topic
+    /// (instances stamp `time_us` with their own clocks); what comes twice is dropped by
+    /// the dedup window (default 5s).
+    #[serde(
+        default = "d_5s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
+    pub cursor_overlap: Duration,
+}
+
+impl Default for BlueskyConfig {
+    fn default() -> Self {
+        Self {
+            instances: default_jetstream_instances(),
+            wanted_collections: default_wanted_collections(),
+            wanted_dids: Vec::new(),
+            cursor_overlap: d_5s(),
+        }
+    }
+}
+
+fn default_jetstream_instances() -> Vec<String> {
+    [
+        "wss://jetstream1.us-east.bsky.network",
+        "wss://jetstream2.us-east.bsky.network",
+        "wss://jetstream1.us-west.bsky.network",
+        "wss://jetstream2.us-west.bsky.network",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_wanted_collections() -> Vec<String> {
+    vec![tweet_model::bluesky::POST.to_string()]
+}
+
 /// `replay:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -416,8 +473,10 @@ fn is_bounding_box(b: &str) -> bool {
 impl TwitterConfig {
     /// Cross-field checks, each naming its field.
     pub fn validate(&self) -> Result<(), InvalidField> {
-        if self.mode != Mode::Replay {
-            self.check_base_url()?;
+        match self.mode {
+            Mode::Replay => {}
+            Mode::Bluesky => self.check_bluesky()?,
+            _ => self.check_base_url()?,
         }
         self.check_auth()?;
         self.check_rules()?;
@@ -455,6 +514,7 @@ impl TwitterConfig {
                     return invalid("twitter.auth", "v1.1 streams need `consumer_key`, `consumer_secret`, `access_token` and `access_token_secret` (OAuth 1.0a)");
                 }
             }
+            Mode::Bluesky => {}
             Mode::Replay => {
                 if self.replay.is_none() {
                     return invalid(
@@ -651,17 +711,61 @@ impl TwitterConfig {
     /// Credentials go only over TLS, except to this machine or where allowed; a URL never
     /// holds them (URLs are logged). The messages never repeat the URL: it may be a secret.
     fn check_base_url(&self) -> Result<(), InvalidField> {
-        const FIELD: &str = "twitter.base_url";
-        let url = match reqwest::Url::parse(&self.base_url) {
+        self.check_url("twitter.base_url", &self.base_url, "https", "http")
+    }
+
+    /// Jetstream: instances that are WebSocket URLs, limits Jetstream enforces.
+    fn check_bluesky(&self) -> Result<(), InvalidField> {
+        let b = &self.bluesky;
+        if b.instances.is_empty() {
+            return invalid(
+                "twitter.bluesky.instances",
+                "expected at least one Jetstream instance (wss://host)",
+            );
+        }
+        for url in &b.instances {
+            self.check_url("twitter.bluesky.instances", url, "wss", "ws")?;
+        }
+        if b.wanted_collections.len() > 100 {
+            return invalid(
+                "twitter.bluesky.wanted_collections",
+                "Jetstream takes at most 100",
+            );
+        }
+        if b.wanted_dids.len() > 10_000 {
+            return invalid(
+                "twitter.bluesky.wanted_dids",
+                "Jetstream takes at most 10,000",
+            );
+        }
+        if let Some(bad) = b.wanted_dids.iter().find(|d| !d.starts_with("did:")) {
+            return invalid(
+                "twitter.bluesky.wanted_dids",
+                format!("`{bad}` is not a DID (did:plc:... or did:web:...)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// A URL without credentials, query or fragment, whose `plain` scheme only goes to
+    /// loopback unless `allow_insecure_http`.
+    fn check_url(
+        &self,
+        field: &'static str,
+        url: &str,
+        secure: &str,
+        plain: &str,
+    ) -> Result<(), InvalidField> {
+        let url = match reqwest::Url::parse(url) {
             Ok(url) => url,
-            Err(e) => return invalid(FIELD, format!("not a URL ({e})")),
+            Err(e) => return invalid(field, format!("not a URL ({e})")),
         };
         if !url.username().is_empty() || url.password().is_some() {
-            return invalid(FIELD, "holds credentials (`user:password@`); give them in `twitter.auth` (secrets), since URLs are logged");
+            return invalid(field, "holds credentials (`user:password@`); give them in `twitter.auth` (secrets), since URLs are logged");
         }
         if url.query().is_some() || url.fragment().is_some() {
             return invalid(
-                FIELD,
+                field,
                 "expected no `?query` or `#fragment` (API paths are appended to it)",
             );
         }
@@ -672,13 +776,13 @@ impl TwitterConfig {
             None => false,
         };
         match url.scheme() {
-            "https" => Ok(()),
-            "http" if loopback || self.allow_insecure_http => Ok(()),
-            "http" => invalid(FIELD, format!(
-                "plain http:// to `{}` would send the credentials in clear; use https://, or set `twitter.allow_insecure_http: true` on a network you trust",
+            s if s == secure => Ok(()),
+            s if s == plain && (loopback || self.allow_insecure_http) => Ok(()),
+            s if s == plain => invalid(field, format!(
+                "plain {plain}:// to `{}` travels in clear; use {secure}://, or set `twitter.allow_insecure_http: true` on a network you trust",
                 url.host_str().unwrap_or_default()
             )),
-            other => invalid(FIELD, format!("scheme `{other}` is neither https nor http")),
+            other => invalid(field, format!("scheme `{other}` is neither {secure} nor {plain}")),
         }
     }
 

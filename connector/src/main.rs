@@ -7,11 +7,14 @@
 //! policy, drops duplicate ids, skips and counts bad input, and stops cleanly on SIGTERM.
 //!
 //! The data path: [`stream`] (or [`replay`]) -> [`framing`] -> [`message`] -> [`ingest`]
-//! (dedup, events) -> the runtime's queue, transforms and producer.
+//! (dedup, events) -> the runtime's queue, transforms and producer. `mode: bluesky` reads
+//! Bluesky's Jetstream instead ([`bluesky`]: WebSocket events -> [`ingest`]), into the same
+//! records.
 
 mod auth;
 mod backoff;
 mod billing;
+mod bluesky;
 mod config;
 mod connections;
 mod dedup;
@@ -78,6 +81,7 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
             let replay = cfg.replay.clone().expect("validated");
             replay::run(replay, cfg.max_message_bytes, ctx, ingest).await
         }
+        Mode::Bluesky => bluesky::run(cfg, ctx, ingest).await,
         _ => stream::run(cfg, ctx, ingest).await,
     }
 }

@@ -319,8 +319,8 @@ pub fn snowflake_time_ms(id: &str) -> Option<i64> {
     (n > 1 << 40).then_some(t)
 }
 
-/// Read one message.
-pub fn classify(bytes: &[u8]) -> Result<Message, BadMessage> {
+/// The message as text, if it is UTF-8 and looks like a JSON object (the parse checks the rest).
+pub fn object_text(bytes: &[u8]) -> Result<&str, BadMessage> {
     let text = std::str::from_utf8(bytes).map_err(|e| BadMessage::InvalidUtf8 {
         offset: e.valid_up_to(),
     })?;
@@ -330,6 +330,12 @@ pub fn classify(bytes: &[u8]) -> Result<Message, BadMessage> {
             Err(e) => BadMessage::Json(e.to_string()),
         });
     }
+    Ok(text)
+}
+
+/// Read one message.
+pub fn classify(bytes: &[u8]) -> Result<Message, BadMessage> {
+    let text = object_text(bytes)?;
     let env: Envelope<'_> =
         serde_json::from_str(text).map_err(|e| BadMessage::Json(e.to_string()))?;
 

@@ -129,7 +129,7 @@ impl Endpoint {
                     ("GET", "/1.1/statuses/sample.json".to_string(), false)
                 }
             }
-            Mode::Replay | Mode::Compliance => ("GET", String::new(), false),
+            Mode::Replay | Mode::Compliance | Mode::Bluesky => ("GET", String::new(), false),
         };
         let framing = if cfg.mode.is_v1() && cfg.delimited {
             Framing::Length
@@ -188,32 +188,33 @@ const RECONNECT_CAUSES: [&str; 5] = [
 ];
 
 /// One connection's metrics; labelled `partition` on a partitioned stream.
-struct StreamMetrics {
-    connected: Gauge,
+pub(crate) struct StreamMetrics {
+    pub(crate) connected: Gauge,
     /// `/ready` waits for every connection.
-    ready: Ready,
-    backoff: FloatGauge,
-    keepalives: Counter,
-    stalls: Counter,
-    connects: Counter,
+    pub(crate) ready: Ready,
+    pub(crate) backoff: FloatGauge,
+    pub(crate) keepalives: Counter,
+    pub(crate) stalls: Counter,
+    pub(crate) connects: Counter,
     /// Seconds from a connection's end to the next one's start.
-    without_stream: FloatCounter,
+    pub(crate) without_stream: FloatCounter,
     /// Tweets from before a reconnection that X sent again and were new here.
-    recovered: Counter,
+    pub(crate) recovered: Counter,
     partition: Option<String>,
     ctx: SourceContext,
 }
 
 impl StreamMetrics {
-    fn new(ctx: &SourceContext, partition: Option<String>) -> Self {
+    /// The metrics of one connection to `stream` ("X stream", "Bluesky Jetstream").
+    pub(crate) fn new(ctx: &SourceContext, stream: &str, partition: Option<String>) -> Self {
         let m = &ctx.metrics;
         let l: Vec<(&str, &str)> = partition
             .as_deref()
             .map(|p| vec![("partition", p)])
             .unwrap_or_default();
         let what = match &partition {
-            Some(p) => format!("X stream connected (partition {p})"),
-            None => "X stream connected".to_string(),
+            Some(p) => format!("{stream} connected (partition {p})"),
+            None => format!("{stream} connected"),
         };
         let metrics = Self {
             connected: m.gauge_with("connected", &l, "1 while a stream connection is open"),
@@ -246,7 +247,7 @@ impl StreamMetrics {
         metrics
     }
 
-    fn reconnect(&self, cause: &str) {
+    pub(crate) fn reconnect(&self, cause: &str) {
         self.reconnects(cause).inc();
     }
 
@@ -380,7 +381,7 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
     let stall = cfg.stall_timeout();
     let mut backoff = Backoff::new(cfg.reconnect.clone());
     let mut decoder = Decoder::new(endpoint.framing, cfg.max_message_bytes);
-    let m = StreamMetrics::new(ctx, endpoint.partition.clone());
+    let m = StreamMetrics::new(ctx, "X stream", endpoint.partition.clone());
     let mut delay = Duration::ZERO;
     let mut first = true;
     // `DELETE /2/connections/all` is tried once per run of refusals, not in a loop.

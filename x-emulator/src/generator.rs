@@ -117,7 +117,7 @@ const HASHTAGS: &[&str] = &[
     "MondayMotivation",
     "Música",
 ];
-const NAMES: &[&str] = &[
+pub(crate) const NAMES: &[&str] = &[
     "Ada",
     "Grace",
     "Linus",

@@ -12,6 +12,8 @@
 //!   keep-alives; [`faults`]: HTTP errors, stalls, truncation, in-band disconnects, drips,
 //!   malformed, invalid UTF-8, huge and duplicate messages, phantom connections;
 //! - [`corpus`]: recorded payloads streamed byte for byte, or [`generator`]'s realistic tweets;
+//! - [`jetstream`]: Bluesky's Jetstream (`/subscribe`, a WebSocket): a deterministic timeline
+//!   of posts and other events, cursor replay, instances with clock skew, the same fault plans;
 //! - the connection log: every attempt with its time and every tweet id it carried.
 //!
 //! Modules depend one way: `server` -> `stream` -> `state`.
@@ -19,6 +21,7 @@
 pub mod corpus;
 pub mod faults;
 pub mod generator;
+pub mod jetstream;
 pub mod oauth;
 mod query;
 pub mod rules;
@@ -28,5 +31,6 @@ pub mod stream;
 
 pub use corpus::{Corpus, Dialect};
 pub use faults::{ConnectionPlan, End, Inject, Injection};
+pub use jetstream::JetstreamConfig;
 pub use server::Emulator;
 pub use state::{ConnectionRecord, Credentials, EmulatorConfig};

@@ -8,7 +8,7 @@ pub fn param(query: &str, name: &str) -> Option<String> {
         .map(percent_decode)
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -154,6 +154,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/oauth2/token", post(token))
         .route("/1.1/statuses/sample.json", get(v1_stream))
         .route("/1.1/statuses/filter.json", get(v1_stream).post(v1_stream))
+        .route("/subscribe", get(crate::jetstream::subscribe))
         .route("/_emulator/log", get(control_log))
         .route("/_emulator/plans", post(control_plans))
         .with_state(shared)

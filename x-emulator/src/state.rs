@@ -65,6 +65,8 @@ pub struct EmulatorConfig {
     /// The app's rule limits: how many rules, how many characters each (default
     /// pay-per-use: 1,000 of 1,024; enterprise: 25,000 of 2,048).
     pub rule_limits: (usize, usize),
+    /// The Bluesky Jetstream network `/subscribe` serves.
+    pub jetstream: crate::jetstream::JetstreamConfig,
 }
 
 impl EmulatorConfig {
@@ -84,6 +86,7 @@ impl EmulatorConfig {
             rules_page_size: 1000,
             ignore_dry_run: false,
             rule_limits: (1000, 1024),
+            jetstream: Default::default(),
         }
     }
 }
@@ -137,6 +140,8 @@ pub struct Shared {
     pub(crate) phantom_until: Mutex<Option<Instant>>,
     /// Bumped by `DELETE /2/connections/all`: every open stream ends.
     pub(crate) terminate_all: tokio::sync::watch::Sender<u64>,
+    /// The Jetstream timeline this instance serves.
+    pub(crate) jetstream: crate::jetstream::Timeline,
 }
 
 fn dialect_index(d: Dialect) -> usize {
@@ -166,7 +171,9 @@ impl Shared {
             rules.add(&adds, false);
         }
         let plans = config.plans.iter().cloned().collect();
+        let jetstream = crate::jetstream::Timeline::new(&config.jetstream, now_ms() * 1000);
         Self {
+            jetstream,
             config,
             started: Instant::now(),
             cursors: [AtomicU64::new(0), AtomicU64::new(0)],

@@ -1,13 +1,14 @@
 //! # tweet-model
 //!
-//! One view of a tweet over the two API dialects (v1.1 statuses and v2 stream messages) and
-//! the project's shaped record. Used by the `tweet-filter` and `tweet-shape` SmartModules (in
+//! One view of a tweet over the two API dialects (v1.1 statuses and v2 stream messages), and
+//! of a Bluesky post (Jetstream), and the project's shaped record. Used by the `tweet-filter` and `tweet-shape` SmartModules (in
 //! wasm) and natively by their tests and benchmarks, so the logic exists once.
 //!
 //! - [`shape::shape`]: raw v1.1, raw v2 or shaped bytes -> [`Shaped`] (or `None` for non-tweets);
 //! - [`filter::Filter`]: the filter parameters and their predicate;
 //! - [`raw`]: the borrowed, typed reading of the raw dialects; [`text`], [`time`]: helpers.
 
+pub mod bluesky;
 pub mod filter;
 pub mod raw;
 pub mod shape;

@@ -95,6 +95,13 @@ pub struct V1Status<'a> {
     /// Enterprise v1.1 payloads: `{initial_tweet_id, edit_tweet_ids}`.
     #[serde(borrow, default)]
     pub edit_history: Option<V1EditHistory<'a>>,
+    // Bluesky Jetstream: `{did, time_us, kind, commit}`
+    #[serde(borrow, default)]
+    pub did: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub time_us: Option<i64>,
+    #[serde(borrow, default)]
+    pub commit: Option<crate::bluesky::Commit<'a>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

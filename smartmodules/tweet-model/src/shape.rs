@@ -33,7 +33,7 @@ pub struct Shaped {
     pub geo: Geo,
     pub metrics: Option<Metrics>,
     pub matching_rules: Vec<Rule>,
-    /// `v1.1` or `v2`.
+    /// `v1.1`, `v2` or `bluesky`.
     pub source_api: String,
     /// The ids of every version of the post, oldest first, this one among them (X's
     /// `edit_history_tweet_ids`); empty when the input has none.
@@ -159,6 +159,9 @@ pub fn is_shaped(text: &str) -> bool {
 }
 
 fn from_message(msg: &Message<'_>) -> Option<Shaped> {
+    if let (Some(commit), Some(did)) = (&msg.commit, &msg.did) {
+        return crate::bluesky::from_commit(did, msg.time_us, commit);
+    }
     if let Some(data) = &msg.data {
         return from_v2(data, msg.includes.as_ref(), msg);
     }
@@ -194,7 +197,7 @@ fn strings<T>(items: Option<&[T]>, pick: impl Fn(&T) -> Option<&str>) -> Vec<Str
 
 impl Kind {
     /// What a post is, from what it refers to (a retweet first: it may quote or reply too).
-    fn of(retweets: bool, quotes: bool, replies: bool) -> Self {
+    pub(crate) fn of(retweets: bool, quotes: bool, replies: bool) -> Self {
         if retweets {
             Kind::Retweet
         } else if quotes {

@@ -49,6 +49,19 @@ struct Args {
     /// A v2 rule present at start, `value` or `value=>tag` (repeatable).
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<String>,
+    /// Bluesky Jetstream (`ws://ADDR/subscribe`): events the network publishes per second.
+    #[arg(long, default_value_t = 200.0)]
+    jetstream_rate: f64,
+    /// Bluesky Jetstream: stop after this many events (silence afterwards).
+    #[arg(long)]
+    jetstream_limit: Option<u64>,
+    /// Bluesky Jetstream: when event 0 was published (Unix µs); emulators given the same
+    /// value are instances of one network (default: this emulator's start).
+    #[arg(long)]
+    jetstream_epoch_us: Option<i64>,
+    /// Bluesky Jetstream: this instance's clock skew (µs), added to each `time_us`.
+    #[arg(long, default_value_t = 0)]
+    jetstream_skew_us: i64,
     #[arg(
         long,
         env = "EMULATOR_BEARER_TOKEN",
@@ -103,6 +116,12 @@ async fn main() -> anyhow::Result<()> {
     config.max_connections = args.max_connections;
     config.random_chunks = !args.whole_chunks;
     config.record_ids = !args.no_id_log;
+    config.jetstream = x_emulator::JetstreamConfig {
+        rate: args.jetstream_rate,
+        limit: args.jetstream_limit,
+        epoch_us: args.jetstream_epoch_us,
+        skew_us: args.jetstream_skew_us,
+    };
     config.credentials = Credentials {
         bearer_token: args.bearer_token,
         consumer_key: args.consumer_key,

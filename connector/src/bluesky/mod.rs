@@ -1,0 +1,246 @@
+//! `mode: bluesky`: Bluesky's Jetstream, the whole network's public events as JSON over a
+//! WebSocket, no account needed. Connect to an instance with `wantedCollections`,
+//! `wantedDids` and a `cursor`, hand each event to [`Ingest`] (posts keyed by at-uri,
+//! deduplicated; deletes, updates, identity and account events to the events topic), and
+//! survive everything the X streams survive, by the same reconnect policy and stall timer.
+//!
+//! Nothing is lost or written twice across a reconnect, an instance failover or a restart:
+//! every connection resumes from the `time_us` of the last event read (at start, from the
+//! last record in the topic, minus `cursor_overlap`, since instances' clocks differ), and the
+//! dedup window, seeded at start with the keys of the topic's last records, drops what comes
+//! again (size it above `cursor_overlap` times the event rate). The connector pings the
+//! instance; a connection silent past the stall timeout (no event, no pong) is dropped. A
+//! failed or dropped connection moves to the next instance, `cursor_overlap` earlier.
+
+mod event;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use connector_runtime::source::QueueClosed;
+use connector_runtime::SourceContext;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::{self, Message as Frame};
+
+use crate::backoff::{is_fatal_status, Backoff, Failure};
+use crate::config::{BlueskyConfig, TwitterConfig};
+use crate::ingest::{Ingest, Next};
+use crate::stream::StreamMetrics;
+
+/// The URL of a subscription to `instance` from `cursor` (Unix µs); the instance skips
+/// events over `max_bytes` (`maxMessageSizeBytes`).
+fn subscribe_url(
+    instance: &str,
+    b: &BlueskyConfig,
+    max_bytes: usize,
+    cursor: Option<i64>,
+) -> Result<url::Url> {
+    let mut url = url::Url::parse(instance)?;
+    url.set_path(&format!("{}/subscribe", url.path().trim_end_matches('/')));
+    {
+        let mut q = url.query_pairs_mut();
+        for c in &b.wanted_collections {
+            q.append_pair("wantedCollections", c);
+        }
+        for d in &b.wanted_dids {
+            q.append_pair("wantedDids", d);
+        }
+        q.append_pair("maxMessageSizeBytes", &max_bytes.to_string());
+        if let Some(c) = cursor {
+            q.append_pair("cursor", &c.to_string());
+        }
+    }
+    Ok(url)
+}
+
+/// How a connection ended.
+enum Ended {
+    Shutdown,
+    Failed(Failure, String),
+}
+
+/// Read Jetstream until shutdown (Ok) or a configuration error (Err).
+pub async fn run(cfg: TwitterConfig, ctx: SourceContext, mut ingest: Ingest) -> Result<()> {
+    let b = &cfg.bluesky;
+    let stall = cfg.stall_timeout();
+    let m = StreamMetrics::new(&ctx, "Bluesky Jetstream", None);
+    let mut backoff = Backoff::new(cfg.reconnect.clone());
+    // Where a restart takes up: shortly before the last record in the topic.
+    let overlap_us = b.cursor_overlap.as_micros() as i64;
+    let mut cursor = ingest.last_tweet_ms.map(|ms| ms * 1000 - overlap_us);
+    let mut instance = 0;
+    loop {
+        let url = subscribe_url(&b.instances[instance], b, cfg.max_message_bytes, cursor)?;
+        tracing::info!(instance = %b.instances[instance], cursor, "connecting to Jetstream");
+        m.connects.inc();
+        let ended = read(
+            &url,
+            stall,
+            &ctx,
+            &mut ingest,
+            &mut backoff,
+            &mut cursor,
+            &m,
+        )
+        .await;
+        m.connected.set(0);
+        m.ready.set(false);
+        let (failure, reason) = match ended {
+            Ok(Ended::Shutdown) | Err(QueueClosed) => return Ok(()),
+            Ok(Ended::Failed(Failure::Http { status }, reason)) if is_fatal_status(status) => {
+                return Err(anyhow!(
+                    "Jetstream instance {} refused the subscription: {reason}",
+                    b.instances[instance]
+                ));
+            }
+            Ok(Ended::Failed(failure, reason)) => (failure, reason),
+        };
+        if backoff
+            .max_attempts()
+            .is_some_and(|max| backoff.consecutive + 1 >= max)
+        {
+            return Err(anyhow!(
+                "giving up after {} failed attempts in a row; last: {reason}",
+                backoff.consecutive + 1
+            ));
+        }
+        let delay = backoff.next_delay(&failure, SystemTime::now());
+        m.reconnect(failure.cause());
+        if b.instances.len() > 1 {
+            // The next instance's clock is not this one's: ask again from a little earlier.
+            instance = (instance + 1) % b.instances.len();
+            cursor = cursor.map(|c| c - overlap_us);
+        }
+        tracing::warn!(cause = failure.cause(), %reason, next_instance = %b.instances[instance], next_attempt_in = ?delay, "Jetstream connection ended");
+        m.backoff.set(delay.as_secs_f64());
+        let ended_at = Instant::now();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+        }
+        m.backoff.set(0.0);
+        m.without_stream.add(ended_at.elapsed().as_secs_f64());
+    }
+}
+
+/// One connection: connect, then read events into the ingest until it ends.
+async fn read(
+    url: &url::Url,
+    stall: Duration,
+    ctx: &SourceContext,
+    ingest: &mut Ingest,
+    backoff: &mut Backoff,
+    cursor: &mut Option<i64>,
+    m: &StreamMetrics,
+) -> Result<Ended, QueueClosed> {
+    let connect = tokio::time::timeout(stall, tokio_tungstenite::connect_async(url.as_str()));
+    let mut ws = tokio::select! {
+        r = connect => match r {
+            Err(_) => return Ok(Ended::Failed(Failure::Network, format!("no handshake within {stall:?}"))),
+            Ok(Err(tungstenite::Error::Http(resp))) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                let failure = match status {
+                    420 | 429 => Failure::RateLimited { reset_at: None },
+                    _ => Failure::Http { status },
+                };
+                return Ok(Ended::Failed(failure, format!("HTTP {status}: {}", body.trim())));
+            }
+            Ok(Err(e)) => return Ok(Ended::Failed(Failure::Network, e.to_string())),
+            Ok(Ok((ws, _))) => ws,
+        },
+        _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
+    };
+    m.connected.set(1);
+    m.ready.set(true);
+    let mut delivered = false;
+    let mut last_frame = Instant::now();
+    let mut ping = tokio::time::interval(stall / 3);
+    loop {
+        let frame = tokio::select! {
+            _ = ctx.shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return Ok(Ended::Shutdown);
+            }
+            _ = tokio::time::sleep_until((last_frame + stall).into()) => {
+                m.stalls.inc();
+                let why = format!("stall: no event and no pong for {stall:?}");
+                return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
+            }
+            _ = ping.tick() => {
+                if let Err(e) = ws.send(Frame::Ping(Bytes::new())).await {
+                    return Ok(Ended::Failed(Failure::Dropped { delivered }, e.to_string()));
+                }
+                continue;
+            }
+            f = ws.next() => f,
+        };
+        last_frame = Instant::now();
+        let text = match frame {
+            None => {
+                return Ok(Ended::Failed(
+                    Failure::Dropped { delivered },
+                    "connection closed".into(),
+                ))
+            }
+            Some(Err(e)) => {
+                return Ok(Ended::Failed(Failure::Dropped { delivered }, e.to_string()))
+            }
+            Some(Ok(Frame::Close(frame))) => {
+                let why = frame
+                    .map(|f| format!("closed by the instance: {} {}", f.code, f.reason))
+                    .unwrap_or_else(|| "closed by the instance".into());
+                return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
+            }
+            Some(Ok(Frame::Text(text))) => Bytes::from(text),
+            Some(Ok(Frame::Binary(_))) => {
+                ingest.m.error("unexpected_binary");
+                tracing::warn!("skipped a binary (compressed?) Jetstream message: this connector asks for JSON");
+                continue;
+            }
+            Some(Ok(_)) => continue, // ping, pong
+        };
+        match event::classify(&text) {
+            Ok(e) => {
+                *cursor = Some(e.time_us);
+                let post = matches!(e.message, crate::message::Message::Tweet { .. });
+                if let Next::Reconnect(why) = ingest.handle(text, Ok(e.message)).await? {
+                    return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
+                }
+                if post && !delivered {
+                    delivered = true;
+                    backoff.delivered();
+                }
+            }
+            Err(bad) => {
+                ingest.handle(text, Err(bad)).await?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subscription_url_carries_collections_dids_and_cursor() {
+        let b = BlueskyConfig {
+            wanted_dids: vec!["did:plc:a".into()],
+            ..BlueskyConfig::default()
+        };
+        let url =
+            subscribe_url("wss://jetstream1.us-east.bsky.network", &b, 1024, Some(17)).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "wss://jetstream1.us-east.bsky.network/subscribe?wantedCollections=app.bsky.feed.post&wantedDids=did%3Aplc%3Aa&maxMessageSizeBytes=1024&cursor=17"
+        );
+        let url =
+            subscribe_url("ws://127.0.0.1:9/js/", &BlueskyConfig::default(), 9, None).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "ws://127.0.0.1:9/js/subscribe?wantedCollections=app.bsky.feed.post&maxMessageSizeBytes=9"
+        );
+    }
+}
