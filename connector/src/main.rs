@@ -63,12 +63,19 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
     }
     if cfg.dedup_window > 0 && cfg.mode != Mode::Replay {
         let recent = ctx
-            .recent_records(cfg.dedup_window.min(DEDUP_SEED_MAX))
+            .last_records(cfg.dedup_window.min(DEDUP_SEED_MAX), false)
             .await?;
-        let keys: Vec<Vec<u8>> = recent.iter().map(|(k, _)| k.clone()).collect();
+        let keys: Vec<Vec<u8>> = recent
+            .iter()
+            .filter_map(|r| r.key.as_ref().map(|k| k.to_vec()))
+            .collect();
         let seeded = ingest.seed_dedup(&keys);
         // Where the topic ends is where a restart takes up the stream (backfill, recovery).
-        ingest.last_tweet_ms = recent.iter().map(|(_, t)| *t).filter(|t| *t > 0).max();
+        ingest.last_tweet_ms = recent
+            .iter()
+            .filter_map(|r| r.timestamp_ms)
+            .filter(|t| *t > 0)
+            .max();
         tracing::info!(
             seeded,
             last_tweet_ms = ingest.last_tweet_ms,
@@ -81,7 +88,11 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
             let replay = cfg.replay.clone().expect("validated");
             replay::run(replay, cfg.max_message_bytes, ctx, ingest).await
         }
-        Mode::Bluesky => bluesky::run(cfg, ctx, ingest).await,
+        Mode::Bluesky => {
+            let last = ctx.last_records(bluesky::RESUME_SCAN, true).await?;
+            let resume_ms = bluesky::resume_ms(&last);
+            bluesky::run(cfg, ctx, ingest, resume_ms).await
+        }
         _ => stream::run(cfg, ctx, ingest).await,
     }
 }

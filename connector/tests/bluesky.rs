@@ -190,3 +190,102 @@ fn a_restart_takes_up_from_the_last_record_in_the_topic() {
     let second = emu.log().last().unwrap().query.clone();
     assert!(second.contains("cursor="), "the restart resumed: {second}");
 }
+
+/// Through the project's SmartModules into a real Fluvio topic, stopped and restarted twice:
+/// the topic holds shaped posts (no `time_us` in them, and Fluvio's stamps are later than
+/// the events), and still every English post is there once, in order.
+#[test]
+fn filtered_and_shaped_into_fluvio_restarts_lose_and_repeat_nothing() {
+    let Some(env) = testkit::fluvio::FluvioEnv::find_or_skip("Bluesky into Fluvio") else {
+        return;
+    };
+    let Some((filter, shape)) = testkit::tweet_smartmodules_or_skip("Bluesky into Fluvio") else {
+        return;
+    };
+    let net = network(1000.0, 6000);
+    let emu = instance(&net, 0);
+    let topic = env.unique_topic("bluesky");
+    let transforms = format!(
+        "transforms:\n  - uses: {}\n    with:\n      languages: [en]\n  - uses: {}\n",
+        filter.display(),
+        shape.display()
+    );
+    let config = with_topic(
+        &config_yaml(
+            "https://unused.example",
+            &format!(
+                "  mode: bluesky\n  bluesky:\n    instances: [ws://{}]\n    cursor_overlap: 200ms\n{FAST_RECONNECT}",
+                emu.addr
+            ),
+            &transforms,
+        ),
+        &topic,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let t = Duration::from_secs(60);
+    let metric = |name: &str| {
+        testkit::metrics_socket(&dir.path().join("m.sock"))[name]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    for _ in 0..2 {
+        let mut proc = start_into_fluvio(&env, &config, &dir);
+        testkit::wait_for("posts handed over", t, || {
+            (metric("tweets_total") >= 800).then_some(())
+        });
+        proc.signal(15);
+        assert_eq!(proc.wait_timeout(t).code(), Some(0), "{}", proc.output());
+        let _ = std::fs::remove_file(dir.path().join("m.sock"));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let mut proc = start_into_fluvio(&env, &config, &dir);
+    let last_post = posts(&net).pop().unwrap();
+    testkit::wait_for("the last post sent", t, || {
+        emu.log()
+            .last()
+            .unwrap()
+            .sent
+            .contains(&last_post)
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    proc.signal(15);
+    assert_eq!(proc.wait_timeout(t).code(), Some(0), "{}", proc.output());
+    let timeline = Timeline::new(&net, 0);
+    // The first start takes up the network live, where it is when connected.
+    let first = emu.log()[0].sent[0].clone();
+    let expected: Vec<String> = (0..6000)
+        .map(|i| timeline.event(i))
+        .filter(|e| e.collection == Some(POST) && e.key.is_some())
+        .skip_while(|e| e.key.as_deref() != Some(first.as_str()))
+        .filter(|e| {
+            let shaped = tweet_model::shape(e.json.as_bytes()).unwrap().unwrap();
+            shaped.lang.as_deref() == Some("en")
+        })
+        .filter_map(|e| e.key)
+        .collect();
+    let got: Vec<String> = env
+        .consume_values(&topic, 0)
+        .iter()
+        .map(|v| {
+            let t: serde_json::Value = serde_json::from_str(v).expect("shaped JSON");
+            assert_eq!(t["source_api"], "bluesky");
+            assert_eq!(t["lang"], "en");
+            t["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let unique = unique_in_order(&got);
+    assert_eq!(
+        got.len(),
+        unique.len(),
+        "{} duplicates",
+        got.len() - unique.len()
+    );
+    let missing = expected.iter().filter(|k| !unique.contains(k)).count();
+    assert_eq!(missing, 0, "{missing} of {} posts missing", expected.len());
+    assert!(
+        got == expected,
+        "{} posts, not in timeline order",
+        got.len()
+    );
+}

@@ -103,22 +103,24 @@ pub async fn partition_ends(fluvio: &Fluvio, topic: &str) -> Result<HashMap<u32,
 /// The keys of the last `per_partition` records of each partition of `topic` (records without
 /// a key are left out).
 pub async fn last_keys(fluvio: &Fluvio, topic: &str, per_partition: i64) -> Result<Vec<Vec<u8>>> {
-    Ok(last_records(fluvio, topic, per_partition)
+    Ok(last_records(fluvio, topic, per_partition, false)
         .await?
         .into_iter()
-        .map(|(k, _)| k)
+        .filter_map(|r| r.key.map(|k| k.to_vec()))
         .collect())
 }
 
-/// The key and timestamp (Unix ms; -1 when none) of the last `per_partition` records of each
-/// partition of `topic` (records without a key are left out), read with a plain consumer
+/// The last `per_partition` records of each partition of `topic` (records without a key are
+/// left out), with Fluvio's timestamp (when the producer batched them, Unix ms), and their
+/// values only `with_values` (else empty: thousands of keys stay small), read with a plain consumer
 /// positioned from the end by the SPU itself (the ends the SC reports can lag right after a
 /// restart) that stops at the partition's end.
 pub async fn last_records(
     fluvio: &Fluvio,
     topic: &str,
     per_partition: i64,
-) -> Result<Vec<(Vec<u8>, i64)>> {
+    with_values: bool,
+) -> Result<Vec<crate::Record>> {
     use futures_util::StreamExt;
     let mut keys = Vec::new();
     let partitions: Vec<u32> = partition_ends(fluvio, topic).await?.into_keys().collect();
@@ -145,7 +147,16 @@ pub async fn last_records(
             match next {
                 Some(Ok(r)) => {
                     if let Some(k) = r.key() {
-                        keys.push((k.to_vec(), r.timestamp()));
+                        let value = if with_values {
+                            bytes::Bytes::copy_from_slice(r.value())
+                        } else {
+                            bytes::Bytes::new()
+                        };
+                        keys.push(crate::Record {
+                            key: Some(bytes::Bytes::copy_from_slice(k)),
+                            value,
+                            timestamp_ms: Some(r.timestamp()),
+                        });
                     }
                 }
                 Some(Err(e)) => {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -82,21 +83,12 @@ impl SourceContext {
         self.side.open(topic, &self.metrics).await
     }
 
-    /// The keys of the last records of the connector's topic (at most `n` per partition; in
-    /// capture mode, of the capture file): what a restart must not write again (a backfill
-    /// re-delivers up to minutes of tweets).
-    pub async fn recent_keys(&self, n: usize) -> Result<Vec<Vec<u8>>> {
-        Ok(self
-            .recent_records(n)
-            .await?
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect())
-    }
-
-    /// The keys and timestamps (Unix ms, -1 when none) of the last records of the topic, as
-    /// [`SourceContext::recent_keys`]: also where a restart takes up the stream.
-    pub async fn recent_records(&self, n: usize) -> Result<Vec<(Vec<u8>, i64)>> {
+    /// The last records of the connector's topic (at most `n` per partition; in capture
+    /// mode, of the capture file), their values only `with_values`: what a restart must not
+    /// write again (a backfill re-delivers up to minutes of tweets), and where it takes up
+    /// the stream. Their timestamp is Fluvio's (when produced); in capture mode, the record's
+    /// own event time.
+    pub async fn last_records(&self, n: usize, with_values: bool) -> Result<Vec<Record>> {
         match (&self.side.capture, &self.side.fluvio, &self.side.meta) {
             (Some(path), _, _) => {
                 if !path.exists() || path == std::path::Path::new("/dev/null") {
@@ -107,11 +99,17 @@ impl SourceContext {
                 Ok(records
                     .into_iter()
                     .skip(skip)
-                    .filter_map(|r| r.key.map(|k| (k.to_vec(), r.timestamp_ms.unwrap_or(-1))))
+                    .filter(|r| r.key.is_some())
+                    .map(|mut r| {
+                        if !with_values {
+                            r.value = Bytes::new();
+                        }
+                        r
+                    })
                     .collect())
             }
             (None, Some(fluvio), Some(meta)) => {
-                cluster::last_records(fluvio, &meta.topic.name, n as i64).await
+                cluster::last_records(fluvio, &meta.topic.name, n as i64, with_values).await
             }
             _ => Ok(Vec::new()),
         }

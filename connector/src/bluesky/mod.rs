@@ -13,6 +13,9 @@
 //! failed or dropped connection moves to the next instance, `cursor_overlap` earlier.
 
 mod event;
+mod resume;
+
+pub use resume::{resume_ms, RESUME_SCAN};
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,14 +64,26 @@ enum Ended {
 }
 
 /// Read Jetstream until shutdown (Ok) or a configuration error (Err).
-pub async fn run(cfg: TwitterConfig, ctx: SourceContext, mut ingest: Ingest) -> Result<()> {
+pub async fn run(
+    cfg: TwitterConfig,
+    ctx: SourceContext,
+    mut ingest: Ingest,
+    resume_ms: Option<i64>,
+) -> Result<()> {
     let b = &cfg.bluesky;
     let stall = cfg.stall_timeout();
     let m = StreamMetrics::new(&ctx, "Bluesky Jetstream", None);
     let mut backoff = Backoff::new(cfg.reconnect.clone());
     // Where a restart takes up: shortly before the last record in the topic.
     let overlap_us = b.cursor_overlap.as_micros() as i64;
-    let mut cursor = ingest.last_tweet_ms.map(|ms| ms * 1000 - overlap_us);
+    let mut cursor = resume_ms.map(|ms| ms * 1000 - overlap_us);
+    if let Some(c) = cursor {
+        tracing::info!(
+            cursor = c,
+            "resuming from the last records in the topic, {:?} earlier",
+            b.cursor_overlap
+        );
+    }
     let mut instance = 0;
     loop {
         let url = subscribe_url(&b.instances[instance], b, cfg.max_message_bytes, cursor)?;
