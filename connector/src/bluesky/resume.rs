@@ -51,7 +51,7 @@ mod tests {
     fn the_event_time_wins_over_the_later_stamp() {
         let raw = r#"{"did":"did:plc:a","time_us":1000000000,"kind":"commit","commit":{"operation":"create","collection":"app.bsky.feed.post","rkey":"k","record":{}}}"#;
         // Produced a minute after the event (a backlog): resume from the event.
-        assert_eq!(resume_ms(&[record(raw, 61_000)]), Some(1_000_000));
+        assert_eq!(resume_ms(&[record(raw, 1_060_000)]), Some(1_000_000));
         let shaped = |created: i64| {
             let mut t = tweet_model::shape(
                 r#"{"did":"did:plc:a","time_us":1,"kind":"commit","commit":{"operation":"create","collection":"app.bsky.feed.post","rkey":"k","record":{"text":"x"}}}"#.as_bytes(),
