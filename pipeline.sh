@@ -16,6 +16,8 @@
 #   PIPELINE_RUN_DIR          where run state goes
 #   PIPELINE_BIN_DIR          use connector binaries built already (skips the release build)
 #   PIPELINE_DEPLOY           cdk (default when cdk is on PATH: cdk deploy start) or binary
+#   PIPELINE_SOURCE           x (default: Connector.yaml) or bluesky (Bluesky.yaml, on the
+#                             emulator's Jetstream: posts instead of tweets, same record)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
@@ -28,6 +30,12 @@ emulator_port=${PIPELINE_EMULATOR_PORT:-8089}
 source_metrics=${PIPELINE_METRICS_PORT:-9101}
 bridge_metrics=$((source_metrics + 1))
 watch_secs=${PIPELINE_WATCH_SECS:-20}
+source_kind=${PIPELINE_SOURCE:-x}
+case "$source_kind" in
+  x) stream_label="X stream"; unit=tweets ;;
+  bluesky) stream_label="Bluesky"; unit=posts ;;
+  *) echo "PIPELINE_SOURCE is x or bluesky, not '$source_kind'" >&2; exit 2 ;;
+esac
 fluvio=${FLUVIO_BIN_DIR:+$FLUVIO_BIN_DIR/}fluvio
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -137,7 +145,14 @@ fi
 
 # The source: the shipped Connector.yaml, pointed at the emulator when offline.
 secrets="$run/secrets.env"
-if [ -n "${TWITTER_BEARER_TOKEN:-}" ]; then
+if [ "$source_kind" = bluesky ]; then
+  say "offline mode: the emulator's Bluesky Jetstream publishes realistic generated posts for as long as it runs (deploy Bluesky.yaml as it is for the real network)"
+  nohup "$bin/x-emulator" --addr "127.0.0.1:$emulator_port" --jetstream-rate 40 >"$run/emulator.log" 2>&1 &
+  echo $! >"$run/emulator.pid"
+  : >"$secrets"
+  sed 's|^    wanted_collections: \[app.bsky.feed.post\]|    instances: [ws://127.0.0.1:'"$emulator_port"']\n&|' Bluesky.yaml >"$run/source.yaml"
+  grep -q "instances: \[ws://127.0.0.1:$emulator_port\]" "$run/source.yaml" || { echo "Bluesky.yaml: no wanted_collections line to point at the emulator" >&2; exit 1; }
+elif [ -n "${TWITTER_BEARER_TOKEN:-}" ]; then
   say "live mode: the X API with your bearer token"
   printf 'TWITTER_BEARER_TOKEN=%s\n' "$TWITTER_BEARER_TOKEN" >"$secrets"
   cp Connector.yaml "$run/source.yaml"
@@ -227,8 +242,8 @@ for _ in $(seq 1 $(( (watch_secs + 1) / 2 ))); do
   reconnects=$(pick "$s" twitter_source_reconnects_total)
   errors=$(( $(pick "$s" twitter_source_errors_total) + $(pick "$s" twitter_source_transform_errors_total) + $(pick "$b" kafka_bridge_sink_dead_lettered_total) ))
   br=$(pick "$b" kafka_bridge_sink_records_mirrored_total); lag=$(pick "$b" kafka_bridge_sink_in_flight)
-  printf '  X stream %6s tweets (%4s/s, $%s at pay-per-use, %s reconnects) | SmartModules: %6s kept, %6s filtered out | Kafka: %6s mirrored (%4s/s), %s in flight | %s errors\n' \
-    "$src" $(( (src - prev_src) / 2 )) "$spend" "$reconnects" "$prod" "$filt" "$br" $(( (br - prev_br) / 2 )) "$lag" "$errors"
+  printf '  %s %6s %s (%4s/s, $%s at pay-per-use, %s reconnects) | SmartModules: %6s kept, %6s filtered out | Kafka: %6s mirrored (%4s/s), %s in flight | %s errors\n' \
+    "$stream_label" "$src" "$unit" $(( (src - prev_src) / 2 )) "$spend" "$reconnects" "$prod" "$filt" "$br" $(( (br - prev_br) / 2 )) "$lag" "$errors"
   prev_src=$src; prev_br=$br
 done
 say "what the ML consumer receives from Kafka topic tweets (5 records):"
@@ -236,5 +251,5 @@ timeout 120 "$cache/venv/bin/python" consumer/ml_consumer.py --brokers "$brokers
   || { check_alive; echo "no 5 records reached Kafka in 120 s: see the logs in $run" >&2; exit 1; }
 check_alive
 s=$(scrape "$source_metrics"); b=$(scrape "$bridge_metrics")
-say "counts per stage so far: X stream $(pick "$s" twitter_source_tweets_total) tweets -> SmartModules kept $(pick "$s" twitter_source_records_produced_total), filtered out $(pick "$s" twitter_source_records_filtered_total) -> Fluvio topic tweets -> Kafka mirrored $(pick "$b" kafka_bridge_sink_records_mirrored_total) -> ML consumer read 5"
+say "counts per stage so far: $stream_label $(pick "$s" twitter_source_tweets_total) $unit -> SmartModules kept $(pick "$s" twitter_source_records_produced_total), filtered out $(pick "$s" twitter_source_records_filtered_total) -> Fluvio topic tweets -> Kafka mirrored $(pick "$b" kafka_bridge_sink_records_mirrored_total) -> ML consumer read 5"
 say "still running: fluvio consume tweets | python consumer/ml_consumer.py | ./pipeline.sh --stop"

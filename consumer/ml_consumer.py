@@ -45,6 +45,7 @@ def features(record: dict) -> dict:
         "verified": author.get("verified"),
         "hour_utc": None if created_ms is None else (created_ms // 3_600_000) % 24,
         "interests": sorted({r.get("tag") for r in record.get("matching_rules") or [] if r.get("tag")}),
+        "source": record.get("source_api"),
     }
 
 
@@ -58,7 +59,7 @@ def parse(value: bytes) -> dict:
 
 
 COLUMNS = ["id", "fluvio_offset", "lang", "kind", "tokens", "chars", "hashtags", "n_mentions", "n_urls",
-           "has_media", "log_followers", "verified", "hour_utc", "interests"]
+           "has_media", "log_followers", "verified", "hour_utc", "interests", "source"]
 
 
 class CsvBatch:

@@ -900,6 +900,7 @@ mod tests {
         let root = testkit::workspace_root();
         let shipped = [
             root.join("Connector.yaml"),
+            root.join("Bluesky.yaml"),
             root.join("compose/source.yaml"),
         ];
         let examples = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path());
@@ -929,6 +930,18 @@ mod tests {
         assert!(parse("mode: sample\n")
             .unwrap_err()
             .starts_with("twitter.auth"));
+        // Bluesky: WebSocket instances, plain ws:// only to this machine, DIDs that are DIDs.
+        assert!(parse("mode: bluesky\n").is_ok(), "the defaults are valid");
+        for (yaml, says) in [
+            ("instances: []", "at least one"),
+            ("instances: [https://jetstream.example]", "neither wss nor ws"),
+            ("instances: [ws://jetstream.example]", "travels in clear"),
+            ("wanted_dids: [alice.bsky.social]", "`alice.bsky.social` is not a DID"),
+        ] {
+            let e = parse(&format!("mode: bluesky\nbluesky: {{{yaml}}}\n")).unwrap_err();
+            assert!(e.starts_with("twitter.bluesky.") && e.contains(says), "{yaml}: {e}");
+        }
+        assert!(parse("mode: bluesky\nbluesky: {instances: [ws://127.0.0.1:8089]}\n").is_ok());
         assert!(parse("mode: sample10\nauth: {bearer_token: t}\n")
             .unwrap_err()
             .starts_with("twitter.partition"));

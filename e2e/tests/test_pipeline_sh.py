@@ -121,6 +121,28 @@ def test_pipeline_runs_shows_records_and_stops_what_it_started(pipeline_env):
     assert fluvio_answers(env)
 
 
+def test_pipeline_on_bluesky_carries_posts_into_kafka_as_the_same_record(pipeline_env):
+    """`PIPELINE_SOURCE=bluesky ./pipeline.sh`: the emulator's Jetstream, Bluesky.yaml's filter and
+    shape, the bridge, and the ML consumer reading posts in the record tweets have."""
+    env = dict(pipeline_env, PIPELINE_SOURCE="bluesky")
+    run = pathlib.Path(env["PIPELINE_RUN_DIR"])
+    out = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
+    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(run.glob("*.log")))
+    assert out.returncode == 0, f"{out.stdout}\n{out.stderr}\n{logs}"
+    posts = [int(m) for m in re.findall(r"Bluesky\s+(\d+) posts", out.stdout)]
+    assert len(posts) == 3 and posts[-1] > 0, out.stdout
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 5, out.stdout
+    for r in records:
+        assert r["id"].startswith("at://did:plc:") and r["source"] == "bluesky", r
+        assert r["lang"] in ("en", "es", "fr", "pt"), r  # Bluesky.yaml's filter
+    assert "instances: [ws://127.0.0.1:" in (run / "source.yaml").read_text()
+    stop = subprocess.run(["bash", str(SCRIPT), "--stop"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert stop.returncode == 0, stop
+    assert pids(run) == {}
+
+
 def test_missing_prerequisites_are_named_with_how_to_get_them(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
