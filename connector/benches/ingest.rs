@@ -7,6 +7,9 @@
 //! 2. Resident memory at a steady 6,000 tweets/s (the firehose average).
 //! 3. With a Fluvio cluster: the connector's ingest rate into a topic versus
 //!    `fluvio produce -f` of the same tweets, and versus `curl -N <emulator> | fluvio produce`.
+//! 4. Bluesky (`mode: bluesky`): Jetstream posts decoded per CPU-second against v2 tweets in
+//!    the same run, and (with Fluvio) the latency from Jetstream's stamp to Fluvio's
+//!    confirmation at 10,000 events/s against the same at 1,000 events/s.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,19 +30,101 @@ fn emulator(limit: u64, rate: f64) -> Emulator {
     Emulator::start_background(c).expect("emulator")
 }
 
-fn config(dir: &std::path::Path, url: &str, mode: &str, topic: &str) -> std::path::PathBuf {
+/// The `twitter:` section for an X `mode` against the emulator at `url`.
+fn x_section(url: &str, mode: &str) -> String {
     let auth = if mode.starts_with("v1") {
         "  auth: {consumer_key: emulator-consumer-key, consumer_secret: emulator-consumer-secret, access_token: emulator-access-token, access_token_secret: emulator-access-token-secret}\n"
     } else {
         "  auth: {bearer_token: emulator-bearer-token}\n"
     };
-    let p = dir.join(format!("{mode}.yaml"));
+    format!("  mode: {mode}\n  base_url: {url}\n  dedup_window: 100000\n{auth}")
+}
+
+/// The `twitter:` section for the emulator's Jetstream at `emu`.
+fn bluesky_section(emu: &Emulator) -> String {
+    format!(
+        "  mode: bluesky\n  bluesky: {{instances: [\"ws://{}\"]}}\n  dedup_window: 100000\n",
+        emu.addr
+    )
+}
+
+fn config(dir: &std::path::Path, section: &str, topic: &str) -> std::path::PathBuf {
+    let p = dir.join("config.yaml");
     std::fs::write(
         &p,
-        format!("meta: {{name: bench, type: twitter-source, version: 0.1.0, topic: {topic}, producer: {{linger: 10ms, batch-size: \"512 KB\"}}}}\ntwitter:\n  mode: {mode}\n  base_url: {url}\n  dedup_window: 100000\n{auth}"),
+        format!("meta: {{name: bench, type: twitter-source, version: 0.1.0, topic: {topic}, producer: {{linger: 10ms, batch-size: \"512 KB\"}}}}\ntwitter:\n{section}"),
     )
     .unwrap();
     p
+}
+
+/// The emulator's Jetstream: `limit` events at `rate` a second (0: as fast as read), the
+/// first published 1.5 s from now (the connector is connected by then).
+fn jetstream(limit: u64, rate: f64) -> Emulator {
+    let mut c = EmulatorConfig::new(Corpus::generated(1_700_000_000_000));
+    c.record_ids = false;
+    c.jetstream = x_emulator::JetstreamConfig {
+        rate,
+        limit: Some(limit),
+        epoch_us: Some(connector_runtime::now_ms() * 1000 + 1_500_000),
+        skew_us: 0,
+    };
+    Emulator::start_background(c).expect("emulator")
+}
+
+/// The `q` quantile (ms) of a Prometheus histogram in `text`, as the upper bound of the bucket
+/// it falls in, and the number of observations.
+fn histogram_quantile(text: &str, name: &str, q: f64) -> (f64, u64) {
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map(|b| b.1).unwrap_or(0);
+    let want = (total as f64 * q).ceil() as u64;
+    let bound = buckets
+        .iter()
+        .find(|(_, n)| *n >= want.max(1))
+        .map(|(le, _)| *le * 1000.0)
+        .unwrap_or(f64::NAN);
+    (bound, total)
+}
+
+/// The connector on the emulator's Jetstream at `rate` events/s into a Fluvio topic for 12 s:
+/// the p50 and p99 (ms) from Jetstream's stamp to Fluvio's confirmation, and how many.
+fn jetstream_latency(env: &testkit::fluvio::FluvioEnv, rate: f64) -> (f64, f64, u64) {
+    let emu = jetstream((rate * 30.0) as u64, rate);
+    let dir = tempfile::tempdir().unwrap();
+    let topic = env.unique_topic("bench-bluesky");
+    let cfg = config(dir.path(), &bluesky_section(&emu), &topic);
+    let port = testkit::free_port();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .envs(env.profile_env())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500 + 12_000));
+    let text = testkit::http_get(&format!("127.0.0.1:{port}"), "/metrics").unwrap_or_default();
+    testkit::signal(&child, 15);
+    let _ = child.wait();
+    let name = "twitter_source_event_to_fluvio_seconds";
+    let (p50, n) = histogram_quantile(&text, name, 0.5);
+    let (p99, _) = histogram_quantile(&text, name, 0.99);
+    (p50, p99, n)
 }
 
 fn pinned(core: usize, program: &str) -> Command {
@@ -71,17 +156,16 @@ struct Rate {
     tweets_per_cpu_sec: f64,
 }
 
-/// Run the connector until it handed over `n` tweets.
+/// Run the connector (its `twitter:` section) until it handed over `n` tweets.
 fn connector_rate(
-    emu: &Emulator,
-    mode: &str,
+    section: &str,
     n: u64,
     capture: &str,
     extra_env: &[(String, String)],
     topic: &str,
 ) -> Rate {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &emu.base_url(), mode, topic);
+    let cfg = config(dir.path(), section, topic);
     let mut cmd = pinned(1, BIN);
     cmd.arg("--config")
         .arg(&cfg)
@@ -158,12 +242,19 @@ fn main() {
         .unwrap_or(300_000u64);
     println!("== twitter-source ingest ({n} tweets per run, connector pinned to core 1) ==");
 
+    let mut v2_per_cpu = f64::NAN;
     for (mode, dialect, path) in [
         ("v1-sample", "v1.1", "/1.1/statuses/sample.json"),
         ("sample", "v2", "/2/tweets/sample/stream"),
     ] {
         let emu = emulator(n, 0.0);
-        let rate = connector_rate(&emu, mode, n, "/dev/null", &[], "tweets");
+        let rate = connector_rate(
+            &x_section(&emu.base_url(), mode),
+            n,
+            "/dev/null",
+            &[],
+            "tweets",
+        );
         let base_emu = emulator(n, 0.0);
         let curl = if dialect == "v2" {
             curl_rate(
@@ -182,6 +273,9 @@ fn main() {
                 "Authorization: Bearer emulator-bearer-token",
             )
         };
+        if dialect == "v2" {
+            v2_per_cpu = rate.tweets_per_cpu_sec;
+        }
         // The emulator, on the other core, can be the limit of the wall-clock rate (v1.1: it
         // sends ~3 KB tweets at ~250 MB/s); the target is per core, so the connector's own CPU
         // time is what counts.
@@ -214,11 +308,49 @@ fn main() {
         });
     }
 
+    // Bluesky: Jetstream posts (four events in five are posts; the instance filters the rest
+    // out) against v2 tweets, per CPU-second of the connector.
+    {
+        let emu = jetstream(n, 0.0);
+        let rate = connector_rate(
+            &bluesky_section(&emu),
+            n * 3 / 4,
+            "/dev/null",
+            &[],
+            "tweets",
+        );
+        report(&Figure {
+            stage: "source",
+            what: "decode Bluesky Jetstream posts per CPU-second of the connector",
+            value: rate.tweets_per_cpu_sec,
+            unit: "posts/s",
+            baseline_what: "v2 tweets per CPU-second (same run)",
+            baseline: v2_per_cpu,
+            target: "-",
+        });
+        report(&Figure {
+            stage: "source",
+            what: &format!(
+                "decode Bluesky Jetstream posts/s, wall clock ({:.1} MB/s)",
+                rate.mb_per_sec
+            ),
+            value: rate.tweets_per_sec,
+            unit: "posts/s",
+            baseline_what: "target (Jetstream's whole network, all events)",
+            baseline: 10_000.0,
+            target: "-",
+        });
+    }
+
     // Resident memory at the firehose average, 6,000 tweets/s, for 20 s.
     {
         let emu = emulator(6000 * 25, 6000.0);
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), &emu.base_url(), "v1-sample", "tweets");
+        let cfg = config(
+            dir.path(),
+            &x_section(&emu.base_url(), "v1-sample"),
+            "tweets",
+        );
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&cfg)
@@ -254,10 +386,31 @@ fn main() {
     let Some(env) = testkit::fluvio::FluvioEnv::find_or_skip("source ingest into Fluvio") else {
         return;
     };
+    let (p50_low, p99_low, _) = jetstream_latency(&env, 1_000.0);
+    let (p50, p99, seen) = jetstream_latency(&env, 10_000.0);
+    for (q, value, base) in [("p50", p50, p50_low), ("p99", p99, p99_low)] {
+        report(&Figure {
+            stage: "source",
+            what: &format!("Bluesky latency {q}, Jetstream stamp -> Fluvio confirmation, 10000 events/s ({seen} posts; histogram bucket bound)"),
+            value,
+            unit: "ms",
+            baseline_what: "the same at 1000 events/s",
+            baseline: base,
+            target: "-",
+        });
+    }
+
     let m = (n / 3).max(50_000);
     let topic = env.unique_topic("bench-src");
     let emu = emulator(m, 0.0);
-    let rate = connector_rate(&emu, "sample", m, "", &env.profile_env(), &topic).tweets_per_sec;
+    let rate = connector_rate(
+        &x_section(&emu.base_url(), "sample"),
+        m,
+        "",
+        &env.profile_env(),
+        &topic,
+    )
+    .tweets_per_sec;
     let dir = tempfile::tempdir().unwrap();
     let corpus = Corpus::generated(1_700_000_000_000);
     let file = dir.path().join("tweets.jsonl");

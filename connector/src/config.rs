@@ -934,12 +934,21 @@ mod tests {
         assert!(parse("mode: bluesky\n").is_ok(), "the defaults are valid");
         for (yaml, says) in [
             ("instances: []", "at least one"),
-            ("instances: [https://jetstream.example]", "neither wss nor ws"),
+            (
+                "instances: [https://jetstream.example]",
+                "neither wss nor ws",
+            ),
             ("instances: [ws://jetstream.example]", "travels in clear"),
-            ("wanted_dids: [alice.bsky.social]", "`alice.bsky.social` is not a DID"),
+            (
+                "wanted_dids: [alice.bsky.social]",
+                "`alice.bsky.social` is not a DID",
+            ),
         ] {
             let e = parse(&format!("mode: bluesky\nbluesky: {{{yaml}}}\n")).unwrap_err();
-            assert!(e.starts_with("twitter.bluesky.") && e.contains(says), "{yaml}: {e}");
+            assert!(
+                e.starts_with("twitter.bluesky.") && e.contains(says),
+                "{yaml}: {e}"
+            );
         }
         assert!(parse("mode: bluesky\nbluesky: {instances: [ws://127.0.0.1:8089]}\n").is_ok());
         assert!(parse("mode: sample10\nauth: {bearer_token: t}\n")

@@ -81,7 +81,7 @@ def wait_for(predicate, timeout: float):
 def test_the_readme_cdk_commands_as_written(cdk_env, tmp_path):
     env = cdk_env
     starts = readme_commands("cdk deploy")
-    assert len(starts) == 2 and all(" start --config " in c for c in starts), starts
+    assert len(starts) == 3 and all(" start --config " in c for c in starts), starts
     register = readme_commands("scripts/register-smartmodules.sh")
     assert register, "the README registers the SmartModules before deploying"
     out = run(env, register[0], timeout=300)
@@ -100,7 +100,8 @@ def test_the_readme_cdk_commands_as_written(cdk_env, tmp_path):
     made_secrets = not secrets.exists()
     if made_secrets:
         secrets.write_text("TWITTER_BEARER_TOKEN=a-token-the-test-made\n")
-    names = {"Connector.yaml": "twitter-tweets", "kafka-bridge/config.yaml": "kafka-bridge"}
+    names = {"Connector.yaml": "twitter-tweets", "kafka-bridge/config.yaml": "kafka-bridge",
+             "Bluesky.yaml": "bluesky-posts"}
     try:
         for command in starts:
             out = run(env, command, timeout=BUILD_TIMEOUT)
@@ -116,6 +117,9 @@ def test_the_readme_cdk_commands_as_written(cdk_env, tmp_path):
         assert log.returncode == 0 and "a-token-the-test-made" not in log.stdout, log
         bridge_log = run(env, "cdk deploy log --name kafka-bridge").stdout
         assert "kafka" in bridge_log.lower(), bridge_log
+        # The Bluesky source tries the public Jetstream instances (unreachable here), in turn.
+        assert wait_for(lambda: "jetstream" in run(env, "cdk deploy log --name bluesky-posts").stdout.lower(), 20)
+        assert listed(env)["bluesky-posts"] == "Running"
         assert listed(env)["twitter-tweets"] == "Running", log.stdout
 
         for name in names.values():
@@ -140,7 +144,7 @@ def test_the_readme_cdk_commands_as_written(cdk_env, tmp_path):
 def test_the_config_comments_say_the_readme_commands():
     """The cdk commands in the configs' comments are the README's (which the test above runs)."""
     readme = set(readme_commands("cdk deploy"))
-    for config in ("Connector.yaml", "kafka-bridge/config.yaml"):
+    for config in ("Connector.yaml", "kafka-bridge/config.yaml", "Bluesky.yaml"):
         said = [line.lstrip("# ").strip() for line in (ROOT / config).read_text().splitlines()
                 if line.startswith("#") and "cdk deploy" in line]
         assert said and set(said) <= readme, (config, said, readme)

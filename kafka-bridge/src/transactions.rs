@@ -100,6 +100,9 @@ const PRE_FLUSH: Duration = Duration::from_millis(20);
 
 /// librdkafka's own flush: what lingers is sent at once, and it returns as soon as every
 /// delivery is in (or after `timeout`).
+/// How long a metadata request made while deliveries wait may take.
+const METADATA_NUDGE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn flush_now(producer: &FutureProducer<AuthWatch>, timeout: Duration) -> Result<(), KafkaError> {
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: `producer` keeps its librdkafka handle alive for the call, and rd_kafka_flush
@@ -296,6 +299,18 @@ impl Transactions {
             }
             if reported.elapsed() >= CALL_TIMEOUT {
                 tracing::warn!(waited = ?started.elapsed(), outstanding = self.producer.in_flight_count(), "Kafka has not acknowledged the transaction's records yet (a broker away?); waiting");
+                // After a broker hung and came back, librdkafka can keep a partition whose
+                // leader it lost (`new leader -1 not found in cache`) and its records queued
+                // for good; asking for metadata makes it look for the leader again.
+                if let Err(e) = blocking(&self.producer, |p| {
+                    p.client()
+                        .fetch_metadata(None, METADATA_NUDGE_TIMEOUT)
+                        .map(|_| ())
+                })
+                .await
+                {
+                    tracing::debug!(error = %e, "metadata request while deliveries wait");
+                }
                 reported = std::time::Instant::now();
             }
             let _ = blocking(&self.producer, |p| flush_now(p, FLUSH_STEP)).await;

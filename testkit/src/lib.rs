@@ -78,6 +78,22 @@ pub fn metrics_socket(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&buf).unwrap_or(serde_json::Value::Null)
 }
 
+/// The response (head and body) to `GET path` on `addr` (a connector's metrics endpoint);
+/// `None` when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 /// A Python interpreter with the test packages (`confluent-kafka`, `jsonschema`), from the
 /// venv the test command makes; `None` when it is not there.
 pub fn python() -> Option<PathBuf> {

@@ -97,3 +97,14 @@ pub fn corpus(generated: u64) -> Vec<String> {
     }
     out
 }
+
+/// `n` events of the emulator's Bluesky Jetstream (posts, reposts, likes, deletes, identity
+/// and account events), as the source stores them.
+pub fn jetstream_corpus(n: u64) -> Vec<String> {
+    let network = x_emulator::JetstreamConfig {
+        epoch_us: Some(1_764_000_000_000_000),
+        ..Default::default()
+    };
+    let timeline = x_emulator::jetstream::Timeline::new(&network, 0);
+    (0..n).map(|i| timeline.event(i).json).collect()
+}

@@ -42,6 +42,51 @@ fn shaped(value: &Value) -> Option<Shaped> {
 }
 
 #[test]
+fn bluesky_posts_filter_and_shape_in_wasm_as_natively() {
+    let test = "Bluesky parity";
+    let Some(mut shape_c) = shape_chain(test) else {
+        return;
+    };
+    let params = [("languages", "en"), ("exclude_replies", "true")];
+    let Some(mut filter_c) = filter_chain(test, &params) else {
+        return;
+    };
+    let filter = Filter::from_params(
+        &params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+    .unwrap();
+    let (mut posts, mut kept) = (0, 0);
+    for line in jetstream_corpus(400) {
+        let native = shape(line.as_bytes()).unwrap();
+        let engine = run(&mut shape_c, line.as_bytes()).unwrap();
+        match &native {
+            Some(n) => {
+                posts += 1;
+                assert_eq!(n.source_api, "bluesky");
+                let e: Shaped = serde_json::from_slice(&engine[0]).unwrap();
+                assert_eq!(&e, n);
+            }
+            None => assert!(engine.is_empty(), "not a post: dropped"),
+        }
+        let keep = native.as_ref().is_some_and(|t| filter.matches(t));
+        let out = run(&mut filter_c, line.as_bytes()).unwrap();
+        assert_eq!(!out.is_empty(), keep, "filter disagrees on {line}");
+        kept += usize::from(keep);
+    }
+    assert!(
+        (300..=360).contains(&posts),
+        "{posts} posts and reposts in 400 events"
+    );
+    assert!(
+        kept > 0 && kept < posts,
+        "the filter keeps some and drops some ({kept})"
+    );
+}
+
+#[test]
 fn native_and_engine_agree_on_every_payload() {
     let Some(mut shape_c) = shape_chain("parity over the corpus") else {
         return;
@@ -113,6 +158,7 @@ fn shaped_records_validate_against_the_json_schema() {
     let dir = tempfile_dir();
     let records: Vec<String> = corpus(300)
         .iter()
+        .chain(&jetstream_corpus(300))
         .filter_map(|l| shape(l.as_bytes()).unwrap())
         .map(|t| serde_json::to_string(&t).unwrap())
         .collect();
