@@ -114,6 +114,19 @@ impl Backoff {
     pub fn max_attempts(&self) -> Option<u32> {
         self.cfg.max_attempts
     }
+
+    /// An error when the attempt about to fail (for `reason`) is the last `max_attempts`
+    /// allows.
+    pub fn give_up(&self, reason: &str) -> Option<anyhow::Error> {
+        let attempts = self.consecutive + 1;
+        self.max_attempts()
+            .is_some_and(|max| attempts >= max)
+            .then(|| {
+                anyhow::anyhow!(
+                    "giving up after {attempts} failed attempts in a row; last: {reason}"
+                )
+            })
+    }
 }
 
 fn exponential(initial: Duration, attempt: u32, max: Duration) -> Duration {

@@ -1,8 +1,8 @@
 //! # twitter-source
 //!
 //! A Fluvio source connector for the Twitter/X streaming API: v2 filtered (with rules), sample
-//! and sample10 streams, v1.1 sample and filter streams (OAuth 1.0a), and replay of recorded
-//! tweet archives. Each tweet becomes one record keyed by its id, its value the message exactly
+//! and sample10 streams, v1.1 sample and filter streams (OAuth 1.0a), replay of recorded
+//! tweet archives, and Bluesky's Jetstream. Each tweet becomes one record keyed by its id, its value the message exactly
 //! as received. It survives every disconnect, stall and rate limit by X's official reconnect
 //! policy, drops duplicate ids, skips and counts bad input, and stops cleanly on SIGTERM.
 //!

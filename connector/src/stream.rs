@@ -459,14 +459,8 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
         if failure == (Failure::Dropped { delivered: true }) {
             cleared_stale = false;
         }
-        if backoff
-            .max_attempts()
-            .is_some_and(|max| backoff.consecutive + 1 >= max)
-        {
-            return Err(anyhow!(
-                "giving up after {} failed attempts in a row; last: {reason}",
-                backoff.consecutive + 1
-            ));
+        if let Some(e) = backoff.give_up(&reason) {
+            return Err(e);
         }
         delay = backoff.next_delay(&failure, SystemTime::now());
         m.reconnect(failure.cause());

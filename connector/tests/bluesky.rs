@@ -71,23 +71,22 @@ fn expect_exactly(
     let metrics = run.metrics();
     assert_eq!(run.stop(), 0, "{}", run.output());
     let records = run.records();
-    let got = keys(&records);
-    let unique = unique_in_order(&got);
-    assert_eq!(
-        got.len(),
-        unique.len(),
-        "{} duplicates",
-        got.len() - unique.len()
-    );
-    let missing: Vec<&String> = expected.iter().filter(|k| !unique.contains(k)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} posts missing, first {:?}",
-        missing.len(),
-        missing.first()
-    );
-    assert_eq!(got, expected, "the posts in timeline order");
+    assert_each_once_in_order(&keys(&records), expected);
     (records, metrics)
+}
+
+/// `got` is `expected`: none missing, none twice, in order (counted, then compared).
+fn assert_each_once_in_order(got: &[String], expected: &[String]) {
+    let unique = unique_in_order(got);
+    let twice = got.len() - unique.len();
+    assert_eq!(twice, 0, "{twice} posts written twice");
+    let missing = expected.iter().filter(|k| !unique.contains(k)).count();
+    assert_eq!(missing, 0, "{missing} of {} posts missing", expected.len());
+    assert!(
+        got == expected,
+        "{} posts, not in timeline order",
+        got.len()
+    );
 }
 
 #[test]
@@ -179,14 +178,7 @@ fn a_restart_takes_up_from_the_last_record_in_the_topic() {
     let wait = (end_us - connector_runtime::now_ms() * 1000).max(0) as u64;
     std::thread::sleep(Duration::from_micros(wait));
     assert_eq!(run.stop(), 0, "{}", run.output());
-    let got = keys(&run.records());
-    let unique = unique_in_order(&got);
-    assert_eq!(
-        got.len(),
-        unique.len(),
-        "no post written twice across the restart"
-    );
-    assert_eq!(unique, expected, "none missing");
+    assert_each_once_in_order(&keys(&run.records()), &expected);
     let second = emu.log().last().unwrap().query.clone();
     assert!(second.contains("cursor="), "the restart resumed: {second}");
 }
@@ -274,18 +266,5 @@ fn filtered_and_shaped_into_fluvio_restarts_lose_and_repeat_nothing() {
             t["id"].as_str().unwrap().to_string()
         })
         .collect();
-    let unique = unique_in_order(&got);
-    assert_eq!(
-        got.len(),
-        unique.len(),
-        "{} duplicates",
-        got.len() - unique.len()
-    );
-    let missing = expected.iter().filter(|k| !unique.contains(k)).count();
-    assert_eq!(missing, 0, "{missing} of {} posts missing", expected.len());
-    assert!(
-        got == expected,
-        "{} posts, not in timeline order",
-        got.len()
-    );
+    assert_each_once_in_order(&got, &expected);
 }

@@ -111,14 +111,8 @@ pub async fn run(
             }
             Ok(Ended::Failed(failure, reason)) => (failure, reason),
         };
-        if backoff
-            .max_attempts()
-            .is_some_and(|max| backoff.consecutive + 1 >= max)
-        {
-            return Err(anyhow!(
-                "giving up after {} failed attempts in a row; last: {reason}",
-                backoff.consecutive + 1
-            ));
+        if let Some(e) = backoff.give_up(&reason) {
+            return Err(e);
         }
         let delay = backoff.next_delay(&failure, SystemTime::now());
         m.reconnect(failure.cause());

@@ -23,6 +23,15 @@ fn filter_chain(test: &str, params: &[(&str, &str)]) -> Option<TransformChain> {
     )
 }
 
+/// The filter of these parameters, natively.
+fn native_filter(params: &[(&str, &str)]) -> Filter {
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Filter::from_params(&params).unwrap()
+}
+
 /// Shape natively and, when built, through the engine: both must agree.
 fn shaped(value: &Value) -> Option<Shaped> {
     let bytes = serde_json::to_vec(value).unwrap();
@@ -51,13 +60,7 @@ fn bluesky_posts_filter_and_shape_in_wasm_as_natively() {
     let Some(mut filter_c) = filter_chain(test, &params) else {
         return;
     };
-    let filter = Filter::from_params(
-        &params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-    .unwrap();
+    let filter = native_filter(&params);
     let (mut posts, mut kept) = (0, 0);
     for line in jetstream_corpus(400) {
         let native = shape(line.as_bytes()).unwrap();
@@ -95,13 +98,7 @@ fn native_and_engine_agree_on_every_payload() {
     let Some(mut filter_c) = filter_chain("parity over the corpus", &params) else {
         return;
     };
-    let filter = Filter::from_params(
-        &params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-    .unwrap();
+    let filter = native_filter(&params);
     let corpus = corpus(300);
     assert!(corpus.len() >= 600);
     let (mut shaped_n, mut kept) = (0, 0);
