@@ -68,6 +68,7 @@ fn jetstream(limit: u64, rate: f64) -> Emulator {
         limit: Some(limit),
         epoch_us: Some(connector_runtime::now_ms() * 1000 + 1_500_000),
         skew_us: 0,
+        zstd_dictionary: None,
     };
     Emulator::start_background(c).expect("emulator")
 }

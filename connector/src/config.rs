@@ -376,6 +376,11 @@ pub struct BlueskyConfig {
         deserialize_with = "connector_runtime::units::duration"
     )]
     pub cursor_overlap: Duration,
+    /// Ask for compressed events (`compress=true`: each one zstd with Jetstream's dictionary,
+    /// fewer bytes on the wire) and read them with this dictionary file (Jetstream publishes
+    /// it; default: plain JSON).
+    #[serde(default)]
+    pub zstd_dictionary: Option<PathBuf>,
 }
 
 impl Default for BlueskyConfig {
@@ -385,6 +390,7 @@ impl Default for BlueskyConfig {
             wanted_collections: default_wanted_collections(),
             wanted_dids: Vec::new(),
             cursor_overlap: d_5s(),
+            zstd_dictionary: None,
         }
     }
 }

@@ -20,6 +20,7 @@ fn network(rate: f64, limit: u64) -> JetstreamConfig {
         limit: Some(limit),
         epoch_us: Some(connector_runtime::now_ms() * 1000 + 1_500_000),
         skew_us: 0,
+        zstd_dictionary: None,
     }
 }
 
@@ -113,6 +114,31 @@ fn posts_are_keyed_by_at_uri_and_shape_into_the_ml_record() {
     assert!(
         !log[0].query.contains("cursor="),
         "the first start has no cursor"
+    );
+}
+
+#[test]
+fn compressed_events_are_read_with_the_dictionary() {
+    let dictionary = x_emulator::jetstream::train_dictionary(2000);
+    let mut net = network(2000.0, 1500);
+    net.zstd_dictionary = Some(std::sync::Arc::new(dictionary.clone()));
+    let emu = instance(&net, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let dict = dir.path().join("zstd_dictionary");
+    std::fs::write(&dict, &dictionary).unwrap();
+    let config = config(&[&emu], "").replace(
+        "    cursor_overlap: 200ms\n",
+        &format!(
+            "    cursor_overlap: 200ms\n    zstd_dictionary: {}\n",
+            dict.display()
+        ),
+    );
+    let mut run = Run::start(&config);
+    expect_exactly(&mut run, &posts(&net));
+    assert!(
+        emu.log()[0].query.contains("compress=true"),
+        "{}",
+        emu.log()[0].query
     );
 }
 

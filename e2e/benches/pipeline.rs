@@ -7,7 +7,11 @@
 //!   Kafka's append (`LogAppendTime`), and the resident memory of each process;
 //! - the bridge alone at 6,000 records/s: Fluvio record time -> Kafka append (the source's
 //!   records carry the tweet's time, so only records produced here measure the bridge);
-//! - the highest sustained end-to-end rate (the emulator unpaced), and the source's own.
+//! - the highest sustained end-to-end rate (the emulator unpaced), and the source's own;
+//! - `BENCH_ONLY=replay`: a generated archive of 1,000,000 tweets (`BENCH_REPLAY`; v1.1 and
+//!   v2, real-sized) replayed at full speed through tweet-filter and tweet-shape into Fluvio
+//!   and mirrored into Kafka, against `fluvio produce -f` then `fluvio consume -B -d | kcat -P`
+//!   of the same file, counted at both ends, with each process's resident memory.
 //!
 //! It runs the connectors' release binaries as they are: `./bench.sh` builds them first (its
 //! `cargo bench -p twitter-source` and `-p kafka-bridge-sink`); alone, run
@@ -573,6 +577,14 @@ fn main() {
         report_memory(&end_to_end(&env, &broker, 6000.0, 6000 * 20));
         return;
     }
+    if only == "replay" {
+        let n = std::env::var("BENCH_REPLAY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        replay_archive(&env, &broker, n);
+        return;
+    }
     if only == "bridge" {
         println!("== bridge through Fluvio ({n} records per run) ==");
         bridge_vs_pipe(&env, &broker, n);
@@ -711,4 +723,127 @@ fn unpaced_pipeline(env: &FluvioEnv, broker: &str, n: u64) {
         baseline: fast.sent as f64 / fast.span_secs,
         target: ">= 100000",
     });
+}
+
+/// An archive of `n` generated tweets, v1.1 and v2 in turn, one per line: the tweets
+/// tweet-filter (`exclude_retweets`) keeps, in the file's order.
+fn write_archive(path: &std::path::Path, n: u64) -> u64 {
+    use std::io::Write;
+    let gen = x_emulator::generator::Generator::new(connector_runtime::now_ms() - n as i64);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut kept = 0;
+    for seq in 0..n {
+        let line = if seq % 2 == 0 {
+            gen.v1(seq)
+        } else {
+            gen.v2(seq)
+        };
+        out.write_all(line.as_bytes()).unwrap();
+        out.write_all(b"\n").unwrap();
+        kept += u64::from(gen.facts(seq).kind != x_emulator::generator::Kind::Retweet);
+    }
+    out.flush().unwrap();
+    kept
+}
+
+/// The archive replayed through the pipeline, against `fluvio produce -f` then
+/// `fluvio consume -B -d | kcat -P`: seconds to the last record in Kafka, records there.
+fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
+    println!("== a {n}-tweet archive replayed into Kafka ==");
+    let (filter, shape) = testkit::tweet_smartmodules_or_skip("replay bench")
+        .expect("./bench.sh builds the SmartModules");
+    let run = Run::new();
+    let archive = run.dir.path().join("archive.jsonl");
+    let kept = write_archive(&archive, n);
+    let mb = std::fs::metadata(&archive).unwrap().len() as f64 / 1e6;
+    warm_up_transactions(env, broker);
+
+    let topic = env.unique_topic("bench-replay");
+    let source_cfg = format!(
+        "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bench-replay\n  type: twitter-source\n  topic: {topic}\n  producer:\n    linger: 20ms\n    batch-size: \"512 KB\"\ntransforms:\n  - uses: {}\n    with:\n      exclude_retweets: \"true\"\n  - uses: {}\ntwitter:\n  mode: replay\n  dedup_window: 0\n  replay:\n    path: {}\n",
+        filter.display(),
+        shape.display(),
+        archive.display()
+    );
+    let started = Instant::now();
+    let mut source = run.spawn(env, "twitter-source", &source_cfg);
+    let mut bridge = run.spawn(
+        env,
+        "kafka-bridge-sink",
+        &log_append_bridge_config(&topic, broker, ""),
+    );
+    let (mut rss_source, mut rss_bridge) = (0.0f64, 0.0f64);
+    let (mut last, mut last_change) = (0u64, Instant::now());
+    loop {
+        run.alive("kafka-bridge-sink", &mut bridge);
+        let source_done = matches!(source.try_wait(), Ok(Some(_)));
+        if !source_done {
+            rss_source = rss_source.max(rss_mb(source.id()).unwrap_or(0.0));
+        }
+        rss_bridge = rss_bridge.max(rss_mb(bridge.id()).unwrap_or(0.0));
+        let mirrored = run.metric("kafka-bridge-sink", "records_mirrored_total");
+        if mirrored != last {
+            (last, last_change) = (mirrored, Instant::now());
+        }
+        if source_done && (mirrored >= kept || last_change.elapsed() > Duration::from_secs(20)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "replay bench stalled at {mirrored}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ours = last_change.duration_since(started).as_secs_f64();
+    stop(bridge);
+    let in_kafka = kafka_end_offset(broker, &topic).unwrap_or(-1);
+
+    // The baseline: the same file into a topic, then the topic piped into Kafka.
+    let raw = env.unique_topic("bench-replay-raw");
+    env.run(&["topic", "create", &raw]);
+    let t = Instant::now();
+    env.run(&["produce", &raw, "-f", archive.to_str().unwrap()]);
+    let produce_secs = t.elapsed().as_secs_f64();
+    let pipe_secs = pipe_seconds(env, &raw, broker, &raw).expect("kcat (./test.sh installs it)");
+    let baseline = produce_secs + pipe_secs;
+    let baseline_in_kafka = kafka_end_offset(broker, &raw).unwrap_or(-1);
+    env.run(&["topic", "delete", &topic]);
+    env.run(&["topic", "delete", &raw]);
+
+    report(&Figure {
+        stage: "pipeline",
+        what: &format!("replay of {n} tweets ({mb:.0} MB) through filter and shape into Kafka, tweets/s to the last record in Kafka ({ours:.1} s)"),
+        value: n as f64 / ours,
+        unit: "tweets/s",
+        baseline_what: &format!("fluvio produce -f ({produce_secs:.1} s) then consume -B -d | kcat -P ({pipe_secs:.1} s)"),
+        baseline: n as f64 / baseline,
+        target: ">= 1.0x",
+    });
+    report(&Figure {
+        stage: "pipeline",
+        what: &format!("replay: records in Kafka, of the {kept} the filter keeps"),
+        value: in_kafka as f64,
+        unit: "records",
+        baseline_what: &format!("the baseline's records in Kafka, of {n}"),
+        baseline: baseline_in_kafka as f64,
+        target: "-",
+    });
+    for (what, rss, target) in [
+        ("twitter-source", rss_source, 64.0),
+        ("kafka-bridge-sink", rss_bridge, 128.0),
+    ] {
+        report(&Figure {
+            stage: "pipeline",
+            what: &format!("replay: resident memory of {what}"),
+            value: rss,
+            unit: "MB",
+            baseline_what: "target",
+            baseline: target,
+            target: if target < 100.0 {
+                "<= 64 MB"
+            } else {
+                "<= 128 MB"
+            },
+        });
+    }
 }

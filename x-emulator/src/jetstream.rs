@@ -9,7 +9,8 @@
 //! sent again. Without one it starts at the live end (what is published by now).
 //!
 //! Queries: `wantedCollections` (repeatable, `prefix.*` allowed; identity and account events
-//! always pass), `wantedDids` (repeatable), `cursor`. Connection plans (the same queue as X's
+//! always pass), `wantedDids` (repeatable), `cursor`, `compress=true` (each event a binary
+//! message, zstd with the configured dictionary). Connection plans (the same queue as X's
 //! streams) answer with an HTTP status, or end the socket after `after` events: `close`
 //! (a close frame), `close_mid_message` (the TCP connection dropped) or `stall` (silence:
 //! no events, no pong).
@@ -40,6 +41,10 @@ pub struct JetstreamConfig {
     pub epoch_us: Option<i64>,
     /// This instance's clock skew, added to every `time_us` it stamps.
     pub skew_us: i64,
+    /// The zstd dictionary `compress=true` compresses each event with (Jetstream has its
+    /// own; tests train one with [`train_dictionary`]); without one, `compress=true` is
+    /// refused with 400.
+    pub zstd_dictionary: Option<Arc<Vec<u8>>>,
 }
 
 impl Default for JetstreamConfig {
@@ -49,8 +54,17 @@ impl Default for JetstreamConfig {
             limit: None,
             epoch_us: None,
             skew_us: 0,
+            zstd_dictionary: None,
         }
     }
+}
+
+/// A zstd dictionary trained on `n` events of the timeline (as Jetstream trained its own on
+/// real events), for `compress=true`.
+pub fn train_dictionary(n: u64) -> Vec<u8> {
+    let t = Timeline::new(&JetstreamConfig::default(), 1_764_000_000_000_000);
+    let samples: Vec<Vec<u8>> = (0..n).map(|i| t.event(i).json.into_bytes()).collect();
+    zstd::dict::from_samples(&samples, 32 * 1024).expect("a dictionary from the samples")
 }
 
 /// One event of the timeline.
@@ -284,6 +298,7 @@ struct Subscription {
     collections: Vec<String>,
     dids: Vec<String>,
     cursor: Option<i64>,
+    compress: bool,
 }
 
 impl Subscription {
@@ -294,11 +309,7 @@ impl Subscription {
                 "wantedCollections" => s.collections.push(v),
                 "wantedDids" => s.dids.push(v),
                 "cursor" => s.cursor = Some(v.parse().map_err(|_| format!("invalid cursor: {v}"))?),
-                "compress" if v == "true" => {
-                    return Err(
-                        "compress=true is not emulated (zstd with Jetstream's dictionary)".into(),
-                    )
-                }
+                "compress" => s.compress = v == "true",
                 _ => {}
             }
         }
@@ -336,7 +347,15 @@ pub(crate) async fn subscribe(
     ws: WebSocketUpgrade,
 ) -> Response {
     let plan = s.next_plan();
-    let sub = Subscription::parse(uri.query().unwrap_or(""));
+    let sub = Subscription::parse(uri.query().unwrap_or("")).and_then(|sub| {
+        if sub.compress && s.config.jetstream.zstd_dictionary.is_none() {
+            return Err(
+                "compress=true: this emulator has no zstd dictionary (--jetstream-zstd-dictionary)"
+                    .into(),
+            );
+        }
+        Ok(sub)
+    });
     let status = plan.status.or(sub.is_err().then_some(400));
     let conn = s.log_connection(&method, &uri, status.unwrap_or(101));
     if let Some(status) = status {
@@ -361,6 +380,14 @@ async fn session(
     sub: Subscription,
     plan: ConnectionPlan,
 ) -> &'static str {
+    // `compress=true`: each event alone, zstd with the shared dictionary (as Jetstream does).
+    let mut compressor = match (&s.config.jetstream.zstd_dictionary, sub.compress) {
+        (Some(dict), true) => match zstd::bulk::Compressor::with_dictionary(3, dict) {
+            Ok(c) => Some(c),
+            Err(_) => return "bad zstd dictionary",
+        },
+        _ => None,
+    };
     let timeline = &s.jetstream;
     let (mut tx, mut rx) = socket.split();
     // Reading answers the client's pings (queued, sent with the next write or read).
@@ -412,7 +439,14 @@ async fn session(
         if !sub.wants(&e) {
             continue;
         }
-        if tx.send(Message::Text(e.json.into())).await.is_err() {
+        let message = match compressor.as_mut() {
+            Some(c) => match c.compress(e.json.as_bytes()) {
+                Ok(z) => Message::Binary(z.into()),
+                Err(_) => break "compression failed",
+            },
+            None => Message::Text(e.json.into()),
+        };
+        if tx.send(message).await.is_err() {
             break "client left";
         }
         sent += 1;
@@ -435,6 +469,7 @@ mod tests {
             limit: Some(1000),
             epoch_us: Some(1_764_000_000_000_000),
             skew_us,
+            zstd_dictionary: None,
         };
         Timeline::new(&c, 0)
     }

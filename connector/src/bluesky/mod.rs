@@ -50,6 +50,9 @@ fn subscribe_url(
             q.append_pair("wantedDids", d);
         }
         q.append_pair("maxMessageSizeBytes", &max_bytes.to_string());
+        if b.zstd_dictionary.is_some() {
+            q.append_pair("compress", "true");
+        }
         if let Some(c) = cursor {
             q.append_pair("cursor", &c.to_string());
         }
@@ -73,6 +76,16 @@ pub async fn run(
     let b = &cfg.bluesky;
     let stall = cfg.stall_timeout();
     let m = StreamMetrics::new(&ctx, "Bluesky Jetstream", None);
+    let dictionary = match &b.zstd_dictionary {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            anyhow!(
+                "twitter.bluesky.zstd_dictionary: cannot read {}: {e}",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let mut inflate = Inflate::new(dictionary.as_deref(), cfg.max_message_bytes)?;
     let mut backoff = Backoff::new(cfg.reconnect.clone());
     // Where a restart takes up: shortly before the last record in the topic.
     let overlap_us = b.cursor_overlap.as_micros() as i64;
@@ -93,9 +106,12 @@ pub async fn run(
             &url,
             stall,
             &ctx,
-            &mut ingest,
-            &mut backoff,
-            &mut cursor,
+            Reader {
+                ingest: &mut ingest,
+                backoff: &mut backoff,
+                cursor: &mut cursor,
+                inflate: &mut inflate,
+            },
             &m,
         )
         .await;
@@ -133,16 +149,69 @@ pub async fn run(
     }
 }
 
+/// Compressed events (`compress=true`) back to JSON, with Jetstream's dictionary.
+struct Inflate {
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    max_bytes: usize,
+}
+
+impl Inflate {
+    fn new(dictionary: Option<&[u8]>, max_bytes: usize) -> Result<Self> {
+        let decompressor = match dictionary {
+            Some(d) => Some(zstd::bulk::Decompressor::with_dictionary(d).map_err(|e| {
+                anyhow!("twitter.bluesky.zstd_dictionary: not a zstd dictionary: {e}")
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            decompressor,
+            max_bytes,
+        })
+    }
+
+    /// The event in a binary message; `None` (counted, logged) when it cannot be read.
+    fn event(&mut self, data: &[u8], ingest: &Ingest) -> Option<Bytes> {
+        let Some(d) = self.decompressor.as_mut() else {
+            ingest.m.error("unexpected_binary");
+            tracing::warn!(
+                "skipped a binary Jetstream message: no zstd_dictionary to read it with"
+            );
+            return None;
+        };
+        match d.decompress(data, self.max_bytes) {
+            Ok(json) => Some(Bytes::from(json)),
+            Err(e) => {
+                ingest.m.error("bad_compression");
+                tracing::warn!(error = %e, bytes = data.len(), "skipped a compressed Jetstream message that does not decompress with the dictionary");
+                None
+            }
+        }
+    }
+}
+
+/// What a connection reads into, and the state it carries over to the next.
+struct Reader<'a> {
+    ingest: &'a mut Ingest,
+    backoff: &'a mut Backoff,
+    /// The `time_us` of the last event read.
+    cursor: &'a mut Option<i64>,
+    inflate: &'a mut Inflate,
+}
+
 /// One connection: connect, then read events into the ingest until it ends.
 async fn read(
     url: &url::Url,
     stall: Duration,
     ctx: &SourceContext,
-    ingest: &mut Ingest,
-    backoff: &mut Backoff,
-    cursor: &mut Option<i64>,
+    r: Reader<'_>,
     m: &StreamMetrics,
 ) -> Result<Ended, QueueClosed> {
+    let Reader {
+        ingest,
+        backoff,
+        cursor,
+        inflate,
+    } = r;
     let connect = tokio::time::timeout(stall, tokio_tungstenite::connect_async(url.as_str()));
     let mut ws = tokio::select! {
         r = connect => match r {
@@ -165,19 +234,23 @@ async fn read(
     m.ready.set(true);
     let mut delivered = false;
     let mut last_frame = Instant::now();
-    let mut ping = tokio::time::interval(stall / 3);
+    // One timer for pings and the stall check (a timer per event would cost more than the
+    // event): a stall is noticed within a third of `stall` of its end.
+    let mut tick = tokio::time::interval(stall / 3);
+    let shutdown = ctx.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let frame = tokio::select! {
-            _ = ctx.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 let _ = ws.close(None).await;
                 return Ok(Ended::Shutdown);
             }
-            _ = tokio::time::sleep_until((last_frame + stall).into()) => {
-                m.stalls.inc();
-                let why = format!("stall: no event and no pong for {stall:?}");
-                return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
-            }
-            _ = ping.tick() => {
+            _ = tick.tick() => {
+                if last_frame.elapsed() >= stall {
+                    m.stalls.inc();
+                    let why = format!("stall: no event and no pong for {stall:?}");
+                    return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
+                }
                 if let Err(e) = ws.send(Frame::Ping(Bytes::new())).await {
                     return Ok(Ended::Failed(Failure::Dropped { delivered }, e.to_string()));
                 }
@@ -203,11 +276,10 @@ async fn read(
                 return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
             }
             Some(Ok(Frame::Text(text))) => Bytes::from(text),
-            Some(Ok(Frame::Binary(_))) => {
-                ingest.m.error("unexpected_binary");
-                tracing::warn!("skipped a binary (compressed?) Jetstream message: this connector asks for JSON");
-                continue;
-            }
+            Some(Ok(Frame::Binary(data))) => match inflate.event(&data, ingest) {
+                Some(json) => json,
+                None => continue,
+            },
             Some(Ok(_)) => continue, // ping, pong
         };
         match event::classify(&text) {
@@ -232,6 +304,43 @@ async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_events_need_their_dictionary() {
+        let metrics = connector_runtime::metrics::Metrics::new("t");
+        let (tx, _rx) = connector_runtime::RecordSender::channel(1);
+        let ingest = Ingest::new(tx, None, 0, &metrics);
+        let ours = x_emulator::jetstream::train_dictionary(600);
+        let event =
+            br#"{"did":"did:plc:a","time_us":1,"kind":"identity","identity":{"did":"did:plc:a"}}"#;
+        let packed = zstd::bulk::Compressor::with_dictionary(3, &ours)
+            .unwrap()
+            .compress(event)
+            .unwrap();
+        let mut inflate = Inflate::new(Some(&ours), 1 << 20).unwrap();
+        assert_eq!(inflate.event(&packed, &ingest).as_deref(), Some(&event[..]));
+        let other = x_emulator::jetstream::train_dictionary(2000);
+        assert_ne!(other, ours);
+        let mut wrong = Inflate::new(Some(&other), 1 << 20).unwrap();
+        assert_eq!(wrong.event(&packed, &ingest), None);
+        assert_eq!(
+            metrics.value("errors_total", &[("kind", "bad_compression")]),
+            1
+        );
+        let mut none = Inflate::new(None, 1 << 20).unwrap();
+        assert_eq!(none.event(&packed, &ingest), None);
+        assert_eq!(
+            metrics.value("errors_total", &[("kind", "unexpected_binary")]),
+            1
+        );
+        assert!(
+            Inflate::new(Some(b"not a dictionary"), 1 << 20).is_err() || {
+                // zstd takes any bytes as a raw-content dictionary: then it reads nothing of ours.
+                let mut raw = Inflate::new(Some(b"not a dictionary"), 1 << 20).unwrap();
+                raw.event(&packed, &ingest).is_none()
+            }
+        );
+    }
 
     #[test]
     fn the_subscription_url_carries_collections_dids_and_cursor() {

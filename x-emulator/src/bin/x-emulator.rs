@@ -62,6 +62,9 @@ struct Args {
     /// Bluesky Jetstream: this instance's clock skew (µs), added to each `time_us`.
     #[arg(long, default_value_t = 0)]
     jetstream_skew_us: i64,
+    /// Bluesky Jetstream: the zstd dictionary file `compress=true` uses.
+    #[arg(long, value_name = "FILE")]
+    jetstream_zstd_dictionary: Option<PathBuf>,
     #[arg(
         long,
         env = "EMULATOR_BEARER_TOKEN",
@@ -121,6 +124,10 @@ async fn main() -> anyhow::Result<()> {
         limit: args.jetstream_limit,
         epoch_us: args.jetstream_epoch_us,
         skew_us: args.jetstream_skew_us,
+        zstd_dictionary: match &args.jetstream_zstd_dictionary {
+            Some(path) => Some(std::sync::Arc::new(std::fs::read(path)?)),
+            None => None,
+        },
     };
     config.credentials = Credentials {
         bearer_token: args.bearer_token,
