@@ -410,23 +410,61 @@ fn kafka_end_offset(broker: &str, topic: &str) -> Option<i64> {
         .ok()
 }
 
+/// The records a `read_committed` reader finds in `topic` (an end offset also counts the
+/// transactions' commit markers).
+fn kafka_count(broker: &str, topic: &str) -> Option<u64> {
+    let out = Command::new(testkit::kcat()?)
+        .args([
+            "-C",
+            "-b",
+            broker,
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-X", "isolation.level=read_committed", "-f", "x\n"])
+        .output()
+        .ok()?;
+    Some(out.stdout.iter().filter(|b| **b == b'\n').count() as u64)
+}
+
 /// Seconds `fluvio consume -B -d <topic> | kcat -P` takes to copy the topic into Kafka.
 fn pipe_seconds(env: &FluvioEnv, topic: &str, broker: &str, kafka_topic: &str) -> Option<f64> {
+    pipe(env, topic, broker, kafka_topic).and_then(|(secs, ok)| ok.then_some(secs))
+}
+
+/// `fluvio consume -B -d <topic> | kcat -P`: its seconds, and whether both ends exited well
+/// (`None` without kcat).
+fn pipe(env: &FluvioEnv, topic: &str, broker: &str, kafka_topic: &str) -> Option<(f64, bool)> {
+    let errors = std::env::temp_dir().join(format!("bench-pipe-{kafka_topic}.err"));
     let kafka = testkit::kcat_producer(broker, kafka_topic)?
         .stdin(Stdio::piped())
+        .stderr(std::fs::File::create(&errors).ok()?)
         .spawn();
     let started = Instant::now();
     let mut kafka = kafka.ok()?;
-    let status = env
+    let consumed = env
         .command()
         .args(["consume", topic, "-B", "-d", "--maxbytes", MIRROR_FETCH])
         .stdout(kafka.stdin.take().unwrap())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::options().append(true).open(&errors).ok()?)
         .status()
         .unwrap()
-        .success()
-        && kafka.wait().is_ok_and(|s| s.success());
-    status.then(|| started.elapsed().as_secs_f64())
+        .success();
+    let produced = kafka.wait().is_ok_and(|s| s.success());
+    if !(consumed && produced) {
+        let text = std::fs::read_to_string(&errors).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        println!(
+            "the pipe failed (fluvio consume ok: {consumed}, kcat ok: {produced}); last errors: {:?}",
+            tail
+        );
+    }
+    let _ = std::fs::remove_file(&errors);
+    Some((started.elapsed().as_secs_f64(), consumed && produced))
 }
 
 /// The p-th percentile (0..=100) of sorted values.
@@ -796,7 +834,7 @@ fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
     }
     let ours = last_change.duration_since(started).as_secs_f64();
     stop(bridge);
-    let in_kafka = kafka_end_offset(broker, &topic).unwrap_or(-1);
+    let in_kafka = kafka_count(broker, &topic).map_or(-1, |n| n as i64);
 
     // The baseline: the same file into a topic, then the topic piped into Kafka.
     let raw = env.unique_topic("bench-replay-raw");
@@ -804,9 +842,9 @@ fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
     let t = Instant::now();
     env.run(&["produce", &raw, "-f", archive.to_str().unwrap()]);
     let produce_secs = t.elapsed().as_secs_f64();
-    let pipe_secs = pipe_seconds(env, &raw, broker, &raw).expect("kcat (./test.sh installs it)");
+    let (pipe_secs, pipe_ok) = pipe(env, &raw, broker, &raw).expect("kcat (./test.sh installs it)");
     let baseline = produce_secs + pipe_secs;
-    let baseline_in_kafka = kafka_end_offset(broker, &raw).unwrap_or(-1);
+    let baseline_in_kafka = kafka_count(broker, &raw).map_or(-1, |n| n as i64);
     env.run(&["topic", "delete", &topic]);
     env.run(&["topic", "delete", &raw]);
 
@@ -815,7 +853,10 @@ fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
         what: &format!("replay of {n} tweets ({mb:.0} MB) through filter and shape into Kafka, tweets/s to the last record in Kafka ({ours:.1} s)"),
         value: n as f64 / ours,
         unit: "tweets/s",
-        baseline_what: &format!("fluvio produce -f ({produce_secs:.1} s) then consume -B -d | kcat -P ({pipe_secs:.1} s)"),
+        baseline_what: &format!(
+            "fluvio produce -f ({produce_secs:.1} s) then consume -B -d | kcat -P ({pipe_secs:.1} s{})",
+            if pipe_ok { "" } else { ", failed" }
+        ),
         baseline: n as f64 / baseline,
         target: ">= 1.0x",
     });
