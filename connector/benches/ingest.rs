@@ -63,13 +63,8 @@ fn config(dir: &std::path::Path, section: &str, topic: &str) -> std::path::PathB
 fn jetstream(limit: u64, rate: f64) -> Emulator {
     let mut c = EmulatorConfig::new(Corpus::generated(1_700_000_000_000));
     c.record_ids = false;
-    c.jetstream = x_emulator::JetstreamConfig {
-        rate,
-        limit: Some(limit),
-        epoch_us: Some(connector_runtime::now_ms() * 1000 + 1_500_000),
-        skew_us: 0,
-        zstd_dictionary: None,
-    };
+    c.jetstream =
+        x_emulator::JetstreamConfig::starting_in(Duration::from_millis(1500), rate, limit);
     Emulator::start_background(c).expect("emulator")
 }
 

@@ -15,13 +15,7 @@ const POST: &str = "app.bsky.feed.post";
 /// A network publishing `rate` events a second, `limit` in all, from 1.5 s from now (the
 /// connector is connected by then, so "live" is the start of the timeline).
 fn network(rate: f64, limit: u64) -> JetstreamConfig {
-    JetstreamConfig {
-        rate,
-        limit: Some(limit),
-        epoch_us: Some(connector_runtime::now_ms() * 1000 + 1_500_000),
-        skew_us: 0,
-        zstd_dictionary: None,
-    }
+    JetstreamConfig::starting_in(Duration::from_millis(1500), rate, limit)
 }
 
 fn instance(net: &JetstreamConfig, skew_us: i64) -> Emulator {

@@ -476,6 +476,18 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
     sorted[i] as f64
 }
 
+/// A source config into `topic` through tweet-filter (`exclude_retweets`) and tweet-shape,
+/// with these `producer:` settings and `twitter:` section (both indented already).
+fn filtered_and_shaped_source(name: &str, topic: &str, producer: &str, twitter: &str) -> String {
+    let (filter, shape) =
+        testkit::tweet_smartmodules_or_skip(name).expect("./bench.sh builds the SmartModules");
+    format!(
+        "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: {name}\n  type: twitter-source\n  topic: {topic}\n  producer:\n{producer}transforms:\n  - uses: {}\n    with:\n      exclude_retweets: \"true\"\n  - uses: {}\ntwitter:\n{twitter}",
+        filter.display(),
+        shape.display(),
+    )
+}
+
 /// What one end-to-end run measured.
 struct EndToEnd {
     sent: usize,
@@ -493,19 +505,20 @@ struct EndToEnd {
 /// The emulator's sample stream at `rate` tweets/s (0: unpaced) for `limit` tweets through
 /// the source (tweet-filter, tweet-shape), Fluvio, the bridge, into a `LogAppendTime` topic.
 fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd {
-    let (filter, shape) = testkit::tweet_smartmodules_or_skip("end-to-end bench")
-        .expect("./bench.sh builds the SmartModules");
     let mut cfg = EmulatorConfig::new(Corpus::generated(connector_runtime::now_ms()));
     cfg.limit = Some(limit);
     cfg.rate = rate;
     let emu = Emulator::start_background(cfg).unwrap();
     let run = Run::new();
     let topic = env.unique_topic("bench-e2e");
-    let source_cfg = format!(
-        "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bench-source\n  type: twitter-source\n  topic: {topic}\n  producer:\n    linger: 5ms\ntransforms:\n  - uses: {}\n    with:\n      exclude_retweets: \"true\"\n  - uses: {}\ntwitter:\n  mode: sample\n  base_url: {}\n  auth:\n    bearer_token: emulator-bearer-token\n",
-        filter.display(),
-        shape.display(),
-        emu.base_url()
+    let source_cfg = filtered_and_shaped_source(
+        "bench-source",
+        &topic,
+        "    linger: 5ms\n",
+        &format!(
+            "  mode: sample\n  base_url: {}\n  auth:\n    bearer_token: emulator-bearer-token\n",
+            emu.base_url()
+        ),
     );
     let started = Instant::now();
     let mut source = run.spawn(env, "twitter-source", &source_cfg);
@@ -788,8 +801,6 @@ fn write_archive(path: &std::path::Path, n: u64) -> u64 {
 /// `fluvio consume -B -d | kcat -P`: seconds to the last record in Kafka, records there.
 fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
     println!("== a {n}-tweet archive replayed into Kafka ==");
-    let (filter, shape) = testkit::tweet_smartmodules_or_skip("replay bench")
-        .expect("./bench.sh builds the SmartModules");
     let run = Run::new();
     let archive = run.dir.path().join("archive.jsonl");
     let kept = write_archive(&archive, n);
@@ -797,11 +808,14 @@ fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
     warm_up_transactions(env, broker);
 
     let topic = env.unique_topic("bench-replay");
-    let source_cfg = format!(
-        "apiVersion: 0.1.0\nmeta:\n  version: 0.1.0\n  name: bench-replay\n  type: twitter-source\n  topic: {topic}\n  producer:\n    linger: 20ms\n    batch-size: \"512 KB\"\ntransforms:\n  - uses: {}\n    with:\n      exclude_retweets: \"true\"\n  - uses: {}\ntwitter:\n  mode: replay\n  dedup_window: 0\n  replay:\n    path: {}\n",
-        filter.display(),
-        shape.display(),
-        archive.display()
+    let source_cfg = filtered_and_shaped_source(
+        "bench-replay",
+        &topic,
+        "    linger: 20ms\n    batch-size: \"512 KB\"\n",
+        &format!(
+            "  mode: replay\n  dedup_window: 0\n  replay:\n    path: {}\n",
+            archive.display()
+        ),
     );
     let started = Instant::now();
     let mut source = run.spawn(env, "twitter-source", &source_cfg);

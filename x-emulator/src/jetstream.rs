@@ -59,6 +59,19 @@ impl Default for JetstreamConfig {
     }
 }
 
+impl JetstreamConfig {
+    /// `limit` events at `rate` a second, the first published `delay` from now (a client
+    /// started meanwhile is connected by then, so "live" is the start of the timeline).
+    pub fn starting_in(delay: Duration, rate: f64, limit: u64) -> Self {
+        Self {
+            rate,
+            limit: Some(limit),
+            epoch_us: Some(now_ms() * 1000 + delay.as_micros() as i64),
+            ..Self::default()
+        }
+    }
+}
+
 /// A zstd dictionary trained on `n` events of the timeline (as Jetstream trained its own on
 /// real events), for `compress=true`.
 pub fn train_dictionary(n: u64) -> Vec<u8> {

@@ -89,7 +89,7 @@ pub async fn run(
     let mut backoff = Backoff::new(cfg.reconnect.clone());
     // Where a restart takes up: shortly before the last record in the topic.
     let overlap_us = b.cursor_overlap.as_micros() as i64;
-    let mut cursor = resume_ms.map(|ms| ms * 1000 - overlap_us);
+    let mut cursor = resume_ms.map(|ms| ms.saturating_mul(1000).saturating_sub(overlap_us));
     if let Some(c) = cursor {
         tracing::info!(
             cursor = c,
@@ -135,7 +135,7 @@ pub async fn run(
         if b.instances.len() > 1 {
             // The next instance's clock is not this one's: ask again from a little earlier.
             instance = (instance + 1) % b.instances.len();
-            cursor = cursor.map(|c| c - overlap_us);
+            cursor = cursor.map(|c| c.saturating_sub(overlap_us));
         }
         tracing::warn!(cause = failure.cause(), %reason, next_instance = %b.instances[instance], next_attempt_in = ?delay, "Jetstream connection ended");
         m.backoff.set(delay.as_secs_f64());
