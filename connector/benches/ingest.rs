@@ -14,7 +14,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::bench::{cpu_secs, report, rss_mb, Figure};
+use testkit::bench::{cores, cpu_secs, quiet_connector, report, rss_mb, Figure};
 use x_emulator::{Corpus, Dialect, Emulator, EmulatorConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_twitter-source");
@@ -102,15 +102,10 @@ fn jetstream_latency(env: &testkit::fluvio::FluvioEnv, rate: f64) -> (f64, f64, 
     let topic = env.unique_topic("bench-bluesky");
     let cfg = config(dir.path(), &bluesky_section(&emu), &topic);
     let port = testkit::free_port();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
+    let mut child = quiet_connector(BIN.as_ref(), &cfg)
         .arg("--metrics-addr")
         .arg(format!("127.0.0.1:{port}"))
         .envs(env.profile_env())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500 + 12_000));
@@ -124,19 +119,13 @@ fn jetstream_latency(env: &testkit::fluvio::FluvioEnv, rate: f64) -> (f64, f64, 
 }
 
 fn pinned(core: usize, program: &str) -> Command {
-    if testkit::which("taskset").is_some() && num_cpus() > 1 {
+    if testkit::which("taskset").is_some() && cores() > 1 {
         let mut c = Command::new("taskset");
         c.arg("-c").arg(core.to_string()).arg(program);
         c
     } else {
         Command::new(program)
     }
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
 }
 
 fn metric(dir: &std::path::Path, name: &str) -> u64 {
@@ -237,7 +226,20 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000u64);
     println!("== twitter-source ingest ({n} tweets per run, connector pinned to core 1) ==");
+    let v2_per_cpu = decode(n);
+    bluesky(n, v2_per_cpu);
+    memory_at_firehose_average();
+    // With Fluvio: into a topic, against `fluvio produce -f` and `curl | fluvio produce`.
+    let Some(env) = testkit::fluvio::FluvioEnv::find_or_skip("source ingest into Fluvio") else {
+        return;
+    };
+    bluesky_latency(&env);
+    into_fluvio(&env, n);
+}
 
+/// v1.1 and v2 tweets decoded, per CPU-second and wall clock, against curl; returns the v2
+/// rate per CPU-second.
+fn decode(n: u64) -> f64 {
     let mut v2_per_cpu = f64::NAN;
     for (mode, dialect, path) in [
         ("v1-sample", "v1.1", "/1.1/statuses/sample.json"),
@@ -303,87 +305,82 @@ fn main() {
             target: "-",
         });
     }
+    v2_per_cpu
+}
 
-    // Bluesky: Jetstream posts (four events in five are posts; the instance filters the rest
-    // out) against v2 tweets, per CPU-second of the connector.
-    {
-        let emu = jetstream(n, 0.0);
-        let rate = connector_rate(
-            &bluesky_section(&emu),
-            n * 3 / 4,
-            "/dev/null",
-            &[],
-            "tweets",
-        );
-        report(&Figure {
-            stage: "source",
-            what: "decode Bluesky Jetstream posts per CPU-second of the connector",
-            value: rate.tweets_per_cpu_sec,
-            unit: "posts/s",
-            baseline_what: "v2 tweets per CPU-second (same run)",
-            baseline: v2_per_cpu,
-            target: "-",
-        });
-        report(&Figure {
-            stage: "source",
-            what: &format!(
-                "decode Bluesky Jetstream posts/s, wall clock ({:.1} MB/s)",
-                rate.mb_per_sec
-            ),
-            value: rate.tweets_per_sec,
-            unit: "posts/s",
-            baseline_what: "target (Jetstream's whole network, all events)",
-            baseline: 10_000.0,
-            target: "-",
-        });
+/// Bluesky: Jetstream posts (four events in five are posts; the instance filters the rest
+/// out) against v2 tweets, per CPU-second of the connector.
+fn bluesky(n: u64, v2_per_cpu: f64) {
+    let emu = jetstream(n, 0.0);
+    let rate = connector_rate(
+        &bluesky_section(&emu),
+        n * 3 / 4,
+        "/dev/null",
+        &[],
+        "tweets",
+    );
+    report(&Figure {
+        stage: "source",
+        what: "decode Bluesky Jetstream posts per CPU-second of the connector",
+        value: rate.tweets_per_cpu_sec,
+        unit: "posts/s",
+        baseline_what: "v2 tweets per CPU-second (same run)",
+        baseline: v2_per_cpu,
+        target: "-",
+    });
+    report(&Figure {
+        stage: "source",
+        what: &format!(
+            "decode Bluesky Jetstream posts/s, wall clock ({:.1} MB/s)",
+            rate.mb_per_sec
+        ),
+        value: rate.tweets_per_sec,
+        unit: "posts/s",
+        baseline_what: "target (Jetstream's whole network, all events)",
+        baseline: 10_000.0,
+        target: "-",
+    });
+}
+
+/// Resident memory at the firehose average, 6,000 tweets/s, for 20 s.
+fn memory_at_firehose_average() {
+    let emu = emulator(6000 * 25, 6000.0);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &x_section(&emu.base_url(), "v1-sample"),
+        "tweets",
+    );
+    let mut child = quiet_connector(BIN.as_ref(), &cfg)
+        .arg("--capture")
+        .arg("/dev/null")
+        .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"))
+        .spawn()
+        .unwrap();
+    let mut max_rss: f64 = 0.0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        max_rss = max_rss.max(rss_mb(child.id()).unwrap_or(0.0));
+        std::thread::sleep(Duration::from_millis(200));
     }
+    let got = metric(dir.path(), "tweets_total");
+    testkit::signal(&child, 15);
+    let _ = child.wait();
+    report(&Figure {
+        stage: "source",
+        what: &format!("resident memory at 6000 tweets/s ({got} tweets in 20 s)"),
+        value: max_rss,
+        unit: "MB",
+        baseline_what: "target",
+        baseline: 64.0,
+        target: "<= 64 MB",
+    });
+}
 
-    // Resident memory at the firehose average, 6,000 tweets/s, for 20 s.
-    {
-        let emu = emulator(6000 * 25, 6000.0);
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(
-            dir.path(),
-            &x_section(&emu.base_url(), "v1-sample"),
-            "tweets",
-        );
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--capture")
-            .arg("/dev/null")
-            .env("RUST_LOG", "warn")
-            .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut max_rss: f64 = 0.0;
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            max_rss = max_rss.max(rss_mb(child.id()).unwrap_or(0.0));
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let got = metric(dir.path(), "tweets_total");
-        testkit::signal(&child, 15);
-        let _ = child.wait();
-        report(&Figure {
-            stage: "source",
-            what: &format!("resident memory at 6000 tweets/s ({got} tweets in 20 s)"),
-            value: max_rss,
-            unit: "MB",
-            baseline_what: "target",
-            baseline: 64.0,
-            target: "<= 64 MB",
-        });
-    }
-
-    // With Fluvio: into a topic, against `fluvio produce -f` and `curl | fluvio produce`.
-    let Some(env) = testkit::fluvio::FluvioEnv::find_or_skip("source ingest into Fluvio") else {
-        return;
-    };
-    let (p50_low, p99_low, _) = jetstream_latency(&env, 1_000.0);
-    let (p50, p99, seen) = jetstream_latency(&env, 10_000.0);
+/// Bluesky latency, Jetstream stamp -> Fluvio confirmation, at 10,000 events/s against 1,000.
+fn bluesky_latency(env: &testkit::fluvio::FluvioEnv) {
+    let (p50_low, p99_low, _) = jetstream_latency(env, 1_000.0);
+    let (p50, p99, seen) = jetstream_latency(env, 10_000.0);
     for (q, value, base) in [("p50", p50, p50_low), ("p99", p99, p99_low)] {
         report(&Figure {
             stage: "source",
@@ -395,7 +392,10 @@ fn main() {
             target: "-",
         });
     }
+}
 
+/// Into a topic, against `fluvio produce -f` and `curl | fluvio produce`.
+fn into_fluvio(env: &testkit::fluvio::FluvioEnv, n: u64) {
     let m = (n / 3).max(50_000);
     let topic = env.unique_topic("bench-src");
     let emu = emulator(m, 0.0);

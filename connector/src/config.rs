@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use connector_runtime::config::{invalid, InvalidField};
+use connector_runtime::config::{invalid, InvalidField, Section};
 use connector_runtime::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -476,9 +476,9 @@ fn is_bounding_box(b: &str) -> bool {
     }
 }
 
-impl TwitterConfig {
+impl Section for TwitterConfig {
     /// Cross-field checks, each naming its field.
-    pub fn validate(&self) -> Result<(), InvalidField> {
+    fn validate(&self) -> Result<(), InvalidField> {
         match self.mode {
             Mode::Replay => {}
             Mode::Bluesky => self.check_bluesky()?,
@@ -492,7 +492,9 @@ impl TwitterConfig {
         self.check_backfill()?;
         self.check_numbers()
     }
+}
 
+impl TwitterConfig {
     /// The credentials each mode needs.
     fn check_auth(&self) -> Result<(), InvalidField> {
         let a = &self.auth;
@@ -922,6 +924,8 @@ mod tests {
         assert!(n >= 8, "an example per mode, Connector.yaml, compose");
     }
 
+    // Long on purpose: a table of bad configs, one case per entry, each with the field its
+    // error must name.
     #[test]
     fn cross_field_checks_name_the_field() {
         let parse = |y: &str| {

@@ -25,6 +25,19 @@ pub enum Frame {
     },
 }
 
+impl Frame {
+    /// A whole message as a frame: a message, or oversized past `max` bytes.
+    pub fn whole(bytes: Bytes, max: usize) -> Frame {
+        if bytes.len() > max {
+            return Frame::Oversized {
+                len: bytes.len(),
+                excerpt: bytes.slice(..bytes.len().min(EXCERPT)),
+            };
+        }
+        Frame::Message(bytes)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
     Lines,
@@ -150,13 +163,7 @@ impl Decoder {
 
     /// A whole line as a message, or as oversized past the limit.
     fn message(&self, line: Bytes) -> Frame {
-        if line.len() > self.max {
-            return Frame::Oversized {
-                len: line.len(),
-                excerpt: line.slice(..line.len().min(EXCERPT)),
-            };
-        }
-        Frame::Message(line)
+        Frame::whole(line, self.max)
     }
 
     /// Length mode: a message's `len` bytes, once they are all here.

@@ -9,6 +9,7 @@ use connector_runtime::{Record, RecordSender};
 
 use crate::billing::Billing;
 use crate::dedup::DedupWindow;
+use crate::framing::Frame;
 use crate::message::{classify, excerpt, BadMessage, Message};
 
 /// What the reader should do after a message.
@@ -100,6 +101,22 @@ impl IngestMetrics {
                     "stream messages by type",
                 )
                 .inc(),
+        }
+    }
+
+    /// Count and log what the framing skipped: a message over `max_message_bytes`, or a line
+    /// that should have been a length (keep-alives and messages are not skipped).
+    pub fn skipped(&self, frame: &Frame) {
+        match frame {
+            Frame::Oversized { len, excerpt: ex } => {
+                self.error("oversized");
+                tracing::warn!(len, excerpt = %excerpt(ex), "skipped a message over max_message_bytes");
+            }
+            Frame::BadLength { excerpt: ex } => {
+                self.error("bad_length");
+                tracing::warn!(excerpt = %excerpt(ex), "skipped a line that is not a length (resynced)");
+            }
+            Frame::KeepAlive | Frame::Message(_) => {}
         }
     }
 

@@ -51,8 +51,6 @@ fn main() -> ExitCode {
 
 async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyhow::Result<()> {
     let cfg = config.custom;
-    cfg.validate()
-        .map_err(|e| anyhow::anyhow!("invalid config: {}: {e}", config.file.display()))?;
     let events = match &cfg.events_topic {
         Some(topic) => Some(ctx.side_output(topic).await?),
         None => None,
@@ -70,12 +68,11 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
             .filter_map(|r| r.key.as_ref().map(|k| k.to_vec()))
             .collect();
         let seeded = ingest.seed_dedup(&keys);
-        // Where the topic ends is where a restart takes up the stream (backfill, recovery).
-        ingest.last_tweet_ms = recent
-            .iter()
-            .filter_map(|r| r.timestamp_ms)
-            .filter(|t| *t > 0)
-            .max();
+        // Where the topic ends is where a restart takes up the stream (backfill, recovery):
+        // the time of the newest post there, which its id says. Fluvio stamps a record when
+        // the producer batches it, later than the post by the source's lag: resuming from the
+        // stamp would skip what went by in that lag.
+        ingest.last_tweet_ms = last_post_time(&recent);
         tracing::info!(
             seeded,
             last_tweet_ms = ingest.last_tweet_ms,
@@ -94,5 +91,57 @@ async fn run(config: ConnectorConfig<TwitterConfig>, ctx: SourceContext) -> anyh
             bluesky::run(cfg, ctx, ingest, resume_ms).await
         }
         _ => stream::run(cfg, ctx, ingest).await,
+    }
+}
+
+/// The time of the newest post among `records`: from the snowflake ids in their keys, else
+/// (keys that are no snowflakes) their timestamps.
+fn last_post_time(records: &[connector_runtime::Record]) -> Option<i64> {
+    let from_ids = records
+        .iter()
+        .filter_map(|r| r.key.as_ref())
+        .filter_map(|k| std::str::from_utf8(k).ok())
+        .filter_map(message::snowflake_time_ms)
+        .max();
+    from_ids.or_else(|| {
+        records
+            .iter()
+            .filter_map(|r| r.timestamp_ms)
+            .filter(|t| *t > 0)
+            .max()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use connector_runtime::Record;
+
+    fn record(key: &str, stamp: i64) -> Record {
+        Record {
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            value: Bytes::new(),
+            timestamp_ms: Some(stamp),
+        }
+    }
+
+    #[test]
+    fn a_restart_takes_up_from_the_newest_post_id_not_the_producer_stamp() {
+        // Two posts created at 1,700,000,000,000 and 1,700,000,001,000 (ms), stamped by the
+        // producer a minute later (the source's lag).
+        let id = |ms: i64| (((ms - 1_288_834_974_657) as u64) << 22).to_string();
+        let recs = [
+            record(&id(1_700_000_001_000), 1_700_000_061_000),
+            record(&id(1_700_000_000_000), 1_700_000_062_000),
+        ];
+        assert_eq!(last_post_time(&recs), Some(1_700_000_001_000));
+        // Keys that are no snowflakes (at-uris): the stamps.
+        let recs = [record(
+            "at://did:plc:x/app.bsky.feed.post/3k",
+            1_700_000_062_000,
+        )];
+        assert_eq!(last_post_time(&recs), Some(1_700_000_062_000));
+        assert_eq!(last_post_time(&[]), None);
     }
 }

@@ -336,39 +336,50 @@ pub fn object_text(bytes: &[u8]) -> Result<&str, BadMessage> {
 /// Read one message.
 pub fn classify(bytes: &[u8]) -> Result<Message, BadMessage> {
     let text = object_text(bytes)?;
-    let env: Envelope<'_> =
+    let mut env: Envelope<'_> =
         serde_json::from_str(text).map_err(|e| BadMessage::Json(e.to_string()))?;
+    match v2_message(&mut env) {
+        Some(message) => Ok(message),
+        None => Ok(v1_message(env)),
+    }
+}
 
-    if let Some(mut data) = env.data {
+/// A v2 message: a post or compliance event under `data`, or `errors` (an operational
+/// disconnect among them first).
+fn v2_message(env: &mut Envelope<'_>) -> Option<Message> {
+    if let Some(mut data) = env.data.take() {
         if let Some(id) = data.id.take() {
             let id = id.into_owned();
             let time_ms = snowflake_time_ms(&id);
-            return Ok(Message::Tweet { id, time_ms });
+            return Some(Message::Tweet { id, time_ms });
         }
         if let Some((event, key)) = data.compliance() {
-            return Ok(Message::Compliance { event, key });
+            return Some(Message::Compliance { event, key });
         }
     }
-    if let Some(errors) = env.errors {
-        if let Some(op) = errors.iter().find(|e| {
-            e.title.as_deref() == Some("operational-disconnect") || e.disconnect_type.is_some()
-        }) {
-            return Ok(Message::OperationalDisconnect {
-                detail: op
-                    .detail
-                    .as_deref()
-                    .unwrap_or("operational disconnect")
-                    .to_string(),
-            });
-        }
-        let summary = errors
-            .iter()
-            .filter_map(|e| e.detail.as_deref().or(e.title.as_deref()))
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Ok(Message::Errors { summary });
+    let errors = env.errors.take()?;
+    if let Some(op) = errors.iter().find(|e| {
+        e.title.as_deref() == Some("operational-disconnect") || e.disconnect_type.is_some()
+    }) {
+        return Some(Message::OperationalDisconnect {
+            detail: op
+                .detail
+                .as_deref()
+                .unwrap_or("operational disconnect")
+                .to_string(),
+        });
     }
+    let summary = errors
+        .iter()
+        .filter_map(|e| e.detail.as_deref().or(e.title.as_deref()))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(Message::Errors { summary })
+}
+
+/// A v1.1 message: a status, or one of the stream's notices (or unknown).
+fn v1_message(env: Envelope<'_>) -> Message {
     let is_status = env.user.is_some() && (env.text.is_some() || env.full_text.is_some());
     if is_status {
         if let Some(id) = id_of(env.id_str, env.id) {
@@ -376,49 +387,49 @@ pub fn classify(bytes: &[u8]) -> Result<Message, BadMessage> {
                 .timestamp_ms
                 .and_then(|t| t.parse().ok())
                 .or_else(|| snowflake_time_ms(&id));
-            return Ok(Message::Tweet { id, time_ms });
+            return Message::Tweet { id, time_ms };
         }
     }
     if let Some(d) = env.delete {
         if let Some(status) = d.status {
             if let Some(tweet_id) = id_of(status.id_str, status.id) {
-                return Ok(Message::Delete {
+                return Message::Delete {
                     tweet_id,
                     user_id: id_of(status.user_id_str, status.user_id),
-                });
+                };
             }
         }
     }
     if let Some(s) = env.scrub_geo {
-        return Ok(Message::ScrubGeo {
+        return Message::ScrubGeo {
             user_id: id_of(s.user_id_str, s.user_id).unwrap_or_default(),
-        });
+        };
     }
     if env.limit.is_some() {
-        return Ok(Message::Limit);
+        return Message::Limit;
     }
     if let Some(w) = env.status_withheld {
-        return Ok(Message::StatusWithheld {
+        return Message::StatusWithheld {
             tweet_id: id_of(w.id_str, w.id).unwrap_or_default(),
-        });
+        };
     }
     if let Some(w) = env.user_withheld {
-        return Ok(Message::UserWithheld {
+        return Message::UserWithheld {
             user_id: id_of(w.id_str, w.id).unwrap_or_default(),
-        });
+        };
     }
     if let Some(w) = env.warning {
-        return Ok(Message::Warning {
+        return Message::Warning {
             code: w.code.as_deref().unwrap_or("").to_string(),
-        });
+        };
     }
     if let Some(d) = env.disconnect {
-        return Ok(Message::Disconnect {
+        return Message::Disconnect {
             code: d.code.unwrap_or(0),
             reason: d.reason.as_deref().unwrap_or("").to_string(),
-        });
+        };
     }
-    Ok(Message::Unknown)
+    Message::Unknown
 }
 
 /// The first bytes of a message, printable, for logs.

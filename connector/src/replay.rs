@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::{ReplayConfig, ReplayRate};
 use crate::framing::{Decoder, Frame, Framing};
 use crate::ingest::Ingest;
-use crate::message::{classify, excerpt, Message};
+use crate::message::{classify, Message};
 
 /// The files a replay path names, in order (a folder: its files sorted by name).
 pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
@@ -83,15 +83,7 @@ fn read_file(path: &Path, max: usize, tx: &mpsc::Sender<Item>) -> Result<()> {
         let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a JSON array", path.display()))?;
         for raw in items {
-            let bytes = Bytes::copy_from_slice(raw.get().as_bytes());
-            let frame = if bytes.len() > max {
-                Frame::Oversized {
-                    len: bytes.len(),
-                    excerpt: bytes.slice(..80.min(bytes.len())),
-                }
-            } else {
-                Frame::Message(bytes)
-            };
+            let frame = Frame::whole(Bytes::copy_from_slice(raw.get().as_bytes()), max);
             if tx.blocking_send(Item::Frame(frame)).is_err() {
                 return Ok(());
             }
@@ -172,12 +164,7 @@ pub async fn run(
                     break;
                 }
             }
-            Frame::Oversized { len, excerpt: ex } => {
-                ingest.m.error("oversized");
-                tracing::warn!(len, excerpt = %excerpt(&ex), "skipped a record over max_message_bytes");
-            }
-            Frame::KeepAlive => {}
-            Frame::BadLength { .. } => ingest.m.error("bad_length"),
+            skipped => ingest.m.skipped(&skipped),
         }
     }
     drop(rx);

@@ -17,7 +17,6 @@ use crate::backoff::{is_fatal_status, Backoff, Failure};
 use crate::config::{Mode, TwitterConfig};
 use crate::framing::{Decoder, Frame, Framing};
 use crate::ingest::{Ingest, Next};
-use crate::message::excerpt;
 use crate::problem::Problem;
 use crate::resume::Resume;
 use crate::rules::RulesApi;
@@ -170,6 +169,18 @@ impl Endpoint {
     }
 }
 
+/// What one frame did.
+enum Handled {
+    /// A tweet written.
+    Tweet,
+    /// Anything else (a keep-alive, an event, a duplicate, a bad message counted).
+    Other,
+    /// A message said to connect again (e.g. an operational disconnect).
+    Reconnect(String),
+    /// The records' queue closed: the connector is stopping.
+    QueueClosed,
+}
+
 enum Outcome {
     Shutdown,
     Fatal(anyhow::Error),
@@ -245,6 +256,20 @@ impl StreamMetrics {
             metrics.reconnects(cause);
         }
         metrics
+    }
+
+    /// Wait `delay` before connecting again, shown by the backoff gauge. False on shutdown.
+    pub(crate) async fn back_off(&self, delay: Duration) -> bool {
+        let shutdown = &self.ctx.shutdown;
+        if !delay.is_zero() {
+            self.backoff.set(delay.as_secs_f64());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => return false,
+            }
+            self.backoff.set(0.0);
+        }
+        !shutdown.is_cancelled()
     }
 
     pub(crate) fn reconnect(&self, cause: &str) {
@@ -391,15 +416,9 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
     let mut ended_at: Option<std::time::Instant> = None;
     loop {
         if !delay.is_zero() {
-            m.backoff.set(delay.as_secs_f64());
             tracing::info!(delay = ?delay, partition = endpoint.partition.as_deref(), "reconnecting after a wait");
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = ctx.shutdown.cancelled() => return Ok(()),
-            }
-            m.backoff.set(0.0);
         }
-        if ctx.shutdown.is_cancelled() {
+        if !m.back_off(delay).await {
             return Ok(());
         }
         if !first {
@@ -437,20 +456,11 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
                 if cfg.clear_stale_connections && !cleared_stale =>
             {
                 cleared_stale = true;
-                match crate::connections::clear_all(&streams.client, &cfg.base_url, &streams.auth)
-                    .await
-                {
-                    Ok(answer) => {
-                        m.reconnect("stale_connection_cleared");
-                        tracing::warn!(%reason, %answer, partition = endpoint.partition.as_deref(), "X refused the connection (TooManyConnections): ended the app's stale connections with DELETE /2/connections/all; reconnecting at once");
-                        delay = Duration::ZERO;
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "could not clear the stale connections; backing off as from a rate limit");
-                        (failure, reason)
-                    }
+                if clear_stale_connections(&streams, &endpoint, &m, &reason).await {
+                    delay = Duration::ZERO;
+                    continue;
                 }
+                (failure, reason)
             }
             Outcome::TooManyConnections(failure, reason) | Outcome::Failed(failure, reason) => {
                 (failure, reason)
@@ -465,6 +475,28 @@ async fn keep_reading(streams: Arc<Streams>, endpoint: Endpoint) -> Result<()> {
         delay = backoff.next_delay(&failure, SystemTime::now());
         m.reconnect(failure.cause());
         tracing::warn!(cause = failure.cause(), %reason, partition = endpoint.partition.as_deref(), next_attempt_in = ?delay, "stream connection ended");
+    }
+}
+
+/// After X refused the connection with TooManyConnections: end the app's stale connections
+/// with `DELETE /2/connections/all`. True when it did (reconnect at once).
+async fn clear_stale_connections(
+    streams: &Streams,
+    endpoint: &Endpoint,
+    m: &StreamMetrics,
+    reason: &str,
+) -> bool {
+    let cfg = &streams.cfg;
+    match crate::connections::clear_all(&streams.client, &cfg.base_url, &streams.auth).await {
+        Ok(answer) => {
+            m.reconnect("stale_connection_cleared");
+            tracing::warn!(%reason, %answer, partition = endpoint.partition.as_deref(), "X refused the connection (TooManyConnections): ended the app's stale connections with DELETE /2/connections/all; reconnecting at once");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not clear the stale connections; backing off as from a rate limit");
+            false
+        }
     }
 }
 
@@ -542,7 +574,7 @@ impl Connection<'_> {
         last_tweet: &mut Option<SystemTime>,
     ) -> Outcome {
         let (endpoint, stall, m) = (self.endpoint, self.stall, self.m);
-        let Streams { ingest, ctx, .. } = self.streams;
+        let ctx = &self.streams.ctx;
         m.connected.set(1);
         m.ready.set(true);
         tracing::info!(url = %endpoint.url, partition = endpoint.partition.as_deref(), "stream connected");
@@ -586,46 +618,55 @@ impl Connection<'_> {
             };
             decoder.feed(&bytes);
             while let Some(frame) = decoder.next_frame() {
-                let mut tweet = false;
-                match frame {
-                    Frame::KeepAlive => m.keepalives.inc(),
-                    Frame::Message(msg) => {
-                        let mut ingest = ingest.lock().await;
-                        let before = ingest.m.tweets.get();
-                        let next = ingest.message(msg).await;
-                        tweet = ingest.m.tweets.get() > before;
-                        if tweet {
-                            *last_tweet = Some(SystemTime::now());
-                            let from_before = self
-                                .resumed_at_ms
-                                .zip(ingest.last_tweet_ms)
-                                .is_some_and(|(resumed, t)| t < resumed);
-                            if from_before {
-                                m.recovered.inc();
-                            }
-                        }
-                        match next {
-                            Ok(Next::Continue) => {}
-                            Ok(Next::Reconnect(reason)) => {
-                                return Outcome::Failed(Failure::Dropped { delivered }, reason)
-                            }
-                            Err(_) => return Outcome::Shutdown,
-                        }
+                let tweet = match self.frame(frame, last_tweet).await {
+                    Handled::Other => false,
+                    Handled::Tweet => true,
+                    Handled::Reconnect(reason) => {
+                        return Outcome::Failed(Failure::Dropped { delivered }, reason)
                     }
-                    Frame::Oversized { len, excerpt: ex } => {
-                        ingest.lock().await.m.error("oversized");
-                        tracing::warn!(len, excerpt = %excerpt(&ex), "skipped a message over max_message_bytes");
-                    }
-                    Frame::BadLength { excerpt: ex } => {
-                        ingest.lock().await.m.error("bad_length");
-                        tracing::warn!(excerpt = %excerpt(&ex), "skipped a line that is not a length (resynced)");
-                    }
-                }
+                    Handled::QueueClosed => return Outcome::Shutdown,
+                };
                 if !delivered && (tweet || connected_at.elapsed() >= HEALTHY_AFTER) {
                     delivered = true;
                     backoff.delivered();
                 }
             }
+        }
+    }
+
+    /// Hand one frame to the ingest.
+    async fn frame(&self, frame: Frame, last_tweet: &mut Option<SystemTime>) -> Handled {
+        let (m, ingest) = (self.m, &self.streams.ingest);
+        let msg = match frame {
+            Frame::KeepAlive => {
+                m.keepalives.inc();
+                return Handled::Other;
+            }
+            Frame::Message(msg) => msg,
+            skipped => {
+                ingest.lock().await.m.skipped(&skipped);
+                return Handled::Other;
+            }
+        };
+        let mut ingest = ingest.lock().await;
+        let before = ingest.m.tweets.get();
+        let next = ingest.message(msg).await;
+        let tweet = ingest.m.tweets.get() > before;
+        if tweet {
+            *last_tweet = Some(SystemTime::now());
+            let from_before = self
+                .resumed_at_ms
+                .zip(ingest.last_tweet_ms)
+                .is_some_and(|(resumed, t)| t < resumed);
+            if from_before {
+                m.recovered.inc();
+            }
+        }
+        match next {
+            Ok(Next::Continue) if tweet => Handled::Tweet,
+            Ok(Next::Continue) => Handled::Other,
+            Ok(Next::Reconnect(reason)) => Handled::Reconnect(reason),
+            Err(_) => Handled::QueueClosed,
         }
     }
 }

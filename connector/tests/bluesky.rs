@@ -203,6 +203,7 @@ fn a_restart_takes_up_from_the_last_record_in_the_topic() {
     assert!(second.contains("cursor="), "the restart resumed: {second}");
 }
 
+// Long on purpose: one story in order (two restarts, one in a backlog, then the count).
 /// Through the project's SmartModules into a real Fluvio topic, stopped and restarted twice:
 /// the topic holds shaped posts (no `time_us` in them, and Fluvio's stamps are later than
 /// the events), and still every English post is there once, in order.

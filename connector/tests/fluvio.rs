@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use testkit::fluvio::FluvioEnv;
-use x_emulator::{ConnectionPlan, Emulator, Inject};
+use x_emulator::{ConnectionPlan, Corpus, Emulator, Inject};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -65,6 +65,72 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
         sent[..keys.len()],
         "in order, none missing, none doubled"
     );
+}
+
+#[test]
+fn a_restart_recovers_from_the_newest_post_in_the_topic_not_its_producer_stamp() {
+    let Some(env) = FluvioEnv::find_or_skip("source restart with recovery (Fluvio)") else {
+        return;
+    };
+    // Posts created a second apart from 20 minutes ago: the newest in the topic is 20 minutes
+    // old when the connector comes back, but Fluvio stamped it when it was produced, just now.
+    let mut cfg = generated(10_000);
+    cfg.corpus = Corpus::generated_spaced(connector_runtime::now_ms() - 20 * 60 * 1000, 1000);
+    cfg.rate = 200.0;
+    let emu = Emulator::start_background(cfg).unwrap();
+    let topic = env.unique_topic("recovery");
+    let config = with_topic(
+        &config_yaml(
+            &emu.base_url(),
+            &format!(
+                "  mode: sample10\n  partition: 1\n  recovery: true\n{BEARER}{FAST_RECONNECT}"
+            ),
+            "",
+        ),
+        &topic,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run_until = |sent: usize| {
+        let mut proc = start_into_fluvio(&env, &config, &dir);
+        let start = std::time::Instant::now();
+        while emu.sent_ids().len() < sent {
+            assert!(start.elapsed() < T, "{}", proc.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proc.signal(15);
+        assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+        proc.output()
+    };
+    run_until(40);
+    // While it was down, 5 went by.
+    emu.push_plan(plan(r#"{"missed": 5}"#));
+    let second = run_until(emu.sent_ids().len() + 60);
+    let restart = emu.log().last().unwrap().query.clone();
+    assert!(
+        restart.contains("start_time=20"),
+        "recovery asks from 20 minutes ago: {restart}\n{second}"
+    );
+    let keys: Vec<String> = env
+        .consume_keyed(&topic, 0)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    // Everything X sent up to the newest post in the topic (what it sent after that the
+    // source had not read when it stopped).
+    let sent = unique_in_order(&emu.sent_ids());
+    let found: Vec<i64> = keys
+        .iter()
+        .map(|k| sent.iter().position(|e| e == k).map_or(-1, |i| i as i64))
+        .collect();
+    let offered = found.iter().max().map_or(0, |m| *m + 1) as usize;
+    testkit::reliability::Count::of(offered, found)
+        .report(
+            "source",
+            "a restart 20 minutes behind, into Fluvio (recovery: true; 5 posts went by)",
+            "the Fluvio topic",
+        )
+        .assert_exactly_once("after the restart");
+    assert_eq!(keys[..], sent[..offered], "every post once, in order");
 }
 
 /// The faults of `faults.rs`, one after the other on successive connections of one run.

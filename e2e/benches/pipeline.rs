@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::bench::{report, rss_mb, Figure};
+use testkit::bench::{cores, report, rss_mb, Figure};
 use testkit::fluvio::FluvioEnv;
 use testkit::kafka::{read_topic, KafkaBroker};
 use x_emulator::{Corpus, Dialect, Emulator, EmulatorConfig};
@@ -71,6 +71,24 @@ impl Run {
     }
 
     /// Panic with the connector's log if it exited.
+    /// The source (`source_cfg`, into `topic`) and the bridge mirroring `topic` into Kafka,
+    /// logging each record's append time.
+    fn pipeline(
+        &self,
+        env: &FluvioEnv,
+        broker: &str,
+        topic: &str,
+        source_cfg: &str,
+    ) -> (Child, Child) {
+        let source = self.spawn(env, "twitter-source", source_cfg);
+        let bridge = self.spawn(
+            env,
+            "kafka-bridge-sink",
+            &log_append_bridge_config(topic, broker, ""),
+        );
+        (source, bridge)
+    }
+
     fn alive(&self, bin: &str, child: &mut Child) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
@@ -148,6 +166,8 @@ fn warm_up_transactions(env: &FluvioEnv, broker: &str) {
     env.run(&["topic", "delete", &topic]);
 }
 
+// Long on purpose: one scenario in order (load the topic, run the bridge, run the pipe on the
+// same records, count both, report).
 /// The bridge against `fluvio consume -B -d | kcat -P` on the same Fluvio topic.
 fn bridge_vs_pipe(env: &FluvioEnv, broker: &str, n: u64) {
     warm_up_transactions(env, broker);
@@ -262,6 +282,8 @@ fn values(n: u64, shaped: bool) -> Vec<String> {
     x_emulator::generator::Generator::new(1_700_000_000_000).v1_values(n, shaped)
 }
 
+// Long on purpose: one scenario in order (a paced producer, the bridge, a live reader, the
+// latencies matched record by record).
 /// The bridge alone at `rate` records/s for `secs`: shaped records produced into Fluvio with
 /// a 5 ms linger and the sources' batch size (the record time is the producer's clock), mirrored into a `LogAppendTime`
 /// topic. Returns Fluvio record time -> Kafka append per record after a 2 s warm-up (ms,
@@ -502,6 +524,8 @@ struct EndToEnd {
     rss_bridge: f64,
 }
 
+// Long on purpose: one scenario in order (emulator, source, bridge, a live reader; the
+// latencies matched tweet by tweet).
 /// The emulator's sample stream at `rate` tweets/s (0: unpaced) for `limit` tweets through
 /// the source (tweet-filter, tweet-shape), Fluvio, the bridge, into a `LogAppendTime` topic.
 fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd {
@@ -521,12 +545,7 @@ fn end_to_end(env: &FluvioEnv, broker: &str, rate: f64, limit: u64) -> EndToEnd 
         ),
     );
     let started = Instant::now();
-    let mut source = run.spawn(env, "twitter-source", &source_cfg);
-    let mut bridge = run.spawn(
-        env,
-        "kafka-bridge-sink",
-        &log_append_bridge_config(&topic, broker, ""),
-    );
+    let (mut source, mut bridge) = run.pipeline(env, broker, &topic, &source_cfg);
     let (mut rss_source, mut rss_bridge) = (0.0f64, 0.0f64);
     let (mut last, mut still_since) = (u64::MAX, Instant::now());
     // (first time the source had produced, last time its count moved, the count then)
@@ -648,13 +667,25 @@ fn main() {
     }
 
     let secs = 20;
+    let bridge_alone = bridge_latencies(&env, &broker, secs);
+    if only_latency {
+        return;
+    }
+    paced_pipeline(&env, &broker, secs, &bridge_alone);
+    unpaced_pipeline(&env, &broker, n);
+}
+
+/// The bridge alone at 6,000 records/s for `secs`: Kafka append and `read_committed`
+/// visibility, exactly once (100 ms and 20 ms transactions) against at-least-once. Returns the
+/// exactly-once append latencies.
+fn bridge_latencies(env: &FluvioEnv, broker: &str, secs: u64) -> Vec<i64> {
     println!("== the bridge alone at 6000 records/s for {secs} s ==");
-    let (bridge_alone, visible) = bridge_latency(&env, &broker, 6000, secs, "");
+    let (bridge_alone, visible) = bridge_latency(env, broker, 6000, secs, "");
     let (idempotent, idempotent_visible) =
-        bridge_latency(&env, &broker, 6000, secs, "  delivery: at-least-once\n");
+        bridge_latency(env, broker, 6000, secs, "  delivery: at-least-once\n");
     // The best visibility under the commit's own round trip: short transactions.
     let (short, short_visible) =
-        bridge_latency(&env, &broker, 6000, secs, "  transaction_interval: 20ms\n");
+        bridge_latency(env, broker, 6000, secs, "  transaction_interval: 20ms\n");
     let p = |v: &[i64], q: f64| percentile(v, q);
     for q in [50.0, 99.0] {
         report(&Figure {
@@ -699,12 +730,15 @@ fn main() {
             target: if q == 99.0 { "< 50 ms" } else { "-" },
         });
     }
+    bridge_alone
+}
 
-    if only_latency {
-        return;
-    }
+/// The whole pipeline at 6,000 tweets/s for `secs`: latency emulator send -> Kafka append,
+/// against the bridge's alone, and each process's memory.
+fn paced_pipeline(env: &FluvioEnv, broker: &str, secs: u64, bridge_alone: &[i64]) {
+    let p = |v: &[i64], q: f64| percentile(v, q);
     println!("== whole pipeline at 6000 tweets/s for {secs} s ==");
-    let paced = end_to_end(&env, &broker, 6000.0, 6000 * secs);
+    let paced = end_to_end(env, broker, 6000.0, 6000 * secs);
     println!(
         "sent {} tweets, {} arrived in Kafka (the rest are retweets, dropped by tweet-filter)",
         paced.sent, paced.arrived
@@ -716,12 +750,11 @@ fn main() {
             value: p(&paced.latency, q),
             unit: "ms",
             baseline_what: "the bridge alone (Fluvio record time -> Kafka append)",
-            baseline: p(&bridge_alone, q),
+            baseline: p(bridge_alone, q),
             target: "-",
         });
     }
     report_memory(&paced);
-    unpaced_pipeline(&env, &broker, n);
 }
 
 /// Resident memory of each process in a paced run.
@@ -764,7 +797,7 @@ fn unpaced_pipeline(env: &FluvioEnv, broker: &str, n: u64) {
         baseline: 6000.0,
         target: ">= 60000",
     });
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     report(&Figure {
         stage: "pipeline",
         what: &format!("the source with tweet-filter and tweet-shape, emulator -> Fluvio, {cores} transform workers"),
@@ -797,6 +830,8 @@ fn write_archive(path: &std::path::Path, n: u64) -> u64 {
     kept
 }
 
+// Long on purpose: one scenario in order (write the archive, replay it through the pipeline,
+// then through the baseline's pipe, count both, report).
 /// The archive replayed through the pipeline, against `fluvio produce -f` then
 /// `fluvio consume -B -d | kcat -P`: seconds to the last record in Kafka, records there.
 fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
@@ -818,12 +853,7 @@ fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
         ),
     );
     let started = Instant::now();
-    let mut source = run.spawn(env, "twitter-source", &source_cfg);
-    let mut bridge = run.spawn(
-        env,
-        "kafka-bridge-sink",
-        &log_append_bridge_config(&topic, broker, ""),
-    );
+    let (mut source, mut bridge) = run.pipeline(env, broker, &topic, &source_cfg);
     let (mut rss_source, mut rss_bridge) = (0.0f64, 0.0f64);
     let (mut last, mut last_change) = (0u64, Instant::now());
     loop {

@@ -43,6 +43,8 @@ fn kafka_values(broker: &str, topic: &str) -> Vec<(i64, Vec<u8>)> {
         .collect()
 }
 
+// Long on purpose: one story told in order (start every service, inject each fault, count
+// what the ML consumer received); split, its steps would pass a dozen handles around.
 #[test]
 fn emulator_to_ml_consumer_exactly_once_under_faults() {
     let Some(env) = FluvioEnv::find_or_skip("end-to-end pipeline") else {

@@ -6,12 +6,11 @@
 //! the best of three runs, after a warm-up run. The bridge reading a Fluvio topic (against
 //! `fluvio consume -B -d | kcat -P`) is measured by the end-to-end bench (`e2e/benches`).
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use connector_runtime::output::capture_line;
 use connector_runtime::Record;
-use testkit::bench::{report, rss_mb, Figure};
+use testkit::bench::{quiet_connector, report, rss_mb, Figure};
 use testkit::kafka::KafkaBroker;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kafka-bridge-sink");
@@ -54,15 +53,10 @@ fn bridge_file(broker: &str, topic: &str, vals: &[String], kafka_extra: &str) ->
     std::fs::write(&cfg, format!("meta: {{name: bench, type: kafka-bridge-sink, version: 0.1.0, topic: tweets}}\nkafka:\n  brokers: {broker}\n  topic: {topic}\n  commit_interval: 100ms\n{kafka_extra}")).unwrap();
     let committed = format!("{}.committed", input.display());
     let begun = Instant::now();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
+    let mut child = quiet_connector(BIN.as_ref(), &cfg)
         .arg("--input-file")
         .arg(&input)
-        .env("RUST_LOG", "warn")
         .env("FLUVIO_METRIC_CONNECTOR", dir.path().join("m.sock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let last = vals.len() as u64 - 1;
@@ -125,6 +119,7 @@ fn kcat_rate(broker: &str, topic: &str, vals: &[String]) -> Option<f64> {
         .then(|| vals.len() as f64 / start.elapsed().as_secs_f64())
 }
 
+// Long on purpose: the bench's runs in the order of the table they feed.
 fn main() {
     let n: u64 = std::env::var("BENCH_RECORDS")
         .ok()

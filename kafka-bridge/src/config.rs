@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use connector_runtime::config::{invalid, InvalidField};
+use connector_runtime::config::{invalid, InvalidField, Section};
 use connector_runtime::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -301,9 +301,9 @@ pub struct Sasl {
     pub password: SecretString,
 }
 
-impl KafkaConfig {
+impl Section for KafkaConfig {
     /// Cross-field checks, with the field path in each message.
-    pub fn validate(&self) -> Result<(), InvalidField> {
+    fn validate(&self) -> Result<(), InvalidField> {
         if self.brokers.trim().is_empty() {
             return invalid("kafka.brokers", "empty");
         }
@@ -347,7 +347,9 @@ impl KafkaConfig {
         }
         Ok(())
     }
+}
 
+impl KafkaConfig {
     /// Where refused records go with `on_refused: dead-letter`.
     pub fn dead_letter_topic(&self) -> String {
         self.dead_letter_topic

@@ -72,29 +72,36 @@ type Rereading = (tokio::task::JoinHandle<Result<Vec<SourceRecord>>>, i64);
 /// or by the next re-read).
 const TAIL_REREAD_MAX: i64 = 4096;
 
+/// One partition's records: from Fluvio, or from a capture file.
 pub enum PartitionInput {
-    Fluvio {
-        partition: u32,
-        stream: FluvioStream,
-        /// The offset the next record must have. A jump means the consumer skipped records:
-        /// Fluvio 0.50 drops the batch that straddles the end of a fetch (`max-bytes`) when a
-        /// backlog is read. The missing records are then read again with a second stream
-        /// (the consumer id's stream cannot be repositioned); if they are not there either
-        /// (expired by retention), the bridge stops. A batch dropped at the very end of the
-        /// partition leaves no jump: a stream idle for [`TAIL_CHECK`] short of the partition's
-        /// `end` reads the rest again the same way.
-        expected: Option<i64>,
-        reopen: Reopen,
-        end: PartitionEnd,
-        /// The last offset the consumer id's stream handed out: what its commit commits.
-        last_streamed: Option<i64>,
-        /// A re-read under way (its own task, so that [`PartitionInput::next`] stays
-        /// cancel-safe), and the record read after the gap (none at the partition's end).
-        rereading: Option<(Rereading, Option<SourceRecord>)>,
-        /// Records read and not yet handed out (a re-read gap, then the record after it).
-        ready: std::collections::VecDeque<SourceRecord>,
-    },
+    Fluvio(Box<FluvioInput>),
     File(FileInput),
+}
+
+/// One Fluvio partition through the consumer id's stream, with the records it skipped read
+/// again.
+///
+/// Fluvio 0.50 drops the batch that straddles the end of a fetch (`max-bytes`) when a backlog
+/// is read. A jump past the expected offset means the consumer skipped records: they are read
+/// again with a second stream (the consumer id's stream cannot be repositioned); if they are
+/// not there either (expired by retention), the bridge stops. A batch dropped at the very end
+/// of the partition leaves no jump: a stream idle for [`TAIL_CHECK`] short of the partition's
+/// `end` reads the rest again the same way.
+pub struct FluvioInput {
+    partition: u32,
+    /// The consumer id's stream (public to the tests, which script it).
+    pub(crate) stream: FluvioStream,
+    /// The offset the next record must have.
+    expected: Option<i64>,
+    reopen: Reopen,
+    end: PartitionEnd,
+    /// The last offset the consumer id's stream handed out: what its commit commits.
+    last_streamed: Option<i64>,
+    /// A re-read under way (its own task, so that [`FluvioInput::next`] stays cancel-safe),
+    /// and the record read after the gap (none at the partition's end).
+    rereading: Option<(Rereading, Option<SourceRecord>)>,
+    /// Records read and not yet handed out (a re-read gap, then the record after it).
+    ready: std::collections::VecDeque<SourceRecord>,
 }
 
 impl PartitionInput {
@@ -105,7 +112,7 @@ impl PartitionInput {
         reopen: Reopen,
         end: PartitionEnd,
     ) -> Self {
-        PartitionInput::Fluvio {
+        PartitionInput::Fluvio(Box::new(FluvioInput {
             partition,
             stream,
             expected,
@@ -114,93 +121,14 @@ impl PartitionInput {
             last_streamed: None,
             rereading: None,
             ready: Default::default(),
-        }
+        }))
     }
 
     /// The next record (waits for one to arrive). Cancel-safe: `mirror_partition` races it
     /// with acknowledgements.
     pub async fn next(&mut self) -> Result<Option<SourceRecord>> {
         match self {
-            PartitionInput::Fluvio {
-                partition,
-                stream,
-                expected,
-                reopen,
-                end,
-                last_streamed,
-                rereading,
-                ready,
-            } => loop {
-                if let Some(((task, _), _)) = rereading.as_mut() {
-                    let again = task
-                        .await
-                        .map_err(|e| anyhow::anyhow!("reading again: {e}"))??;
-                    let ((_, to), after) = rereading.take().expect("a re-read under way");
-                    ready.extend(again);
-                    ready.extend(after);
-                    let next = ready.back().map_or(to, |last| (last.offset + 1).max(to));
-                    *expected = Some(next);
-                }
-                if let Some(rec) = ready.pop_front() {
-                    return Ok(Some(rec));
-                }
-                let next = match tokio::time::timeout(TAIL_CHECK, stream.next()).await {
-                    Ok(next) => next,
-                    Err(_idle) => {
-                        if let (Some(want), Some(end)) = (*expected, end.get()) {
-                            if end > want {
-                                tracing::warn!(
-                                    partition,
-                                    expected = want,
-                                    end,
-                                    "the Fluvio consumer stopped short of the partition's end; reading the last records again"
-                                );
-                                // At most a window at a time: a stall deep in a backlog
-                                // must not read the rest of the partition into memory.
-                                let to = end.min(want + TAIL_REREAD_MAX);
-                                *rereading = Some((reread(reopen, *partition, want, to), None));
-                            }
-                        }
-                        continue;
-                    }
-                };
-                let r = match next {
-                    // A live stream does not end: the connection to the SPU went away.
-                    None => {
-                        return Err(FluvioFailed(format!(
-                            "Fluvio partition {partition}: the stream ended"
-                        ))
-                        .into())
-                    }
-                    Some(Err(e)) => {
-                        return Err(
-                            FluvioFailed(format!("Fluvio partition {partition}: {e:?}")).into()
-                        )
-                    }
-                    Some(Ok(r)) => source_record(*partition, &r),
-                };
-                *last_streamed = Some(r.offset);
-                match *expected {
-                    // Read again already (the end was reported before the stream delivered).
-                    Some(want) if r.offset < want => {
-                        tracing::debug!(partition, offset = r.offset, "already read again");
-                    }
-                    Some(want) if r.offset > want => {
-                        tracing::warn!(
-                            partition,
-                            expected = want,
-                            got = r.offset,
-                            "the Fluvio consumer skipped records; reading them again"
-                        );
-                        let task = reread(reopen, *partition, want, r.offset);
-                        *rereading = Some((task, Some(r)));
-                    }
-                    _ => {
-                        *expected = Some(r.offset + 1);
-                        return Ok(Some(r));
-                    }
-                }
-            },
+            PartitionInput::Fluvio(f) => f.next().await.map(Some),
             PartitionInput::File(f) => f.next().await.map(Some),
         }
     }
@@ -208,9 +136,7 @@ impl PartitionInput {
     /// Whether records read are still to be handed out (read again after a skipped fetch).
     pub fn holds_records(&self) -> bool {
         match self {
-            PartitionInput::Fluvio {
-                rereading, ready, ..
-            } => rereading.is_some() || !ready.is_empty(),
+            PartitionInput::Fluvio(f) => f.holds_records(),
             PartitionInput::File(_) => false,
         }
     }
@@ -220,54 +146,158 @@ impl PartitionInput {
     /// acknowledged first, and a commit cannot happen while a read is pending (see
     /// `mirror_partition`); a file commits any offset, at any time.
     pub fn commits_last_read(&self) -> bool {
-        matches!(self, PartitionInput::Fluvio { .. })
+        matches!(self, PartitionInput::Fluvio(_))
     }
 
-    /// Commit `offset`, acknowledged by Kafka with every earlier one. A Fluvio stream commits
-    /// the last record it handed out, so it commits only when that is `offset` (nothing read
-    /// again or read after it is pending; not after the last records were read again by the
-    /// second stream); otherwise a later commit will. Returns whether it committed.
+    /// Commit `offset`, acknowledged by Kafka with every earlier one. Returns whether it
+    /// committed (see [`FluvioInput::commit`]).
     pub async fn commit(&mut self, offset: i64) -> Result<bool> {
-        let holds_records = self.holds_records();
         match self {
-            PartitionInput::Fluvio {
-                partition,
-                stream,
-                expected,
-                last_streamed,
-                ..
-            } => {
-                if *expected != Some(offset + 1) || *last_streamed != Some(offset) || holds_records
-                {
-                    tracing::debug!(
-                        partition,
-                        offset,
-                        "not committing: records read after it are not acknowledged yet"
-                    );
-                    return Ok(false);
-                }
-                tracing::debug!(partition, offset, "offset commit");
-                stream.offset_commit().await.map_err(|e| {
-                    FluvioFailed(format!(
-                        "Fluvio partition {partition}: offset commit: {e:?}"
-                    ))
-                })?;
-                tracing::debug!(partition, offset, "offset flush");
-                match tokio::time::timeout(std::time::Duration::from_secs(5), stream.offset_flush())
-                    .await
-                {
-                    Ok(r) => r.map_err(|e| {
-                        FluvioFailed(format!("Fluvio partition {partition}: offset flush: {e:?}"))
-                    })?,
-                    Err(_) => {
-                        tracing::warn!(partition, offset, "offset flush did not answer in 5 s")
-                    }
-                }
-                tracing::debug!(partition, offset, "offset flushed");
-                Ok(true)
-            }
+            PartitionInput::Fluvio(f) => f.commit(offset).await,
             PartitionInput::File(f) => f.commit(offset).map(|()| true),
         }
+    }
+}
+
+impl FluvioInput {
+    /// The next record, in offset order, none skipped.
+    async fn next(&mut self) -> Result<SourceRecord> {
+        loop {
+            if self.rereading.is_some() {
+                self.take_reread().await?;
+            }
+            if let Some(rec) = self.ready.pop_front() {
+                return Ok(rec);
+            }
+            match tokio::time::timeout(TAIL_CHECK, self.stream.next()).await {
+                Ok(next) => {
+                    if let Some(rec) = self.streamed(next)? {
+                        return Ok(rec);
+                    }
+                }
+                Err(_idle) => self.check_tail(),
+            }
+        }
+    }
+
+    /// Wait for the re-read under way; its records, then the one after the gap, come next.
+    async fn take_reread(&mut self) -> Result<()> {
+        let Some(((task, _), _)) = self.rereading.as_mut() else {
+            return Ok(());
+        };
+        let again = task
+            .await
+            .map_err(|e| anyhow::anyhow!("reading again: {e}"))??;
+        let ((_, to), after) = self.rereading.take().expect("a re-read under way");
+        self.ready.extend(again);
+        self.ready.extend(after);
+        let next = self
+            .ready
+            .back()
+            .map_or(to, |last| (last.offset + 1).max(to));
+        self.expected = Some(next);
+        Ok(())
+    }
+
+    /// The stream was idle: if it stopped short of the partition's end, read the rest again.
+    fn check_tail(&mut self) {
+        let (Some(want), Some(end)) = (self.expected, self.end.get()) else {
+            return;
+        };
+        if end <= want {
+            return;
+        }
+        tracing::warn!(
+            partition = self.partition,
+            expected = want,
+            end,
+            "the Fluvio consumer stopped short of the partition's end; reading the last records again"
+        );
+        // At most a window at a time: a stall deep in a backlog must not read the rest of
+        // the partition into memory.
+        let to = end.min(want + TAIL_REREAD_MAX);
+        self.rereading = Some((reread(&self.reopen, self.partition, want, to), None));
+    }
+
+    /// What the stream delivered: the record to hand out, or none (read again already, or
+    /// records skipped before it are being read again).
+    fn streamed(
+        &mut self,
+        next: Option<Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>>,
+    ) -> Result<Option<SourceRecord>> {
+        let partition = self.partition;
+        let r = match next {
+            // A live stream does not end: the connection to the SPU went away.
+            None => {
+                return Err(
+                    FluvioFailed(format!("Fluvio partition {partition}: the stream ended")).into(),
+                )
+            }
+            Some(Err(e)) => {
+                return Err(FluvioFailed(format!("Fluvio partition {partition}: {e:?}")).into())
+            }
+            Some(Ok(r)) => source_record(partition, &r),
+        };
+        self.last_streamed = Some(r.offset);
+        match self.expected {
+            // Read again already (the end was reported before the stream delivered).
+            Some(want) if r.offset < want => {
+                tracing::debug!(partition, offset = r.offset, "already read again");
+                Ok(None)
+            }
+            Some(want) if r.offset > want => {
+                tracing::warn!(
+                    partition,
+                    expected = want,
+                    got = r.offset,
+                    "the Fluvio consumer skipped records; reading them again"
+                );
+                let task = reread(&self.reopen, partition, want, r.offset);
+                self.rereading = Some((task, Some(r)));
+                Ok(None)
+            }
+            _ => {
+                self.expected = Some(r.offset + 1);
+                Ok(Some(r))
+            }
+        }
+    }
+
+    fn holds_records(&self) -> bool {
+        self.rereading.is_some() || !self.ready.is_empty()
+    }
+
+    /// The consumer stream commits the last record it handed out, so this commits only when
+    /// that is `offset` (nothing read again or read after it is pending; not after the last
+    /// records were read again by the second stream); otherwise a later commit will.
+    async fn commit(&mut self, offset: i64) -> Result<bool> {
+        let partition = self.partition;
+        if self.expected != Some(offset + 1)
+            || self.last_streamed != Some(offset)
+            || self.holds_records()
+        {
+            tracing::debug!(
+                partition,
+                offset,
+                "not committing: records read after it are not acknowledged yet"
+            );
+            return Ok(false);
+        }
+        tracing::debug!(partition, offset, "offset commit");
+        self.stream.offset_commit().await.map_err(|e| {
+            FluvioFailed(format!(
+                "Fluvio partition {partition}: offset commit: {e:?}"
+            ))
+        })?;
+        tracing::debug!(partition, offset, "offset flush");
+        match tokio::time::timeout(Duration::from_secs(5), self.stream.offset_flush()).await {
+            Ok(r) => r.map_err(|e| {
+                FluvioFailed(format!("Fluvio partition {partition}: offset flush: {e:?}"))
+            })?,
+            Err(_) => tracing::warn!(partition, offset, "offset flush did not answer in 5 s"),
+        }
+        tracing::debug!(partition, offset, "offset flushed");
+        Ok(true)
     }
 }
 
@@ -598,9 +628,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stream_that_ends_or_fails_is_a_fluvio_failure() {
         let (mut input, _, _) = fluvio_input(&[0], vec![], None);
-        if let PartitionInput::Fluvio { stream, .. } = &mut input {
+        if let PartitionInput::Fluvio(f) = &mut input {
             let commits = Arc::new(Mutex::new(Vec::new()));
-            *stream = Box::new(Scripted {
+            f.stream = Box::new(Scripted {
                 items: [record(0)].into(),
                 ends: true,
                 commits,
@@ -614,8 +644,8 @@ mod tests {
             .contains("Fluvio partition 7: the stream ended"));
 
         let (mut input, _, _) = fluvio_input(&[0], vec![], None);
-        if let PartitionInput::Fluvio { stream, .. } = &mut input {
-            *stream = Box::new(Scripted {
+        if let PartitionInput::Fluvio(f) = &mut input {
+            f.stream = Box::new(Scripted {
                 items: [Err(ErrorCode::OffsetOutOfRange)].into(),
                 ends: false,
                 commits: Default::default(),

@@ -28,8 +28,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
-use connector_runtime::launch::{self, ConnectorInfo, Launched};
+use anyhow::Result;
+use connector_runtime::launch::ConnectorInfo;
+use connector_runtime::sink::{self, SinkContext};
+use connector_runtime::ConnectorConfig;
 
 use crate::config::KafkaConfig;
 use crate::mirror::Mirror;
@@ -44,30 +46,28 @@ const INFO: ConnectorInfo = ConnectorInfo {
 };
 
 fn main() -> ExitCode {
-    launch::run(INFO, run)
+    sink::main(INFO, run)
 }
 
-async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
-    let cfg = launched.config.custom.clone();
-    cfg.validate()
-        .map_err(|e| anyhow!("invalid config: {}: {e}", launched.config.file.display()))?;
-    let meta = &launched.config.meta;
+async fn run(config: ConnectorConfig<KafkaConfig>, ctx: SinkContext) -> Result<()> {
+    let cfg = config.custom;
+    let meta = &config.meta;
     let client_id = format!("fluvio_connector_{}", meta.name);
-    let shutdown = launched.shutdown.clone();
+    let (shutdown, metrics) = (ctx.shutdown.clone(), ctx.metrics.clone());
     let fluvio_topic = meta.topic.name.clone();
     let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
-    let mut source = Source::open(&launched).await?;
+    let mut source = Source::open(ctx).await?;
     let transactional_id = KafkaConfig::transactional_id(
         consumer_id.as_deref().unwrap_or("capture-file"),
         &fluvio_topic,
     );
     let Some(mirror) = Mirror::connect(
-        cfg.clone(),
+        cfg,
         &client_id,
         &transactional_id,
         &fluvio_topic,
         source.partitions().len(),
-        &launched.metrics,
+        &metrics,
         &shutdown,
     )
     .await?
@@ -76,7 +76,7 @@ async fn run(launched: Launched<KafkaConfig>) -> Result<()> {
     };
     let mirror = Arc::new(mirror);
     let result =
-        mirror_until_stopped(&mirror, &mut source, &launched, &fluvio_topic, &shutdown).await;
+        mirror_until_stopped(&mirror, &mut source, &metrics, &fluvio_topic, &shutdown).await;
     mirror.flush(Duration::from_secs(10));
     result
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use connector_runtime::cluster::{self, StartAt};
-use connector_runtime::launch::Launched;
-use connector_runtime::sink::SinkContext;
+use connector_runtime::metrics::Metrics;
+use connector_runtime::sink::FluvioTopic;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Delivery, KafkaConfig, OnFluvioReset, OnRefused, Partitioning};
@@ -19,7 +19,7 @@ use crate::lag::Progress;
 use crate::mirror::{Mirror, Refused};
 use crate::partition::{mirror_partition, PartitionJob};
 use crate::resume::{self, Spread};
-use crate::source::Source;
+use crate::source::{Origin, Source};
 use crate::transactions::{Fenced, TransactionFailed};
 use crate::transform::SinkTransforms;
 
@@ -33,7 +33,7 @@ const AFTER_ABORT: Duration = Duration::from_secs(1);
 pub(crate) async fn mirror_until_stopped(
     mirror: &Arc<Mirror>,
     source: &mut Source,
-    launched: &Launched<KafkaConfig>,
+    metrics: &Metrics,
     fluvio_topic: &str,
     shutdown: &CancellationToken,
 ) -> Result<()> {
@@ -49,7 +49,7 @@ pub(crate) async fn mirror_until_stopped(
             if let Some(txn) = mirror.transactions() {
                 txn.abort().await?;
             }
-            source.reconnect(launched, shutdown).await?;
+            source.reconnect(metrics, shutdown).await?;
             continue;
         }
         let Some(txn) = mirror.transactions() else {
@@ -186,32 +186,32 @@ async fn spawn_partitions(
     let cfg = mirror.config();
     let mut resumed = resume_points(cfg, fluvio_topic, &source.partitions()).await?;
     let transforms = |modules| SinkTransforms::new(modules, cfg.tombstones, mirror.metrics());
-    match source {
-        Source::File(path, modules) => {
+    match &source.origin {
+        Origin::File(path) => {
             let committed = FileInput::committed(path);
             let start = start_offset(resumed.get(&0).copied(), committed).unwrap_or(0);
             tracing::info!(file = %path.display(), start, "mirroring a capture file");
             let job = PartitionJob {
                 partition: 0,
                 input: PartitionInput::File(FileInput::open(path.clone(), start)?),
-                transforms: transforms(modules)?,
+                transforms: transforms(&source.transforms)?,
                 in_kafka: start.checked_sub(1).filter(|o| *o >= 0),
                 progress: Progress::default(),
                 careful: careful_range(careful, 0),
             };
             tasks.spawn(mirror_partition(mirror.clone(), job, stop.clone()));
         }
-        Source::Fluvio {
-            ctx,
+        Origin::Fluvio {
+            topic,
             partitions,
             watches,
             ..
         } => {
-            check_partition_ends(ctx, cfg, fluvio_topic, &mut resumed).await?;
+            check_partition_ends(topic, cfg, fluvio_topic, &mut resumed).await?;
             for &p in partitions {
                 let in_kafka = resumed.get(&p).copied();
                 let watch = watches[&p].clone();
-                let input = fluvio_input(ctx, p, in_kafka, watch.end).await?;
+                let input = fluvio_input(topic, p, in_kafka, watch.end).await?;
                 let in_kafka = in_kafka.filter(|o| *o >= 0);
                 if let Some(off) = in_kafka {
                     watch.progress.raise_to(off);
@@ -219,7 +219,7 @@ async fn spawn_partitions(
                 let job = PartitionJob {
                     partition: p,
                     input,
-                    transforms: transforms(&ctx.transforms)?,
+                    transforms: transforms(&source.transforms)?,
                     in_kafka,
                     progress: watch.progress,
                     careful: careful_range(careful, p),
@@ -234,7 +234,7 @@ async fn spawn_partitions(
 /// The input of Fluvio partition `p`: after the offset Kafka holds (`in_kafka`), else where
 /// the consumer config says; read again from any offset on a plain stream when needed.
 async fn fluvio_input(
-    ctx: &Arc<SinkContext>,
+    topic: &Arc<FluvioTopic>,
     p: u32,
     in_kafka: Option<i64>,
     end: input::PartitionEnd,
@@ -250,7 +250,7 @@ async fn fluvio_input(
         }
         None => StartAt::Config,
     };
-    let stream = ctx
+    let stream = topic
         .partition_stream(p, start)
         .await
         .map_err(|e| FluvioFailed(format!("{e:#}")))?;
@@ -258,11 +258,11 @@ async fn fluvio_input(
         StartAt::Absolute(o) => Some(o),
         StartAt::Config => None,
     };
-    let reopen_ctx = ctx.clone();
+    let reopen_topic = topic.clone();
     let reopen: input::Reopen = Box::new(move |offset| {
-        let ctx = reopen_ctx.clone();
+        let topic = reopen_topic.clone();
         Box::pin(async move {
-            let stream = ctx.plain_stream(p, offset).await?;
+            let stream = topic.plain_stream(p, offset).await?;
             Ok(Box::new(stream) as input::FluvioStream)
         })
     });
@@ -305,7 +305,7 @@ fn careful_range(careful: Option<Careful>, partition: u32) -> Option<(i64, i64)>
 /// A resume point past a Fluvio partition's end means the topic was deleted and re-created
 /// (or lost records): stop with a clear error, or start the partition over when configured.
 async fn check_partition_ends(
-    ctx: &SinkContext,
+    topic: &FluvioTopic,
     cfg: &KafkaConfig,
     fluvio_topic: &str,
     resumed: &mut HashMap<u32, i64>,
@@ -313,7 +313,7 @@ async fn check_partition_ends(
     if resumed.is_empty() {
         return Ok(());
     }
-    let ends = cluster::partition_ends(&ctx.fluvio, fluvio_topic)
+    let ends = cluster::partition_ends(&topic.fluvio, fluvio_topic)
         .await
         .map_err(|e| FluvioFailed(format!("{e:#}")))?;
     for (p, end) in ends {

@@ -7,23 +7,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
-use connector_runtime::launch::Launched;
-use connector_runtime::sink::{self, SinkContext};
+use anyhow::Result;
+use connector_runtime::metrics::Metrics;
+use connector_runtime::sink::{FluvioTopic, SinkContext, SinkInput, INPUT_OPEN};
 use connector_runtime::transforms::ModuleSpec;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::KafkaConfig;
 use crate::lag::{self, Watch};
 
-/// Where the records come from.
-pub(crate) enum Source {
-    /// A capture file, read as partition 0, and the sink transforms.
-    File(PathBuf, Vec<ModuleSpec>),
+/// Where the records come from, and the sink transforms to run on them.
+pub(crate) struct Source {
+    pub(crate) origin: Origin,
+    pub(crate) transforms: Vec<ModuleSpec>,
+}
+
+/// The input itself.
+pub(crate) enum Origin {
+    /// A capture file, read as partition 0.
+    File(PathBuf),
     /// The Fluvio topic's partitions, each with its lag watch (the partition ends the input
     /// checks its streams against, read by a task on the current client).
     Fluvio {
-        ctx: Arc<SinkContext>,
+        topic: Arc<FluvioTopic>,
         partitions: Vec<u32>,
         watches: HashMap<u32, Watch>,
         lag: LagTask,
@@ -34,19 +39,19 @@ pub(crate) enum Source {
 pub(crate) struct LagTask {
     topic: String,
     consumer_id: String,
-    metrics: connector_runtime::metrics::Metrics,
+    metrics: Metrics,
     shutdown: CancellationToken,
     /// Stops the task running now.
     stop: CancellationToken,
 }
 
 impl LagTask {
-    /// Watch the partition ends and the lag with `ctx`'s client, until `stop` or a newer task.
-    fn spawn(&mut self, ctx: &Arc<SinkContext>, watches: &HashMap<u32, Watch>) {
+    /// Watch the partition ends and the lag with `topic`'s client, until `stop` or a newer task.
+    fn spawn(&mut self, topic: &Arc<FluvioTopic>, watches: &HashMap<u32, Watch>) {
         self.stop.cancel();
         self.stop = self.shutdown.child_token();
-        let (ctx, topic, consumer_id, metrics, stop) = (
-            ctx.clone(),
+        let (fluvio_topic, name, consumer_id, metrics, stop) = (
+            topic.clone(),
             self.topic.clone(),
             self.consumer_id.clone(),
             self.metrics.clone(),
@@ -54,16 +59,71 @@ impl LagTask {
         );
         let w = watches.iter().map(|(p, w)| (*p, w.clone())).collect();
         tokio::spawn(async move {
-            lag::report(&ctx.fluvio, &topic, &consumer_id, w, &metrics, &stop).await
+            lag::report(
+                &fluvio_topic.fluvio,
+                &name,
+                &consumer_id,
+                w,
+                &metrics,
+                &stop,
+            )
+            .await
         });
     }
 }
 
 impl Source {
+    /// Take the sink's input: the capture file of `--input-file`, else the Fluvio topic's
+    /// partitions (which needs `meta.consumer.id`), and start reporting the lag.
+    pub(crate) async fn open(ctx: SinkContext) -> Result<Self> {
+        let SinkContext {
+            input,
+            meta,
+            transforms,
+            shutdown,
+            metrics,
+        } = ctx;
+        let topic = match input {
+            SinkInput::File(path) => {
+                return Ok(Source {
+                    origin: Origin::File(path),
+                    transforms,
+                })
+            }
+            SinkInput::Fluvio(topic) => Arc::new(*topic),
+        };
+        let consumer_id = meta
+            .consumer
+            .as_ref()
+            .and_then(|c| c.id.clone())
+            .unwrap_or_default(); // required by `sink::main` for a Fluvio input
+        let partitions = topic.partitions().await?;
+        // The lag is reported from now on, also while Kafka is still awaited.
+        let watches: HashMap<u32, Watch> =
+            partitions.iter().map(|p| (*p, Watch::default())).collect();
+        let mut lag = LagTask {
+            topic: meta.topic.name.clone(),
+            consumer_id,
+            metrics,
+            shutdown,
+            stop: CancellationToken::new(),
+        };
+        lag.spawn(&topic, &watches);
+        Ok(Source {
+            origin: Origin::Fluvio {
+                topic,
+                partitions,
+                watches,
+                lag,
+            },
+            transforms,
+        })
+    }
+
     pub(crate) fn partitions(&self) -> Vec<u32> {
-        match self {
-            Source::File(..) => vec![0],
-            Source::Fluvio { partitions, .. } => partitions.clone(),
+        match &self.origin {
+            Origin::File(..) => vec![0],
+            Origin::Fluvio { partitions, .. } => partitions.clone(),
         }
     }
 
@@ -71,30 +131,33 @@ impl Source {
     /// backoff until it answers or `shutdown`.
     pub(crate) async fn reconnect(
         &mut self,
-        launched: &Launched<KafkaConfig>,
+        metrics: &Metrics,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let Source::Fluvio {
-            ctx, watches, lag, ..
-        } = self
+        let Origin::Fluvio {
+            topic,
+            watches,
+            lag,
+            ..
+        } = &mut self.origin
         else {
             return Ok(());
         };
-        let fluvio_open = launched.metrics.readiness(FLUVIO_OPEN);
-        fluvio_open.set(false);
+        let input_open = metrics.readiness(INPUT_OPEN);
+        input_open.set(false);
         let mut pause = Duration::from_millis(500);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }
-            match sink::connect(launched).await {
+            match topic.reconnect().await {
                 Ok(new) => {
                     tracing::info!("connected to the Fluvio cluster again");
-                    fluvio_open.set(true);
-                    *ctx = Arc::new(new);
+                    input_open.set(true);
+                    *topic = Arc::new(new);
                     // The partition ends too are read anew: the old client's are stale.
-                    lag.spawn(ctx, watches);
+                    lag.spawn(topic, watches);
                     return Ok(());
                 }
                 Err(e) => {
@@ -103,49 +166,5 @@ impl Source {
                 }
             }
         }
-    }
-}
-
-/// The bridge's readiness condition on its input (`/ready`).
-pub(crate) const FLUVIO_OPEN: &str = "Fluvio stream open";
-
-impl Source {
-    /// Open the input: the capture file of `--input-file`, else the Fluvio topic's partitions
-    /// (which needs `meta.consumer.id`), and start reporting the lag.
-    pub(crate) async fn open(launched: &Launched<KafkaConfig>) -> Result<Self> {
-        let meta = &launched.config.meta;
-        // Met while the Fluvio stream is open (a capture file is always open).
-        let fluvio_open = launched.metrics.readiness(FLUVIO_OPEN);
-        if let Some(file) = launched.args.input_file.clone() {
-            let config = &launched.config;
-            let modules = sink::sink_transforms(&config.transforms, &config.dir(), None).await?;
-            fluvio_open.set(true);
-            return Ok(Source::File(file, modules));
-        }
-        let Some(consumer_id) = meta.consumer.as_ref().and_then(|c| c.id.clone()) else {
-            return Err(anyhow!(
-                "meta.consumer.id: required (without it, records produced while the bridge is down would be skipped); e.g. `consumer: {{id: kafka-bridge, offset: {{start: beginning, strategy: manual}}}}`"
-            ));
-        };
-        let ctx = Arc::new(sink::connect(launched).await?);
-        let partitions = ctx.partitions().await?;
-        fluvio_open.set(true);
-        // The lag is reported from now on, also while Kafka is still awaited.
-        let watches: HashMap<u32, Watch> =
-            partitions.iter().map(|p| (*p, Watch::default())).collect();
-        let mut lag = LagTask {
-            topic: meta.topic.name.clone(),
-            consumer_id,
-            metrics: launched.metrics.clone(),
-            shutdown: launched.shutdown.clone(),
-            stop: CancellationToken::new(),
-        };
-        lag.spawn(&ctx, &watches);
-        Ok(Source::Fluvio {
-            ctx,
-            partitions,
-            watches,
-            lag,
-        })
     }
 }

@@ -53,6 +53,7 @@ for _ in range(60):
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "k hello kafka");
 }
 
+// Long on purpose: one round trip, then a check per field of every record read back.
 #[test]
 fn recorded_payloads_round_trip_with_keys_timestamps_and_headers() {
     let Some(broker) = KafkaBroker::start_or_skip("bridge round trip") else {

@@ -385,6 +385,8 @@ fn tweets_with_a_bad_one(n: usize, bad: usize) -> (Vec<Record>, Vec<i64>) {
     (records, english)
 }
 
+// Long on purpose: one story in order (transform, reject, restart before and after the fix,
+// count every record).
 #[test]
 fn sink_transforms_run_in_the_bridge_and_a_record_they_reject_is_not_skipped() {
     let Some(broker) = KafkaBroker::start_or_skip("bridge sink transforms") else {

@@ -302,6 +302,8 @@ fn a_recreated_fluvio_topic_is_a_clear_error_or_with_start_over_a_fresh_mirror()
 
 // A registered SmartModule by name: the bridge fetches its wasm from the cluster and runs it
 // in-process (Fluvio 0.18's SPU does not apply sink transforms to a consumer-id stream).
+// Long on purpose: one story in order (a filtering transform, a restart, the count of what
+// was kept, filtered and committed).
 #[test]
 fn a_filtering_sink_transform_leaves_holes_that_are_not_loss() {
     let Some((env, broker)) = fluvio_and_kafka_or_skip("bridge with a filtering transform") else {

@@ -80,6 +80,13 @@ pub fn invalid<T>(field: impl Into<String>, problem: impl Into<String>) -> Resul
     })
 }
 
+/// A connector's own section of the config (`twitter:`, `kafka:`): deserialised by serde,
+/// then checked across its fields before anything connects.
+pub trait Section: DeserializeOwned + Send + 'static {
+    /// The checks serde cannot make: the first field at fault.
+    fn validate(&self) -> Result<(), InvalidField>;
+}
+
 /// A whole connector config, with the connector's own section typed as `C`.
 #[derive(Debug, Clone)]
 pub struct ConnectorConfig<C> {
@@ -872,6 +879,8 @@ custom:
 
     const BASE_META: &str = "meta:\n  name: n\n  type: x-sink\n  version: '1'\n  topic: t\n";
 
+    // Long on purpose: a table of bad configs, one case per entry, each with the field its
+    // error must name.
     #[test]
     fn bad_configs_name_the_field() {
         let cases: Vec<(String, &str, &str)> = vec![

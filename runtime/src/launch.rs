@@ -5,11 +5,10 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, ConnectorArgs};
-use crate::config::ConnectorConfig;
+use crate::config::{ConnectorConfig, Section};
 use crate::metrics::{self, Metrics};
 use crate::secrets::SecretStore;
 
@@ -35,7 +34,7 @@ pub struct Launched<C> {
 /// Run a connector process around `body`; returns the exit code.
 pub fn run<C, F, Fut>(info: ConnectorInfo, body: F) -> ExitCode
 where
-    C: DeserializeOwned + Send + 'static,
+    C: Section,
     F: FnOnce(Launched<C>) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
@@ -66,6 +65,9 @@ where
                 Ok(c) => c,
                 Err(e) => return fail(&format!("invalid config: {e}")),
             };
+        if let Err(e) = config.custom.validate() {
+            return fail(&format!("invalid config: {}: {e}", config.file.display()));
+        }
         let scrubber = config.secrets.clone();
         tracing::info!(
             connector = info.name,

@@ -4,12 +4,13 @@
 //! (upstream's SDK, `fluvio-connector-common`, is not published on crates.io).
 //!
 //! A source binary is a `main` that calls [`source::main`] with its [`ConnectorInfo`] and an
-//! async body; a sink calls [`sink::main`] the same way, or (as the Kafka bridge does, to open
-//! its inputs and its Kafka side together) [`launch::run`] with [`sink::connect`] and
-//! [`sink::sink_transforms`]. The runtime then provides, in order:
+//! async body; a sink calls [`sink::main`] the same way. The connector's own config section
+//! implements [`config::Section`] (its cross-field checks run before anything connects). The
+//! runtime then provides, in order:
 //!
 //! - [`cli`]: `--config <PATH>` and `--secrets <PATH>` as `cdk` passes them, `--help`,
-//!   `--version`, `--metrics-addr`, and `--capture` (sources: records to a file, no cluster);
+//!   `--version`, `--metrics-addr`, `--capture` (sources: records to a file, no cluster) and
+//!   `--input-file` (sinks: read such a file instead of Fluvio);
 //! - [`config`]: `apiVersion` absent/0.1.0/0.2.0, every `meta` field, `transforms`, and the
 //!   connector's own section typed by the connector; errors name file, field path and
 //!   expectation; unknown keys in `meta` are logged as warnings (both connectors' own sections

@@ -1,19 +1,20 @@
-//! The sink driver: connects to Fluvio and hands the connector a [`SinkContext`] from which it
-//! opens one offset-managed consumer stream per partition, and the `transforms:` resolved to
-//! wasm for the connector to run in-process (Fluvio 0.18's SPU does not apply them to a
-//! consumer-id stream). The connector decides when a record is durable and commits its offset.
+//! The sink driver: connects to Fluvio (or opens the capture file of `--input-file`) and hands
+//! the connector a [`SinkContext`] from which it opens one offset-managed consumer stream per
+//! partition, and the `transforms:` resolved to wasm for the connector to run in-process
+//! (Fluvio 0.18's SPU does not apply them to a consumer-id stream). The connector decides when
+//! a record is durable and commits its offset.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use fluvio::consumer::ConsumerStream;
 use fluvio::Fluvio;
-use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, PartitionStreamOptions, StartAt};
-use crate::config::{ConnectorConfig, MetaConfig, TransformStep};
+use crate::config::{ConnectorConfig, MetaConfig, Section, TransformStep};
 use crate::launch::{self, ConnectorInfo, Launched};
 use crate::metrics::Metrics;
 use crate::transforms::{self, ModuleSpec};
@@ -21,9 +22,14 @@ use crate::transforms::{self, ModuleSpec};
 /// How long a sink waits at start for the topic's partitions to have a leader.
 const PARTITIONS_ONLINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// A sink's readiness condition on its input (`/ready`): met while the Fluvio topic is open
+/// (a capture file is always open).
+pub const INPUT_OPEN: &str = "Fluvio stream open";
+
 /// What a sink connector gets to work with.
 pub struct SinkContext {
-    pub fluvio: Fluvio,
+    /// What it reads: the Fluvio topic, or the capture file of `--input-file`.
+    pub input: SinkInput,
     pub meta: MetaConfig,
     /// The `transforms:` chain, to run in-process on each record read (see [`transforms`]).
     pub transforms: Vec<ModuleSpec>,
@@ -31,7 +37,39 @@ pub struct SinkContext {
     pub metrics: Metrics,
 }
 
-impl SinkContext {
+/// Where a sink's records come from.
+pub enum SinkInput {
+    /// The topic `meta.topic` on the current Fluvio cluster.
+    Fluvio(Box<FluvioTopic>),
+    /// A capture file as sources write with `--capture` (`--input-file`), read as partition 0,
+    /// without a Fluvio cluster.
+    File(PathBuf),
+}
+
+/// A sink's connection to the Fluvio topic it reads.
+pub struct FluvioTopic {
+    pub fluvio: Fluvio,
+    meta: MetaConfig,
+}
+
+impl FluvioTopic {
+    /// Connect: the cluster of the current profile, the topic created if missing, its
+    /// partitions online.
+    async fn connect(meta: &MetaConfig) -> Result<Self> {
+        let fluvio = cluster::connect(&meta.name).await?;
+        cluster::ensure_topic(&fluvio, &meta.topic).await?;
+        cluster::wait_until_online(&fluvio, &meta.topic.name, PARTITIONS_ONLINE_TIMEOUT).await?;
+        Ok(Self {
+            fluvio,
+            meta: meta.clone(),
+        })
+    }
+
+    /// A new connection to the same topic (after the cluster failed under the streams).
+    pub async fn reconnect(&self) -> Result<Self> {
+        Self::connect(&self.meta).await
+    }
+
     /// The partitions this sink reads (`meta.consumer.partition`, default all).
     pub async fn partitions(&self) -> Result<Vec<u32>> {
         cluster::consumer_partitions(&self.fluvio, &self.meta).await
@@ -79,34 +117,61 @@ impl SinkContext {
 /// What a partition stream yields.
 type StreamItem = Result<fluvio::consumer::Record, fluvio::dataplane::link::ErrorCode>;
 
-/// Run a sink connector process around `sink`; returns the exit code.
+/// Run a sink connector process around `sink`: parse the command line and config, open the
+/// input (Fluvio, or the `--input-file`), then run `sink` until it returns. Returns the exit
+/// code.
 pub fn main<C, F, Fut>(info: ConnectorInfo, sink: F) -> ExitCode
 where
-    C: DeserializeOwned + Send + 'static,
+    C: Section,
     F: FnOnce(ConnectorConfig<C>, SinkContext) -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     launch::run(info, move |launched: Launched<C>| async move {
-        let ctx = connect(&launched).await?;
+        let ctx = open(&launched).await?;
         sink(launched.config, ctx).await
     })
 }
 
-/// Connect a sink to Fluvio: check the direction, resolve the transforms, create the topic.
-pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
+/// Open a sink's input: check the direction, resolve the transforms (registered names need
+/// Fluvio), and connect to the topic unless a capture file replaces it.
+async fn open<C>(launched: &Launched<C>) -> Result<SinkContext> {
     let config = &launched.config;
     anyhow::ensure!(
         !config.meta.is_source(),
         "meta.type `{}` is a source, but this connector is a sink",
         config.meta.kind
     );
-    let fluvio = cluster::connect(&config.meta.name).await?;
-    let transforms = sink_transforms(&config.transforms, &config.dir(), Some(&fluvio)).await?;
-    cluster::ensure_topic(&fluvio, &config.meta.topic).await?;
-    cluster::wait_until_online(&fluvio, &config.meta.topic.name, PARTITIONS_ONLINE_TIMEOUT).await?;
-    crate::quick_ack::spawn();
+    let input_open = launched.metrics.readiness(INPUT_OPEN);
+    let input = match &launched.args.input_file {
+        Some(file) => SinkInput::File(file.clone()),
+        None => {
+            // The partition streams are offset-managed: they resume where the consumer id
+            // committed.
+            if config
+                .meta
+                .consumer
+                .as_ref()
+                .and_then(|c| c.id.as_ref())
+                .is_none()
+            {
+                anyhow::bail!(
+                    "meta.consumer.id: required (without it, records produced while the connector is down would be skipped); e.g. `consumer: {{id: {}, offset: {{start: beginning, strategy: manual}}}}`",
+                    config.meta.name
+                );
+            }
+            let topic = FluvioTopic::connect(&config.meta).await?;
+            crate::quick_ack::spawn();
+            SinkInput::Fluvio(Box::new(topic))
+        }
+    };
+    let fluvio = match &input {
+        SinkInput::Fluvio(topic) => Some(&topic.fluvio),
+        SinkInput::File(_) => None,
+    };
+    let transforms = sink_transforms(&config.transforms, &config.dir(), fluvio).await?;
+    input_open.set(true);
     Ok(SinkContext {
-        fluvio,
+        input,
         meta: config.meta.clone(),
         transforms,
         shutdown: launched.shutdown.clone(),
@@ -116,7 +181,7 @@ pub async fn connect<C>(launched: &Launched<C>) -> Result<SinkContext> {
 
 /// Resolve a sink's `transforms:` to wasm (registered names need `fluvio`). `lookback` needs
 /// the SPU, which sinks no longer run transforms on: it is refused, not ignored.
-pub async fn sink_transforms(
+async fn sink_transforms(
     steps: &[TransformStep],
     config_dir: &std::path::Path,
     fluvio: Option<&Fluvio>,

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConnectorConfig;
+use crate::config::{ConnectorConfig, Section};
 use crate::launch::{self, ConnectorInfo, Launched};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::output::RecordOutput;
@@ -211,7 +210,7 @@ impl SideOutputs {
 /// `source` until it returns or a signal arrives. Returns the process exit code.
 pub fn main<C, F, Fut>(info: ConnectorInfo, source: F) -> ExitCode
 where
-    C: DeserializeOwned + Send + 'static,
+    C: Section,
     F: FnOnce(ConnectorConfig<C>, SourceContext) -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
@@ -222,7 +221,7 @@ where
 
 async fn run<C, F, Fut>(launched: Launched<C>, source: F) -> Result<()>
 where
-    C: DeserializeOwned + Send + 'static,
+    C: Section,
     F: FnOnce(ConnectorConfig<C>, SourceContext) -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {

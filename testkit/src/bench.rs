@@ -65,3 +65,20 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Some((utime + stime) / ticks)
 }
+
+/// The cores this machine offers (1 when it cannot tell).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A connector binary with `--config cfg`, logging warnings only, its output discarded (a bench
+/// measures it, nobody reads it); the caller adds its own arguments and spawns it.
+pub fn quiet_connector(bin: &std::path::Path, cfg: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--config")
+        .arg(cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}

@@ -384,6 +384,30 @@ pub(crate) async fn subscribe(
     })
 }
 
+/// End a session as its plan says: stall, drop, or close. Returns why it ended.
+async fn end_by_plan(
+    plan: &ConnectionPlan,
+    tx: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    reader: &tokio::task::JoinHandle<()>,
+) -> &'static str {
+    match plan.end {
+        Some(End::Stall) => {
+            reader.abort();
+            let secs = plan.secs.unwrap_or(3600.0);
+            tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            "stall"
+        }
+        Some(End::CloseMidMessage) => {
+            reader.abort();
+            "dropped"
+        }
+        _ => {
+            let _ = tx.send(Message::Close(None)).await;
+            "closed"
+        }
+    }
+}
+
 /// Send the timeline from the subscription's start until the plan ends it or the client
 /// leaves. Returns why it ended.
 async fn session(
@@ -415,22 +439,7 @@ async fn session(
     let mut sent = 0u64;
     let why = loop {
         if plan.after.is_some_and(|a| sent >= a) {
-            match plan.end {
-                Some(End::Stall) => {
-                    reader.abort();
-                    let secs = plan.secs.unwrap_or(3600.0);
-                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-                    break "stall";
-                }
-                Some(End::CloseMidMessage) => {
-                    reader.abort();
-                    break "dropped";
-                }
-                _ => {
-                    let _ = tx.send(Message::Close(None)).await;
-                    break "closed";
-                }
-            }
+            break end_by_plan(&plan, &mut tx, &reader).await;
         }
         if reader.is_finished() {
             break "client left";
@@ -459,6 +468,7 @@ async fn session(
             },
             None => Message::Text(e.json.into()),
         };
+
         if tx.send(message).await.is_err() {
             break "client left";
         }

@@ -386,22 +386,8 @@ fn open_partition(
     partition: Option<Partition>,
 ) -> Response {
     let v2 = dialect == Dialect::V2;
-    // A phantom connection (kept after an abrupt disconnect) or the connection cap: refused
-    // with TooManyConnections, the reset announced for when the phantom goes away.
-    let phantom_left = s
-        .phantom_until
-        .lock()
-        .expect("phantom")
-        .and_then(|t| t.checked_duration_since(Instant::now()));
-    let max = s.config.max_connections;
-    if phantom_left.is_some() || (max > 0 && s.active.load(Ordering::SeqCst) >= max) {
-        let reset_in = phantom_left.map(|d| d.as_secs() + 1).unwrap_or(1);
-        return logged(
-            &s,
-            &method,
-            &uri,
-            error_response(if v2 { 429 } else { 420 }, v2, v2, Some(reset_in)),
-        );
+    if let Some(refused) = too_many_connections(&s, v2) {
+        return logged(&s, &method, &uri, refused);
     }
     let plan = s.next_plan();
     if let Some(status) = plan.status {
@@ -410,20 +396,7 @@ fn open_partition(
     if let Some(n) = plan.missed {
         s.skip_missed(dialect, partition.as_ref(), n);
     }
-    let backfill = crate::query::param(uri.query().unwrap_or(""), "backfill_minutes")
-        .and_then(|m| m.parse::<i64>().ok())
-        .filter(|m| *m > 0)
-        .map(|m| now_ms() - m * 60_000);
-    let start_time = crate::query::param(uri.query().unwrap_or(""), "start_time")
-        .and_then(|t| tweet_model::time::parse_rfc3339(&t));
-    if let Some(since) = backfill.into_iter().chain(start_time).min() {
-        let again = s.rewind_since(dialect, partition.as_ref(), since);
-        tracing::info!(
-            since = %tweet_model::time::rfc3339(since),
-            again,
-            "backfill or recovery: the stream starts with tweets sent (or missed) since then"
-        );
-    }
+    rewind(&s, &uri, dialect, partition.as_ref());
     let conn = s.log_connection(&method, &uri, 200);
     let spec = StreamSpec {
         dialect,
@@ -471,6 +444,47 @@ fn open_partition(
         HeaderValue::from_str(&(now_ms() / 1000 + 900).to_string()).expect("digits"),
     );
     r
+}
+
+/// A phantom connection (kept after an abrupt disconnect) or the connection cap: the
+/// TooManyConnections refusal, its reset announced for when the phantom goes away.
+fn too_many_connections(s: &Shared, v2: bool) -> Option<Response> {
+    let phantom_left = s
+        .phantom_until
+        .lock()
+        .expect("phantom")
+        .and_then(|t| t.checked_duration_since(Instant::now()));
+    let max = s.config.max_connections;
+    if phantom_left.is_none() && (max == 0 || s.active.load(Ordering::SeqCst) < max) {
+        return None;
+    }
+    let reset_in = phantom_left.map(|d| d.as_secs() + 1).unwrap_or(1);
+    Some(error_response(
+        if v2 { 429 } else { 420 },
+        v2,
+        v2,
+        Some(reset_in),
+    ))
+}
+
+/// `backfill_minutes` or `start_time`: the stream starts again with the tweets sent (or
+/// missed) since then.
+fn rewind(s: &Shared, uri: &Uri, dialect: Dialect, partition: Option<&Partition>) {
+    let query = uri.query().unwrap_or("");
+    let backfill = crate::query::param(query, "backfill_minutes")
+        .and_then(|m| m.parse::<i64>().ok())
+        .filter(|m| *m > 0)
+        .map(|m| now_ms() - m * 60_000);
+    let start_time =
+        crate::query::param(query, "start_time").and_then(|t| tweet_model::time::parse_rfc3339(&t));
+    if let Some(since) = backfill.into_iter().chain(start_time).min() {
+        let again = s.rewind_since(dialect, partition, since);
+        tracing::info!(
+            since = %tweet_model::time::rfc3339(since),
+            again,
+            "backfill or recovery: the stream starts with tweets sent (or missed) since then"
+        );
+    }
 }
 
 async fn rules_list(
@@ -663,70 +677,61 @@ async fn v1_stream(
     }
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let delimited = get("delimited").as_deref() == Some("length");
-    let selection = if uri.path().ends_with("filter.json") {
-        let track: Vec<Vec<String>> = get("track")
-            .map(|t| {
-                t.split(',')
-                    .map(|alt| {
-                        alt.split_whitespace()
-                            .map(|w| w.to_lowercase())
-                            .collect::<Vec<_>>()
-                    })
-                    .filter(|alt| !alt.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let follow: Vec<String> = get("follow")
-            .map(|f| {
-                f.split(',')
+    let selection = match v1_selection(uri.path().ends_with("filter.json"), get) {
+        Ok(selection) => selection,
+        Err(status) => {
+            let body = serde_json::from_str(&error_body(status, false, false));
+            let r = json_response(status, body.unwrap_or(Value::Null));
+            return logged(&s, &method, &uri, r);
+        }
+    };
+    open_stream(s, method, uri, Dialect::V1, selection, delimited)
+}
+
+/// The tweets a v1.1 request selects (`track`, `follow`, `locations`, `language`; the sample
+/// stream only `language`), or the status X refuses it with: 406 for nothing to filter on or
+/// bad locations, 413 for too much.
+fn v1_selection(filter: bool, get: impl Fn(&str) -> Option<String>) -> Result<Selection, u16> {
+    let list = |k: &str| -> Vec<String> {
+        get(k)
+            .map(|v| {
+                v.split(',')
                     .map(|x| x.trim().to_string())
                     .filter(|x| !x.is_empty())
                     .collect()
             })
-            .unwrap_or_default();
-        if track.is_empty() && follow.is_empty() && get("locations").is_none() {
-            let r = json_response(
-                406,
-                serde_json::from_str(&error_body(406, false, false)).unwrap_or(Value::Null),
-            );
-            return logged(&s, &method, &uri, r);
-        }
-        let coordinates: Vec<Option<f64>> = get("locations")
-            .map(|l| l.split(',').map(|x| x.trim().parse().ok()).collect())
-            .unwrap_or_default();
-        if !coordinates.len().is_multiple_of(4) || coordinates.iter().any(Option::is_none) {
-            let r = json_response(
-                406,
-                serde_json::from_str(&error_body(406, false, false)).unwrap_or(Value::Null),
-            );
-            return logged(&s, &method, &uri, r);
-        }
-        if track.len() > 400 || follow.len() > 5000 || coordinates.len() / 4 > 25 {
-            let r = json_response(
-                413,
-                serde_json::from_str(&error_body(413, false, false)).unwrap_or(Value::Null),
-            );
-            return logged(&s, &method, &uri, r);
-        }
-        let language = get("language")
-            .map(|l| l.split(',').map(|x| x.trim().to_string()).collect())
-            .unwrap_or_default();
-        Selection::V1Filter {
-            track,
-            follow,
-            language,
-        }
-    } else {
-        let language = get("language")
-            .map(|l| l.split(',').map(|x| x.trim().to_string()).collect())
-            .unwrap_or_default();
-        Selection::V1Filter {
+            .unwrap_or_default()
+    };
+    let language = list("language");
+    if !filter {
+        return Ok(Selection::V1Filter {
             track: Vec::new(),
             follow: Vec::new(),
             language,
-        }
-    };
-    open_stream(s, method, uri, Dialect::V1, selection, delimited)
+        });
+    }
+    let track: Vec<Vec<String>> = list("track")
+        .iter()
+        .map(|alt| alt.split_whitespace().map(str::to_lowercase).collect())
+        .collect();
+    let follow = list("follow");
+    if track.is_empty() && follow.is_empty() && get("locations").is_none() {
+        return Err(406);
+    }
+    let coordinates: Vec<Option<f64>> = get("locations")
+        .map(|l| l.split(',').map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    if !coordinates.len().is_multiple_of(4) || coordinates.iter().any(Option::is_none) {
+        return Err(406);
+    }
+    if track.len() > 400 || follow.len() > 5000 || coordinates.len() / 4 > 25 {
+        return Err(413);
+    }
+    Ok(Selection::V1Filter {
+        track,
+        follow,
+        language,
+    })
 }
 
 async fn control_log(State(s): State<Arc<Shared>>) -> Response {

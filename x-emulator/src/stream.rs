@@ -27,39 +27,89 @@ pub async fn run(
     plan: ConnectionPlan,
     tx: mpsc::Sender<Chunk>,
 ) {
-    let mut w = Writer::new(tx, shared.config.random_chunks, plan.drip_bytes_per_sec);
-    let mut sent: u64 = 0;
-    let mut prev: Option<Item> = None;
-    let mut last_write = Instant::now();
-    let rate = shared.config.rate;
-    let interval = if rate > 0.0 {
-        Some(Duration::from_secs_f64(1.0 / rate))
-    } else {
-        None
-    };
-    let mut next_at = Instant::now();
-    let mut injections = plan.inject.clone();
-    injections.sort_by_key(|i| i.after);
-    let mut injections = injections.into_iter().peekable();
-    let mut swapped: std::collections::VecDeque<Item> = Default::default();
-
+    let mut session = Session::new(shared, spec, &plan, tx);
     loop {
-        // Injections due at this count.
-        while injections.peek().is_some_and(|i| i.after <= sent) {
-            let inj = injections.next().expect("peeked");
-            let prev_id = prev
-                .as_ref()
-                .map(|p| p.id.clone())
-                .unwrap_or_else(|| "1".into());
+        if !session.inject_due().await {
+            return session.ended("client closed");
+        }
+        if let (Some(after), Some(end)) = (plan.after, plan.end) {
+            if session.sent >= after {
+                let Session {
+                    shared, spec, w, ..
+                } = session;
+                return finish(&shared, &spec, &plan, end, w).await;
+            }
+        }
+        let alive = match session.next_item() {
+            Some(item) => session.send(item).await,
+            None => session.idle().await,
+        };
+        if !alive {
+            return session.ended("client closed");
+        }
+    }
+}
+
+/// One connection's state: what it sent, its pace, the injections to come.
+struct Session {
+    shared: Arc<Shared>,
+    spec: StreamSpec,
+    w: Writer,
+    sent: u64,
+    prev: Option<Item>,
+    last_write: Instant,
+    /// The time between tweets (`--rate`), and when the next is due.
+    interval: Option<Duration>,
+    next_at: Instant,
+    injections: std::iter::Peekable<std::vec::IntoIter<crate::faults::Injection>>,
+    /// Tweets to send before taking new ones (an out-of-order injection's pair).
+    swapped: std::collections::VecDeque<Item>,
+}
+
+impl Session {
+    fn new(
+        shared: Arc<Shared>,
+        spec: StreamSpec,
+        plan: &ConnectionPlan,
+        tx: mpsc::Sender<Chunk>,
+    ) -> Self {
+        let w = Writer::new(tx, shared.config.random_chunks, plan.drip_bytes_per_sec);
+        let rate = shared.config.rate;
+        let interval = (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate));
+        let mut injections = plan.inject.clone();
+        injections.sort_by_key(|i| i.after);
+        Self {
+            shared,
+            spec,
+            w,
+            sent: 0,
+            prev: None,
+            last_write: Instant::now(),
+            interval,
+            next_at: Instant::now(),
+            injections: injections.into_iter().peekable(),
+            swapped: Default::default(),
+        }
+    }
+
+    fn ended(&self, why: &str) {
+        ended(&self.shared, self.spec.conn, why)
+    }
+
+    /// Play the injections due at this count; false when the client went away.
+    async fn inject_due(&mut self) -> bool {
+        let (shared, spec) = (&self.shared, &self.spec);
+        while self.injections.peek().is_some_and(|i| i.after <= self.sent) {
+            let inj = self.injections.next().expect("peeked");
             if inj.what == Inject::OutOfOrder {
                 // The next two tweets go out swapped.
-                let first = shared.next_item(&spec);
-                let second = first.as_ref().and_then(|_| shared.next_item(&spec));
-                swapped.extend(second.into_iter().chain(first));
+                let first = shared.next_item(spec);
+                let second = first.as_ref().and_then(|_| shared.next_item(spec));
+                self.swapped.extend(second.into_iter().chain(first));
                 continue;
             }
             let body = if inj.what == Inject::Duplicate {
-                match &prev {
+                match &self.prev {
                     Some(p) => {
                         shared.log_sent(spec.conn, &p.id);
                         p.json.to_vec()
@@ -67,72 +117,72 @@ pub async fn run(
                     None => continue,
                 }
             } else {
+                let prev_id = self.prev.as_ref().map_or("1", |p| p.id.as_str());
                 shared.log_injected(spec.conn);
-                injected_message(inj.what, &prev_id, inj.bytes)
+                injected_message(inj.what, prev_id, inj.bytes)
             };
-            if !w.message(&body, spec.delimited).await {
-                return ended(&shared, spec.conn, "client closed");
+            if !self.w.message(&body, spec.delimited).await {
+                return false;
             }
         }
+        true
+    }
 
-        if let (Some(after), Some(end)) = (plan.after, plan.end) {
-            if sent >= after {
-                return finish(&shared, &spec, &plan, end, w).await;
-            }
-        }
-
-        // The next tweet this stream selects, or none (limit reached / corpus exhausted).
-        let next = if let Some(item) = swapped.pop_front() {
+    /// The next tweet this stream selects, or none (limit reached / corpus exhausted).
+    fn next_item(&mut self) -> Option<Item> {
+        if let Some(item) = self.swapped.pop_front() {
             Some(item)
-        } else if shared.exhausted(spec.dialect) {
+        } else if self.shared.exhausted(self.spec.dialect) {
             None
         } else {
-            shared.next_item(&spec)
-        };
-        match next {
-            Some(item) => {
-                let mut ok = true;
-                if let Some(iv) = interval {
-                    next_at += iv;
-                    let now = Instant::now();
-                    if next_at > now {
-                        ok = w.flush().await;
-                        tokio::time::sleep_until(next_at).await;
-                    } else if now.duration_since(next_at) > Duration::from_secs(1) {
-                        next_at = now; // do not burst to catch up after a long pause
-                    }
-                }
-                let (bytes, key) = decorate(&shared, &spec, &item);
-                ok = ok && w.message(&bytes, spec.delimited).await;
-                if ok {
-                    shared.log_sent(spec.conn, &key);
-                }
-                shared.item_done();
-                if !ok {
-                    return ended(&shared, spec.conn, "client closed");
-                }
-                sent += 1;
-                prev = Some(item);
-                last_write = Instant::now();
-            }
-            None => {
-                if !w.flush().await {
-                    return ended(&shared, spec.conn, "client closed");
-                }
-                // Idle: keep-alives until something happens or the client leaves.
-                let due = last_write + spec.keepalive;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due.min(Instant::now() + Duration::from_millis(50))) => {}
-                    _ = w.tx.closed() => return ended(&shared, spec.conn, "client closed"),
-                }
-                if Instant::now() >= due {
-                    if !w.raw(b"\r\n").await || !w.flush().await {
-                        return ended(&shared, spec.conn, "client closed");
-                    }
-                    last_write = Instant::now();
-                }
+            self.shared.next_item(&self.spec)
+        }
+    }
+
+    /// Send one tweet at the configured pace; false when the client went away.
+    async fn send(&mut self, item: Item) -> bool {
+        let mut ok = true;
+        if let Some(iv) = self.interval {
+            self.next_at += iv;
+            let now = Instant::now();
+            if self.next_at > now {
+                ok = self.w.flush().await;
+                tokio::time::sleep_until(self.next_at).await;
+            } else if now.duration_since(self.next_at) > Duration::from_secs(1) {
+                self.next_at = now; // do not burst to catch up after a long pause
             }
         }
+        let (bytes, key) = decorate(&self.shared, &self.spec, &item);
+        ok = ok && self.w.message(&bytes, self.spec.delimited).await;
+        if ok {
+            self.shared.log_sent(self.spec.conn, &key);
+        }
+        self.shared.item_done();
+        if ok {
+            self.sent += 1;
+            self.prev = Some(item);
+            self.last_write = Instant::now();
+        }
+        ok
+    }
+
+    /// Nothing to send: keep-alives until something happens; false when the client went away.
+    async fn idle(&mut self) -> bool {
+        if !self.w.flush().await {
+            return false;
+        }
+        let due = self.last_write + self.spec.keepalive;
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.min(Instant::now() + Duration::from_millis(50))) => {}
+            _ = self.w.tx.closed() => return false,
+        }
+        if Instant::now() >= due {
+            if !self.w.raw(b"\r\n").await || !self.w.flush().await {
+                return false;
+            }
+            self.last_write = Instant::now();
+        }
+        true
     }
 }
 

@@ -76,16 +76,7 @@ pub async fn run(
     let b = &cfg.bluesky;
     let stall = cfg.stall_timeout();
     let m = StreamMetrics::new(&ctx, "Bluesky Jetstream", None);
-    let dictionary = match &b.zstd_dictionary {
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
-            anyhow!(
-                "twitter.bluesky.zstd_dictionary: cannot read {}: {e}",
-                path.display()
-            )
-        })?),
-        None => None,
-    };
-    let mut inflate = Inflate::new(dictionary.as_deref(), cfg.max_message_bytes)?;
+    let mut inflate = Inflate::from_config(b, cfg.max_message_bytes)?;
     let mut backoff = Backoff::new(cfg.reconnect.clone());
     // Where a restart takes up: shortly before the last record in the topic.
     let overlap_us = b.cursor_overlap.as_micros() as i64;
@@ -138,13 +129,10 @@ pub async fn run(
             cursor = cursor.map(|c| c.saturating_sub(overlap_us));
         }
         tracing::warn!(cause = failure.cause(), %reason, next_instance = %b.instances[instance], next_attempt_in = ?delay, "Jetstream connection ended");
-        m.backoff.set(delay.as_secs_f64());
         let ended_at = Instant::now();
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = ctx.shutdown.cancelled() => return Ok(()),
+        if !m.back_off(delay).await {
+            return Ok(());
         }
-        m.backoff.set(0.0);
         m.without_stream.add(ended_at.elapsed().as_secs_f64());
     }
 }
@@ -156,6 +144,20 @@ struct Inflate {
 }
 
 impl Inflate {
+    /// With the dictionary file of `zstd_dictionary`, if any.
+    fn from_config(b: &BlueskyConfig, max_bytes: usize) -> Result<Self> {
+        let dictionary = match &b.zstd_dictionary {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                anyhow!(
+                    "twitter.bluesky.zstd_dictionary: cannot read {}: {e}",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        Self::new(dictionary.as_deref(), max_bytes)
+    }
+
     fn new(dictionary: Option<&[u8]>, max_bytes: usize) -> Result<Self> {
         let decompressor = match dictionary {
             Some(d) => Some(zstd::bulk::Decompressor::with_dictionary(d).map_err(|e| {
@@ -198,37 +200,54 @@ struct Reader<'a> {
     inflate: &'a mut Inflate,
 }
 
+/// A Jetstream connection.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The WebSocket handshake within `stall`, or why it failed (what to back off from).
+async fn handshake(url: &url::Url, stall: Duration, ctx: &SourceContext) -> Result<Socket, Ended> {
+    let connect = tokio::time::timeout(stall, tokio_tungstenite::connect_async(url.as_str()));
+    let connected = tokio::select! {
+        r = connect => r,
+        _ = ctx.shutdown.cancelled() => return Err(Ended::Shutdown),
+    };
+    match connected {
+        Err(_) => Err(Ended::Failed(
+            Failure::Network,
+            format!("no handshake within {stall:?}"),
+        )),
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let failure = match status {
+                420 | 429 => Failure::RateLimited { reset_at: None },
+                _ => Failure::Http { status },
+            };
+            Err(Ended::Failed(
+                failure,
+                format!("HTTP {status}: {}", body.trim()),
+            ))
+        }
+        Ok(Err(e)) => Err(Ended::Failed(Failure::Network, e.to_string())),
+        Ok(Ok((ws, _))) => Ok(ws),
+    }
+}
+
 /// One connection: connect, then read events into the ingest until it ends.
 async fn read(
     url: &url::Url,
     stall: Duration,
     ctx: &SourceContext,
-    r: Reader<'_>,
+    mut r: Reader<'_>,
     m: &StreamMetrics,
 ) -> Result<Ended, QueueClosed> {
-    let Reader {
-        ingest,
-        backoff,
-        cursor,
-        inflate,
-    } = r;
-    let connect = tokio::time::timeout(stall, tokio_tungstenite::connect_async(url.as_str()));
-    let mut ws = tokio::select! {
-        r = connect => match r {
-            Err(_) => return Ok(Ended::Failed(Failure::Network, format!("no handshake within {stall:?}"))),
-            Ok(Err(tungstenite::Error::Http(resp))) => {
-                let status = resp.status().as_u16();
-                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                let failure = match status {
-                    420 | 429 => Failure::RateLimited { reset_at: None },
-                    _ => Failure::Http { status },
-                };
-                return Ok(Ended::Failed(failure, format!("HTTP {status}: {}", body.trim())));
-            }
-            Ok(Err(e)) => return Ok(Ended::Failed(Failure::Network, e.to_string())),
-            Ok(Ok((ws, _))) => ws,
-        },
-        _ = ctx.shutdown.cancelled() => return Ok(Ended::Shutdown),
+    let mut ws = match handshake(url, stall, ctx).await {
+        Ok(ws) => ws,
+        Err(ended) => return Ok(ended),
     };
     m.connected.set(1);
     m.ready.set(true);
@@ -276,28 +295,34 @@ async fn read(
                 return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
             }
             Some(Ok(Frame::Text(text))) => Bytes::from(text),
-            Some(Ok(Frame::Binary(data))) => match inflate.event(&data, ingest) {
+            Some(Ok(Frame::Binary(data))) => match r.inflate.event(&data, r.ingest) {
                 Some(json) => json,
                 None => continue,
             },
             Some(Ok(_)) => continue, // ping, pong
         };
-        match event::classify(&text) {
-            Ok(e) => {
-                *cursor = Some(e.time_us);
-                let post = matches!(e.message, crate::message::Message::Tweet { .. });
-                if let Next::Reconnect(why) = ingest.handle(text, Ok(e.message)).await? {
-                    return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
-                }
-                if post && !delivered {
-                    delivered = true;
-                    backoff.delivered();
-                }
-            }
-            Err(bad) => {
-                ingest.handle(text, Err(bad)).await?;
-            }
+        if let Next::Reconnect(why) = r.event(text, &mut delivered).await? {
+            return Ok(Ended::Failed(Failure::Dropped { delivered }, why));
         }
+    }
+}
+
+impl Reader<'_> {
+    /// Hand one event to the ingest and move the cursor to it; the first post of a
+    /// connection proves it healthy (`delivered`, the backoff starts over).
+    async fn event(&mut self, text: Bytes, delivered: &mut bool) -> Result<Next, QueueClosed> {
+        let e = match event::classify(&text) {
+            Ok(e) => e,
+            Err(bad) => return self.ingest.handle(text, Err(bad)).await,
+        };
+        *self.cursor = Some(e.time_us);
+        let post = matches!(e.message, crate::message::Message::Tweet { .. });
+        let next = self.ingest.handle(text, Ok(e.message)).await?;
+        if post && !*delivered && matches!(next, Next::Continue) {
+            *delivered = true;
+            self.backoff.delivered();
+        }
+        Ok(next)
     }
 }
 

@@ -94,6 +94,47 @@ impl MirrorMetrics {
     }
 }
 
+/// Which time each record carries, from the broker's producer expiry.
+async fn timestamp_rule(
+    cfg: &KafkaConfig,
+    admin: &AdminClient<DefaultClientContext>,
+    broker: Option<i32>,
+) -> TimestampRule {
+    let rule = TimestampRule::new(producer_expiry_ms(admin, broker).await);
+    if cfg.timestamps {
+        tracing::info!(
+            max_age = ?Duration::from_millis(rule.max_age_ms() as u64),
+            "Fluvio times older than this (half the broker's producer.id.expiration.ms) are kept in the fluvio.timestamp header, not as CreateTime"
+        );
+    }
+    rule
+}
+
+/// The dead-letter topic of `on_refused: dead-letter`, created with the broker's defaults
+/// (the mirror topic's own limits refused the records). False on shutdown.
+async fn ensure_dead_letter_topic(
+    producer: &FutureProducer<AuthWatch>,
+    admin: &AdminClient<DefaultClientContext>,
+    auth: &AuthWatch,
+    cfg: &KafkaConfig,
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    let dlq = cfg.dead_letter_topic();
+    let wanted = TopicSpec {
+        name: &dlq,
+        partitions: 1,
+        config: &Default::default(),
+    };
+    if ensure_topic(producer, admin, auth, cfg, wanted, shutdown)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    tracing::info!(topic = %dlq, "records Kafka refuses go to the dead-letter topic");
+    Ok(true)
+}
+
 impl Mirror {
     /// Build the producer and make sure the topic exists (waiting for the brokers, with
     /// progress in the log, until `shutdown`).
@@ -134,28 +175,11 @@ impl Mirror {
             );
         }
         tracing::info!(topic = %cfg.topic, partitions, "Kafka topic ready");
-        let timestamps = TimestampRule::new(producer_expiry_ms(&admin, broker).await);
-        if cfg.timestamps {
-            tracing::info!(
-                max_age = ?Duration::from_millis(timestamps.max_age_ms() as u64),
-                "Fluvio times older than this (half the broker's producer.id.expiration.ms) are kept in the fluvio.timestamp header, not as CreateTime"
-            );
-        }
-        if cfg.on_refused == crate::config::OnRefused::DeadLetter {
-            let dlq = cfg.dead_letter_topic();
-            // Created with the broker's defaults (the topic's own limits refused the records).
-            let wanted = TopicSpec {
-                name: &dlq,
-                partitions: 1,
-                config: &Default::default(),
-            };
-            if ensure_topic(&producer, &admin, &auth, &cfg, wanted, shutdown)
-                .await?
-                .is_none()
-            {
-                return Ok(None);
-            }
-            tracing::info!(topic = %dlq, "records Kafka refuses go to the dead-letter topic");
+        let timestamps = timestamp_rule(&cfg, &admin, broker).await;
+        if cfg.on_refused == crate::config::OnRefused::DeadLetter
+            && !ensure_dead_letter_topic(&producer, &admin, &auth, &cfg, shutdown).await?
+        {
+            return Ok(None);
         }
         let txn = match cfg.delivery {
             Delivery::AtLeastOnce => None,

@@ -9,6 +9,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::types::RDKafkaRespErr;
 use tokio_util::sync::CancellationToken;
 
 use super::AuthWatch;
@@ -67,75 +68,18 @@ pub(super) async fn ensure_topic(
     wanted: TopicSpec<'_>,
     shutdown: &CancellationToken,
 ) -> Result<Option<(usize, Option<i32>)>> {
-    let TopicSpec {
-        name: topic,
-        partitions,
-        config: topic_config,
-    } = wanted;
     let started = Instant::now();
-    let found = loop {
+    loop {
         // A topic just created is ready within moments; an unreachable cluster is asked
         // again every second.
-        let mut pause = Duration::from_secs(1);
-        let fetched = {
-            let p = producer.clone();
-            let topic = topic.to_string();
-            tokio::task::spawn_blocking(move || {
-                p.client()
-                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
-                    .map(|md| {
-                        let broker = md.brokers().first().map(|b| b.id());
-                        md.topics()
-                            .first()
-                            .map(|t| (t.error(), t.partitions().len(), broker))
-                            .unwrap_or((None, 0, broker))
-                    })
-            })
-            .await?
-        };
-        match fetched {
-            Ok((None, n, broker)) if n > 0 => break (n, broker),
+        let pause = match fetch_topic(producer, wanted.name).await? {
+            Ok((None, n, broker)) if n > 0 => return Ok(Some((n, broker))),
             Ok(_) => {
                 if !cfg.create_topic {
-                    bail!("kafka.topic: Kafka topic `{topic}` does not exist and kafka.create_topic is false");
+                    bail!("kafka.topic: Kafka topic `{}` does not exist and kafka.create_topic is false", wanted.name);
                 }
-                let mut new_topic =
-                    NewTopic::new(topic, partitions, TopicReplication::Fixed(cfg.replication));
-                for (k, v) in topic_config {
-                    new_topic = new_topic.set(k, v);
-                }
-                pause = Duration::from_millis(20);
-                let results = admin
-                    .create_topics(
-                        &[new_topic],
-                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-                    )
-                    .await
-                    .map_err(|e| anyhow!("kafka: cannot create topic `{topic}`: {e}"))?;
-                for r in results {
-                    match r {
-                        Ok(_) => {
-                            tracing::info!(topic, partitions, "created the Kafka topic")
-                        }
-                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((t, e))
-                            if matches!(
-                                e,
-                                RDKafkaErrorCode::TopicAuthorizationFailed
-                                    | RDKafkaErrorCode::ClusterAuthorizationFailed
-                                    | RDKafkaErrorCode::PolicyViolation
-                                    | RDKafkaErrorCode::InvalidReplicationFactor
-                                    | RDKafkaErrorCode::InvalidPartitions
-                                    | RDKafkaErrorCode::InvalidConfig
-                            ) =>
-                        {
-                            bail!("kafka: cannot create topic `{t}`: {e}")
-                        }
-                        Err((t, e)) => {
-                            tracing::warn!(topic = %t, error = %e, "topic creation failed; retrying")
-                        }
-                    }
-                }
+                create_topic(admin, cfg, &wanted).await?;
+                Duration::from_millis(20)
             }
             Err(e) => {
                 if let KafkaError::MetadataFetch(code) = &e {
@@ -150,14 +94,82 @@ pub(super) async fn ensure_topic(
                 }
                 auth.check()?;
                 tracing::warn!(brokers = %cfg.brokers, error = %e, waited = ?started.elapsed(), "Kafka is not reachable yet; waiting");
+                Duration::from_secs(1)
             }
-        }
+        };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.cancelled() => return Ok(None),
         }
-    };
-    Ok(Some(found))
+    }
+}
+
+/// What the cluster says of `topic`: its error, partition count, and a broker id.
+type TopicMetadata = (Option<RDKafkaRespErr>, usize, Option<i32>);
+
+/// Ask the cluster for `topic`'s metadata (on a blocking thread: librdkafka's call blocks).
+async fn fetch_topic(
+    producer: &FutureProducer<AuthWatch>,
+    topic: &str,
+) -> Result<Result<TopicMetadata, KafkaError>> {
+    let (p, topic) = (producer.clone(), topic.to_string());
+    let fetched = tokio::task::spawn_blocking(move || {
+        p.client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))
+            .map(|md| {
+                let broker = md.brokers().first().map(|b| b.id());
+                md.topics()
+                    .first()
+                    .map(|t| (t.error(), t.partitions().len(), broker))
+                    .unwrap_or((None, 0, broker))
+            })
+    })
+    .await?;
+    Ok(fetched)
+}
+
+/// Create the topic as `wanted` says; one that exists already is fine, a refusal that will
+/// not change (authorisation, policy, a bad setting) is an error, anything else is retried.
+async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    cfg: &KafkaConfig,
+    wanted: &TopicSpec<'_>,
+) -> Result<()> {
+    let (topic, partitions) = (wanted.name, wanted.partitions);
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(cfg.replication));
+    for (k, v) in wanted.config {
+        new_topic = new_topic.set(k, v);
+    }
+    let results = admin
+        .create_topics(
+            &[new_topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .map_err(|e| anyhow!("kafka: cannot create topic `{topic}`: {e}"))?;
+    for r in results {
+        match r {
+            Ok(_) => tracing::info!(topic, partitions, "created the Kafka topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e))
+                if matches!(
+                    e,
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::ClusterAuthorizationFailed
+                        | RDKafkaErrorCode::PolicyViolation
+                        | RDKafkaErrorCode::InvalidReplicationFactor
+                        | RDKafkaErrorCode::InvalidPartitions
+                        | RDKafkaErrorCode::InvalidConfig
+                ) =>
+            {
+                bail!("kafka: cannot create topic `{t}`: {e}")
+            }
+            Err((t, e)) => {
+                tracing::warn!(topic = %t, error = %e, "topic creation failed; retrying")
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn client_config(settings: &[(String, String)]) -> ClientConfig {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use connector_runtime::transforms::{ChainPool, ModuleSpec, TransformChain, BATCH_RECORDS};
 use connector_runtime::Record;
 use smartmodule_engine_tests::{module, run, through_pool, wasm_or_skip};
-use testkit::bench::{report, rss_mb, Figure};
+use testkit::bench::{cores, report, rss_mb, Figure};
 
 /// The best of three timed passes (this machine's neighbours make single runs vary by 30%).
 fn best_of_3(mut pass: impl FnMut() -> f64) -> f64 {
@@ -74,6 +74,31 @@ fn pool_per_second(records: &[Record], modules: Vec<ModuleSpec>, workers: usize)
     })
 }
 
+/// The same logic compiled natively, one core: the filter, the shape, and the chain.
+fn native_rates(records: &[String], params: &[(&str, &str)]) -> (f64, f64, f64) {
+    let filter_native = tweet_model::Filter::from_params(
+        &params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+    .unwrap();
+    let native_f = per_second(records, |v| {
+        std::hint::black_box(tweet_filter::decide(&filter_native, v).unwrap());
+    });
+    let native_s = per_second(records, |v| {
+        std::hint::black_box(tweet_shape::reshape(v).unwrap());
+    });
+    let native_chain = per_second(records, |v| {
+        if tweet_filter::decide(&filter_native, v).unwrap() {
+            std::hint::black_box(tweet_shape::reshape(v).unwrap());
+        }
+    });
+    (native_f, native_s, native_chain)
+}
+
+// Long on purpose: the measurements in the order of the table they feed; split, they would
+// only pass a dozen rates around.
 fn main() {
     let n: u64 = std::env::var("BENCH_RECORDS")
         .ok()
@@ -97,7 +122,6 @@ fn main() {
             run(&mut chain, v).unwrap();
         }
     };
-    let rss0 = rss_mb(std::process::id()).unwrap_or(0.0);
     let floor = per_second(
         &records,
         engine(vec![module("passthrough", pass.clone(), &[])]),
@@ -153,173 +177,160 @@ fn main() {
     );
     let shape_batched =
         batched_per_second(&as_records, vec![module("tweet-shape", shape.clone(), &[])]);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = cores();
     let pooled = pool_per_second(&as_records, chain_modules, cores);
 
-    let filter_native = tweet_model::Filter::from_params(
-        &params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-    .unwrap();
-    let native_f = per_second(&records, |v| {
-        std::hint::black_box(tweet_filter::decide(&filter_native, v).unwrap());
-    });
-    let native_s = per_second(&records, |v| {
-        std::hint::black_box(tweet_shape::reshape(v).unwrap());
-    });
-    let native_chain = per_second(&records, |v| {
-        if tweet_filter::decide(&filter_native, v).unwrap() {
-            std::hint::black_box(tweet_shape::reshape(v).unwrap());
-        }
-    });
+    let (native_f, native_s, native_chain) = native_rates(&records, params);
 
-    report(&Figure {
-        stage: "smartmod",
-        what: "passthrough (engine floor)",
-        value: floor,
-        unit: "rec/s",
-        baseline_what: "-",
-        baseline: floor,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "tweet-filter",
-        value: f,
-        unit: "rec/s",
-        baseline_what: "engine floor",
-        baseline: floor,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "tweet-shape",
-        value: s,
-        unit: "rec/s",
-        baseline_what: "engine floor",
-        baseline: floor,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "chain tweet-filter -> tweet-shape",
-        value: chain,
-        unit: "rec/s",
-        baseline_what: "engine floor",
-        baseline: floor,
-        target: ">= 0.7x floor",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "passthrough -> passthrough (two-module floor)",
-        value: floor2,
-        unit: "rec/s",
-        baseline_what: "engine floor",
-        baseline: floor,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "chain tweet-filter -> tweet-shape",
-        value: chain,
-        unit: "rec/s",
-        baseline_what: "two-module floor",
-        baseline: floor2,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "tweet-filter",
-        value: f,
-        unit: "rec/s",
-        baseline_what: "same logic natively",
-        baseline: native_f,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "tweet-shape",
-        value: s,
-        unit: "rec/s",
-        baseline_what: "same logic natively",
-        baseline: native_s,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "chain",
-        value: chain,
-        unit: "rec/s",
-        baseline_what: "same logic natively",
-        baseline: native_chain,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: &format!("chain in batches of {batch_size}, one worker"),
-        value: batched,
-        unit: "rec/s",
-        baseline_what: "same logic natively, one core",
-        baseline: native_chain,
-        target: ">= 0.5x",
-    });
-    // The ceiling: a chain can be no faster than two pass-throughs in batches.
-    report(&Figure {
-        stage: "smartmod",
-        what: "two-module floor in batches (the most any two-module chain can do)",
-        value: floor2_batched,
-        unit: "rec/s",
-        baseline_what: "same logic natively, one core",
-        baseline: native_chain,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: &format!("chain in batches of {batch_size}, one worker"),
-        value: batched,
-        unit: "rec/s",
-        baseline_what: "one record per call",
-        baseline: chain,
-        target: "-",
-    });
-    for (what, value, single) in [
+    // (what, value, unit, baseline, its value, target)
+    let figures = [
         (
-            "passthrough in batches (engine floor)",
-            floor_batched,
+            "passthrough (engine floor)".to_string(),
             floor,
+            "rec/s",
+            "-",
+            floor,
+            "-",
         ),
-        ("tweet-filter in batches", filter_batched, f),
-        ("tweet-shape in batches", shape_batched, s),
-    ] {
+        (
+            "tweet-filter".to_string(),
+            f,
+            "rec/s",
+            "engine floor",
+            floor,
+            "-",
+        ),
+        (
+            "tweet-shape".to_string(),
+            s,
+            "rec/s",
+            "engine floor",
+            floor,
+            "-",
+        ),
+        (
+            "chain tweet-filter -> tweet-shape".to_string(),
+            chain,
+            "rec/s",
+            "engine floor",
+            floor,
+            ">= 0.7x floor",
+        ),
+        (
+            "passthrough -> passthrough (two-module floor)".to_string(),
+            floor2,
+            "rec/s",
+            "engine floor",
+            floor,
+            "-",
+        ),
+        (
+            "chain tweet-filter -> tweet-shape".to_string(),
+            chain,
+            "rec/s",
+            "two-module floor",
+            floor2,
+            "-",
+        ),
+        (
+            "tweet-filter".to_string(),
+            f,
+            "rec/s",
+            "same logic natively",
+            native_f,
+            "-",
+        ),
+        (
+            "tweet-shape".to_string(),
+            s,
+            "rec/s",
+            "same logic natively",
+            native_s,
+            "-",
+        ),
+        (
+            "chain".to_string(),
+            chain,
+            "rec/s",
+            "same logic natively",
+            native_chain,
+            "-",
+        ),
+        (
+            format!("chain in batches of {batch_size}, one worker"),
+            batched,
+            "rec/s",
+            "same logic natively, one core",
+            native_chain,
+            ">= 0.5x",
+        ),
+        // The ceiling: a chain can be no faster than two pass-throughs in batches.
+        (
+            "two-module floor in batches (the most any two-module chain can do)".to_string(),
+            floor2_batched,
+            "rec/s",
+            "same logic natively, one core",
+            native_chain,
+            "-",
+        ),
+        (
+            format!("chain in batches of {batch_size}, one worker"),
+            batched,
+            "rec/s",
+            "one record per call",
+            chain,
+            "-",
+        ),
+        (
+            "passthrough in batches (engine floor)".to_string(),
+            floor_batched,
+            "rec/s",
+            "one record per call",
+            floor,
+            "-",
+        ),
+        (
+            "tweet-filter in batches".to_string(),
+            filter_batched,
+            "rec/s",
+            "one record per call",
+            f,
+            "-",
+        ),
+        (
+            "tweet-shape in batches".to_string(),
+            shape_batched,
+            "rec/s",
+            "one record per call",
+            s,
+            "-",
+        ),
+        (
+            format!("chain in batches, {cores} workers"),
+            pooled,
+            "rec/s",
+            "one worker",
+            batched,
+            "-",
+        ),
+        (
+            "resident memory after the chain run".to_string(),
+            rss_end,
+            "MB",
+            "before the chain run",
+            rss_mid,
+            "flat",
+        ),
+    ];
+    for (what, value, unit, baseline_what, baseline, target) in figures {
         report(&Figure {
             stage: "smartmod",
-            what,
+            what: &what,
             value,
-            unit: "rec/s",
-            baseline_what: "one record per call",
-            baseline: single,
-            target: "-",
+            unit,
+            baseline_what,
+            baseline,
+            target,
         });
     }
-    report(&Figure {
-        stage: "smartmod",
-        what: &format!("chain in batches, {cores} workers"),
-        value: pooled,
-        unit: "rec/s",
-        baseline_what: "one worker",
-        baseline: batched,
-        target: "-",
-    });
-    report(&Figure {
-        stage: "smartmod",
-        what: "resident memory after the chain run",
-        value: rss_end,
-        unit: "MB",
-        baseline_what: "before the chain run",
-        baseline: rss_mid,
-        target: "flat",
-    });
-    let _ = rss0;
 }

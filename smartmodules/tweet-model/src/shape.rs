@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::raw::{Id, Message, V1Entities, V1Status, V2Entities, V2Includes, V2Tweet};
+use crate::raw::{
+    Id, Mention, Message, Tag, Url, V1Entities, V1Status, V1User, V2Entities, V2Includes, V2Tweet,
+};
 use crate::text::decode_entities;
 use crate::time;
 
@@ -195,6 +197,38 @@ fn strings<T>(items: Option<&[T]>, pick: impl Fn(&T) -> Option<&str>) -> Vec<Str
         .collect()
 }
 
+/// The hashtags, mentions and links of a post's entities (v1.1 and v2 name the lists
+/// differently, their items alike).
+struct Listed {
+    hashtags: Vec<String>,
+    mentions: Vec<String>,
+    urls: Vec<String>,
+}
+
+impl Listed {
+    fn of(
+        tags: Option<&[Tag<'_>]>,
+        mentions: Option<&[Mention<'_>]>,
+        urls: Option<&[Url<'_>]>,
+    ) -> Self {
+        Listed {
+            // v1.1 says `text`, v2 `tag`.
+            hashtags: strings(tags, |t| t.text.as_deref().or(t.tag.as_deref())),
+            // v1.1 says `screen_name`, v2 `username`.
+            mentions: strings(mentions, |m| {
+                m.screen_name.as_deref().or(m.username.as_deref())
+            }),
+            // v2 unwinds redirects (`unwound_url`); both expand t.co links.
+            urls: strings(urls, |u| {
+                u.unwound_url
+                    .as_deref()
+                    .or(u.expanded_url.as_deref())
+                    .or(u.url.as_deref())
+            }),
+        }
+    }
+}
+
 impl Kind {
     /// What a post is, from what it refers to (a retweet first: it may quote or reply too).
     pub(crate) fn of(retweets: bool, quotes: bool, replies: bool) -> Self {
@@ -241,6 +275,16 @@ fn v1_entities<'s, 'a>(
     }
 }
 
+fn v1_author(user: &V1User<'_>) -> Author {
+    Author {
+        id: s(&user.id_str).or_else(|| user.id.as_ref().map(Id::to_string_exact)),
+        username: s(&user.screen_name),
+        name: s(&user.name),
+        followers: user.followers_count,
+        verified: user.verified,
+    }
+}
+
 fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
     let id = v1_id(st)?;
     let (edit_history, edit_of) = edits(
@@ -250,7 +294,6 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
             .and_then(|h| h.edit_tweet_ids.as_deref()),
     );
     let raw_text = v1_full_text(st)?;
-    st.user.as_ref()?;
     let kind = Kind::of(
         st.retweeted_status.is_some(),
         st.quoted_status.is_some() || st.is_quote_status == Some(true),
@@ -260,15 +303,11 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
     let content: &V1Status<'_> = st.retweeted_status.as_deref().unwrap_or(st);
     let text = v1_full_text(content).unwrap_or(raw_text);
     let (entities, media_entities) = v1_entities(content);
-    let hashtags = strings(entities.and_then(|e| e.hashtags.as_deref()), |t| {
-        t.text.as_deref().or(t.tag.as_deref())
-    });
-    let mentions = strings(entities.and_then(|e| e.user_mentions.as_deref()), |m| {
-        m.screen_name.as_deref().or(m.username.as_deref())
-    });
-    let urls = strings(entities.and_then(|e| e.urls.as_deref()), |u| {
-        u.expanded_url.as_deref().or(u.url.as_deref())
-    });
+    let listed = Listed::of(
+        entities.and_then(|e| e.hashtags.as_deref()),
+        entities.and_then(|e| e.user_mentions.as_deref()),
+        entities.and_then(|e| e.urls.as_deref()),
+    );
     let media = media_entities
         .and_then(|e| e.media.as_ref())
         .map(|v| {
@@ -280,7 +319,6 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
                 .collect()
         })
         .unwrap_or_default();
-    let user = st.user.as_ref().expect("checked above");
     let created_at_ms = st
         .timestamp_ms
         .as_deref()
@@ -299,16 +337,10 @@ fn from_v1(st: &V1Status<'_>) -> Option<Shaped> {
         created_at_ms,
         lang: s(&st.lang),
         text: decode_entities(text),
-        author: Author {
-            id: s(&user.id_str).or_else(|| user.id.as_ref().map(Id::to_string_exact)),
-            username: s(&user.screen_name),
-            name: s(&user.name),
-            followers: user.followers_count,
-            verified: user.verified,
-        },
-        hashtags,
-        mentions,
-        urls,
+        author: v1_author(st.user.as_ref()?),
+        hashtags: listed.hashtags,
+        mentions: listed.mentions,
+        urls: listed.urls,
         media,
         kind,
         referenced: Referenced {
@@ -371,6 +403,51 @@ fn v2_media(content: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>) -> Vec<Med
         .collect()
 }
 
+/// The author, with what the `users` expansion says of them.
+fn v2_author(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>) -> Author {
+    let id = s(&data.author_id);
+    let user = id.as_deref().and_then(|aid| {
+        includes?
+            .users
+            .as_ref()?
+            .iter()
+            .find(|u| u.id.as_deref() == Some(aid))
+    });
+    Author {
+        username: user.and_then(|u| s(&u.username)),
+        name: user.and_then(|u| s(&u.name)),
+        followers: user
+            .and_then(|u| u.public_metrics)
+            .and_then(|m| m.followers_count),
+        verified: user.and_then(|u| u.verified),
+        id,
+    }
+}
+
+/// Coordinates, and the place from the `places` expansion.
+fn v2_geo(data: &V2Tweet<'_>, includes: Option<&V2Includes<'_>>) -> Geo {
+    let place = data
+        .geo
+        .as_ref()
+        .and_then(|g| g.place_id.as_deref())
+        .and_then(|pid| {
+            includes?
+                .places
+                .as_ref()?
+                .iter()
+                .find(|p| p.id.as_deref() == Some(pid))
+        });
+    Geo {
+        coordinates: data
+            .geo
+            .as_ref()
+            .and_then(|g| g.coordinates.as_ref())
+            .and_then(|c| c.coordinates.clone()),
+        place: place.and_then(|p| s(&p.full_name)),
+        country_code: place.and_then(|p| s(&p.country_code)),
+    }
+}
+
 fn from_v2(
     data: &V2Tweet<'_>,
     includes: Option<&V2Includes<'_>>,
@@ -405,38 +482,11 @@ fn from_v2(
     let content = retweeted.unwrap_or(data);
     let text = v2_text(content).or_else(|| v2_text(data))?;
     let entities = v2_entities(content);
-    let hashtags = strings(entities.and_then(|e| e.hashtags.as_deref()), |t| {
-        t.tag.as_deref().or(t.text.as_deref())
-    });
-    let mentions = strings(entities.and_then(|e| e.mentions.as_deref()), |m| {
-        m.username.as_deref().or(m.screen_name.as_deref())
-    });
-    let urls = strings(entities.and_then(|e| e.urls.as_deref()), |u| {
-        u.unwound_url
-            .as_deref()
-            .or(u.expanded_url.as_deref())
-            .or(u.url.as_deref())
-    });
-    let media = v2_media(content, includes);
-    let author_id = s(&data.author_id);
-    let user = author_id.as_deref().and_then(|aid| {
-        includes?
-            .users
-            .as_ref()?
-            .iter()
-            .find(|u| u.id.as_deref() == Some(aid))
-    });
-    let place = data
-        .geo
-        .as_ref()
-        .and_then(|g| g.place_id.as_deref())
-        .and_then(|pid| {
-            includes?
-                .places
-                .as_ref()?
-                .iter()
-                .find(|p| p.id.as_deref() == Some(pid))
-        });
+    let listed = Listed::of(
+        entities.and_then(|e| e.hashtags.as_deref()),
+        entities.and_then(|e| e.mentions.as_deref()),
+        entities.and_then(|e| e.urls.as_deref()),
+    );
     let created_at_ms = data.created_at.as_deref().and_then(time::parse_rfc3339);
     Some(Shaped {
         schema: SCHEMA.to_string(),
@@ -445,30 +495,14 @@ fn from_v2(
         created_at_ms,
         lang: s(&data.lang),
         text: decode_entities(text),
-        author: Author {
-            id: author_id.clone(),
-            username: user.and_then(|u| s(&u.username)),
-            name: user.and_then(|u| s(&u.name)),
-            followers: user
-                .and_then(|u| u.public_metrics)
-                .and_then(|m| m.followers_count),
-            verified: user.and_then(|u| u.verified),
-        },
-        hashtags,
-        mentions,
-        urls,
-        media,
+        author: v2_author(data, includes),
+        hashtags: listed.hashtags,
+        mentions: listed.mentions,
+        urls: listed.urls,
+        media: v2_media(content, includes),
         kind,
         referenced,
-        geo: Geo {
-            coordinates: data
-                .geo
-                .as_ref()
-                .and_then(|g| g.coordinates.as_ref())
-                .and_then(|c| c.coordinates.clone()),
-            place: place.and_then(|p| s(&p.full_name)),
-            country_code: place.and_then(|p| s(&p.country_code)),
-        },
+        geo: v2_geo(data, includes),
         metrics: data.public_metrics.map(|m| Metrics {
             retweets: m.retweet_count,
             replies: m.reply_count,
