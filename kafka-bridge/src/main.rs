@@ -8,8 +8,8 @@
 //!
 //! The data path: [`source`] (the Fluvio partitions or a capture file) -> [`input`] (streams,
 //! gaps read again) -> [`partition`] (sink transforms, in-order sends, commit after Kafka) ->
-//! [`mirror`] and [`transactions`]; [`session`] runs every partition and starts again after
-//! what can be recovered from; [`resume`] decides where each partition starts and
+//! [`mirror`] (the producer and its Kafka transactions); [`session`] runs every partition and
+//! starts again after what can be recovered from; [`resume`] decides where each partition starts and
 //! [`timestamps`] which time each record carries.
 
 mod config;
@@ -21,7 +21,6 @@ mod resume;
 mod session;
 mod source;
 mod timestamps;
-mod transactions;
 mod transform;
 
 use std::process::ExitCode;

@@ -16,11 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Delivery, KafkaConfig, OnFluvioReset, OnRefused, Partitioning};
 use crate::input::{self, FileInput, FluvioFailed, PartitionInput};
 use crate::lag::Progress;
+use crate::mirror::{Fenced, TransactionFailed};
 use crate::mirror::{Mirror, Refused};
 use crate::partition::{mirror_partition, PartitionJob};
 use crate::resume::{self, Spread};
 use crate::source::{Origin, Source};
-use crate::transactions::{Fenced, TransactionFailed};
 use crate::transform::SinkTransforms;
 
 /// How long the bridge waits before it goes on after an aborted transaction.

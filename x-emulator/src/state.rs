@@ -66,7 +66,7 @@ pub struct EmulatorConfig {
     /// pay-per-use: 1,000 of 1,024; enterprise: 25,000 of 2,048).
     pub rule_limits: (usize, usize),
     /// The Bluesky Jetstream network `/subscribe` serves.
-    pub jetstream: crate::jetstream::JetstreamConfig,
+    pub jetstream: crate::jetstream::timeline::JetstreamConfig,
 }
 
 impl EmulatorConfig {
@@ -141,7 +141,7 @@ pub struct Shared {
     /// Bumped by `DELETE /2/connections/all`: every open stream ends.
     pub(crate) terminate_all: tokio::sync::watch::Sender<u64>,
     /// The Jetstream timeline this instance serves.
-    pub(crate) jetstream: crate::jetstream::Timeline,
+    pub(crate) jetstream: crate::jetstream::timeline::Timeline,
 }
 
 fn dialect_index(d: Dialect) -> usize {
@@ -171,7 +171,8 @@ impl Shared {
             rules.add(&adds, false);
         }
         let plans = config.plans.iter().cloned().collect();
-        let jetstream = crate::jetstream::Timeline::new(&config.jetstream, now_ms() * 1000);
+        let jetstream =
+            crate::jetstream::timeline::Timeline::new(&config.jetstream, now_ms() * 1000);
         Self {
             jetstream,
             config,

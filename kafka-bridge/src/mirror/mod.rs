@@ -20,12 +20,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Delivery, KafkaConfig, Partitioning};
 use crate::input::SourceRecord;
 use crate::timestamps::{Stamp, TimestampRule};
-use crate::transactions::{is_fatal, is_fenced, Fenced, TransactionFailed, Transactions};
 
 mod errors;
 mod pipe;
 mod record;
 mod topic;
+mod transactions;
 
 use errors::is_permanent;
 pub use errors::{AuthWatch, Refused, RefusedBy};
@@ -34,6 +34,8 @@ pub use pipe::PartitionPipe;
 use record::Encoding;
 pub use topic::client_config;
 use topic::{ensure_topic, producer_expiry_ms, TopicSpec};
+use transactions::{is_fatal, is_fenced};
+pub use transactions::{Fenced, TransactionFailed, Transactions};
 
 /// The producer and what every pipe shares.
 pub struct Mirror {

@@ -12,9 +12,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, Producer};
 
 use super::errors::is_permanent;
+use super::transactions::TransactionFailed;
 use super::{Mirror, Refused};
 use crate::input::SourceRecord;
-use crate::transactions::TransactionFailed;
 
 /// A record handed to Kafka: its acknowledgement to come, or arrived and not yet taken.
 enum Sent {

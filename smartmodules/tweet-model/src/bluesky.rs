@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::shape::{Author, Geo, Kind, MediaItem, Referenced, Shaped, SCHEMA};
+use crate::record::{Author, Geo, Kind, MediaItem, Referenced, Shaped, SCHEMA};
 use crate::time;
 
 /// The collection of posts.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::shape::{Kind, Shaped};
+use crate::record::{Kind, Shaped};
 use crate::text::contains_word;
 
 /// Parsed `tweet-filter` parameters.

@@ -4,19 +4,23 @@
 //! of a Bluesky post (Jetstream), and the project's shaped record. Used by the `tweet-filter` and `tweet-shape` SmartModules (in
 //! wasm) and natively by their tests and benchmarks, so the logic exists once.
 //!
-//! - [`shape::shape`]: raw v1.1, raw v2 or shaped bytes -> [`Shaped`] (or `None` for non-tweets);
+//! - [`record`]: the shaped record, [`Shaped`];
+//! - [`shape::shape`]: raw v1.1, raw v2, Jetstream or shaped bytes -> [`Shaped`] (or `None` for
+//!   non-posts);
 //! - [`filter::Filter`]: the filter parameters and their predicate;
 //! - [`raw`]: the borrowed, typed reading of the raw dialects; [`text`], [`time`]: helpers.
 
 pub mod bluesky;
 pub mod filter;
 pub mod raw;
+pub mod record;
 pub mod shape;
 pub mod text;
 pub mod time;
 
 pub use filter::Filter;
-pub use shape::{shape, Kind, ShapeError, Shaped};
+pub use record::{Kind, Shaped};
+pub use shape::{shape, ShapeError};
 
 /// What a module does with input it cannot read (`on_invalid` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

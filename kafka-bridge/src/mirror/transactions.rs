@@ -16,7 +16,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::{watch, Notify, RwLock, RwLockReadGuard};
 use tokio_util::sync::CancellationToken;
 
-use crate::mirror::AuthWatch;
+use super::AuthWatch;
 
 /// How long one commit or abort call may block before it is tried again (commit) or the
 /// bridge gives up (abort).
