@@ -194,18 +194,7 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jetstream::timeline::{JetstreamConfig, Timeline};
-
-    fn timeline(rate: f64, skew_us: i64) -> Timeline {
-        let c = JetstreamConfig {
-            rate,
-            limit: Some(1000),
-            epoch_us: Some(1_764_000_000_000_000),
-            skew_us,
-            zstd_dictionary: None,
-        };
-        Timeline::new(&c, 0)
-    }
+    use crate::jetstream::timeline::timeline;
 
     #[test]
     fn subscriptions_filter_by_collection_prefix_and_did() {

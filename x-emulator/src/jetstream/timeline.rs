@@ -285,20 +285,23 @@ fn post(
     record
 }
 
+/// A 1,000-event network at `rate` events/s from a fixed epoch, seen by an instance `skew_us`
+/// ahead (for tests).
+#[cfg(test)]
+pub(crate) fn timeline(rate: f64, skew_us: i64) -> Timeline {
+    let c = JetstreamConfig {
+        rate,
+        limit: Some(1000),
+        epoch_us: Some(1_764_000_000_000_000),
+        skew_us,
+        zstd_dictionary: None,
+    };
+    Timeline::new(&c, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn timeline(rate: f64, skew_us: i64) -> Timeline {
-        let c = JetstreamConfig {
-            rate,
-            limit: Some(1000),
-            epoch_us: Some(1_764_000_000_000_000),
-            skew_us,
-            zstd_dictionary: None,
-        };
-        Timeline::new(&c, 0)
-    }
 
     #[test]
     fn events_are_deterministic_and_instances_differ_only_by_skew() {
