@@ -315,7 +315,7 @@ impl Reader<'_> {
             Ok(e) => e,
             Err(bad) => return self.ingest.handle(text, Err(bad)).await,
         };
-        *self.cursor = Some(e.time_us);
+        *self.cursor = Some(cursor_after(e.time_us, connector_runtime::now_ms() * 1000));
         let post = matches!(e.message, crate::message::Message::Tweet { .. });
         let next = self.ingest.handle(text, Ok(e.message)).await?;
         if post && !*delivered && matches!(next, Next::Continue) {
@@ -326,9 +326,25 @@ impl Reader<'_> {
     }
 }
 
+/// Where the next connection resumes after an event stamped `time_us`: never ahead of this
+/// clock. An event stamped in the future (a broken instance) would otherwise make the next
+/// connection skip what is published until then; an instance whose clock runs a little ahead
+/// sends those few events again, and the dedup window drops them.
+fn cursor_after(time_us: i64, now_us: i64) -> i64 {
+    time_us.min(now_us)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cursor_never_runs_ahead_of_this_clock() {
+        let now_us = 1_764_000_000_000_000;
+        assert_eq!(cursor_after(now_us - 5, now_us), now_us - 5);
+        // A day in the future: the next connection asks from now, not from tomorrow.
+        assert_eq!(cursor_after(now_us + 86_400_000_000, now_us), now_us);
+    }
 
     #[test]
     fn compressed_events_need_their_dictionary() {
