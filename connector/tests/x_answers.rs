@@ -338,11 +338,7 @@ fn a_restart_after_a_long_gap_recovers_with_start_time_from_the_end_of_the_topic
 #[test]
 fn a_connector_started_before_x_is_reachable_waits_for_it() {
     // Nothing listens on the port yet: the token exchange and the rules cannot reach X.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let rules = "    - value: coffee\n      tag: drinks\n";
     let mut run = Run::start(&filtered(&base, rules, ""));

@@ -37,12 +37,33 @@ pub fn skip(test: &str, reason: &str) {
     let _ = writeln!(err, "SKIPPED: {test}: {reason}");
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 for a server started later, chosen below the kernel's
+/// ephemeral range: the OS hands such a port to nobody's `bind(0)` meanwhile, so a test that
+/// starts its server there seconds later cannot find another test's server in its place.
 pub fn free_port() -> u16 {
+    let below = ephemeral_ports_start().unwrap_or(32768);
+    if below > 10_000 {
+        for _ in 0..1000 {
+            let port = fastrand::u16(10_000..below);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// The first port of the kernel's ephemeral range (Linux), where `bind(0)` picks from.
+fn ephemeral_ports_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Send a Unix signal to a child process.
