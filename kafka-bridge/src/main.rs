@@ -54,12 +54,9 @@ async fn run(config: ConnectorConfig<KafkaConfig>, ctx: SinkContext) -> Result<(
     let client_id = format!("fluvio_connector_{}", meta.name);
     let (shutdown, metrics) = (ctx.shutdown.clone(), ctx.metrics.clone());
     let fluvio_topic = meta.topic.name.clone();
-    let consumer_id = meta.consumer.as_ref().and_then(|c| c.id.clone());
     let mut source = Source::open(ctx).await?;
-    let transactional_id = KafkaConfig::transactional_id(
-        consumer_id.as_deref().unwrap_or("capture-file"),
-        &fluvio_topic,
-    );
+    let transactional_id =
+        KafkaConfig::transactional_id(meta.consumer_id().unwrap_or("capture-file"), &fluvio_topic);
     let Some(mirror) = Mirror::connect(
         cfg,
         &client_id,

@@ -92,18 +92,13 @@ impl Source {
             }
             SinkInput::Fluvio(topic) => Arc::new(*topic),
         };
-        let consumer_id = meta
-            .consumer
-            .as_ref()
-            .and_then(|c| c.id.clone())
-            .unwrap_or_default(); // required by `sink::main` for a Fluvio input
         let partitions = topic.partitions().await?;
         // The lag is reported from now on, also while Kafka is still awaited.
         let watches: HashMap<u32, Watch> =
             partitions.iter().map(|p| (*p, Watch::default())).collect();
         let mut lag = LagTask {
             topic: meta.topic.name.clone(),
-            consumer_id,
+            consumer_id: topic.consumer_id().to_string(),
             metrics,
             shutdown,
             stop: CancellationToken::new(),

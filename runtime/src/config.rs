@@ -118,6 +118,11 @@ impl MetaConfig {
     pub fn is_source(&self) -> bool {
         self.kind.ends_with("-source")
     }
+
+    /// `meta.consumer.id`, if set.
+    pub fn consumer_id(&self) -> Option<&str> {
+        self.consumer.as_ref().and_then(|c| c.id.as_deref())
+    }
 }
 
 /// The topic and, for 0.2.0 configs, how to create it.

@@ -56,6 +56,14 @@ impl FluvioTopic {
     /// Connect: the cluster of the current profile, the topic created if missing, its
     /// partitions online.
     async fn connect(meta: &MetaConfig) -> Result<Self> {
+        // The partition streams are offset-managed: they resume where the consumer id
+        // committed.
+        if meta.consumer_id().is_none() {
+            anyhow::bail!(
+                "meta.consumer.id: required (without it, records produced while the connector is down would be skipped); e.g. `consumer: {{id: {}, offset: {{start: beginning, strategy: manual}}}}`",
+                meta.name
+            );
+        }
         let fluvio = cluster::connect(&meta.name).await?;
         cluster::ensure_topic(&fluvio, &meta.topic).await?;
         cluster::wait_until_online(&fluvio, &meta.topic.name, PARTITIONS_ONLINE_TIMEOUT).await?;
@@ -68,6 +76,11 @@ impl FluvioTopic {
     /// A new connection to the same topic (after the cluster failed under the streams).
     pub async fn reconnect(&self) -> Result<Self> {
         Self::connect(&self.meta).await
+    }
+
+    /// The consumer id whose offsets the partition streams commit (required to connect).
+    pub fn consumer_id(&self) -> &str {
+        self.meta.consumer_id().unwrap_or_default()
     }
 
     /// The partitions this sink reads (`meta.consumer.partition`, default all).
@@ -145,20 +158,6 @@ async fn open<C>(launched: &Launched<C>) -> Result<SinkContext> {
     let input = match &launched.args.input_file {
         Some(file) => SinkInput::File(file.clone()),
         None => {
-            // The partition streams are offset-managed: they resume where the consumer id
-            // committed.
-            if config
-                .meta
-                .consumer
-                .as_ref()
-                .and_then(|c| c.id.as_ref())
-                .is_none()
-            {
-                anyhow::bail!(
-                    "meta.consumer.id: required (without it, records produced while the connector is down would be skipped); e.g. `consumer: {{id: {}, offset: {{start: beginning, strategy: manual}}}}`",
-                    config.meta.name
-                );
-            }
             let topic = FluvioTopic::connect(&config.meta).await?;
             crate::quick_ack::spawn();
             SinkInput::Fluvio(Box::new(topic))
