@@ -91,6 +91,17 @@ pub struct KafkaConfig {
         deserialize_with = "connector_runtime::units::duration"
     )]
     pub transaction_interval: Duration,
+    /// With transactions: when Kafka acknowledges none of the records in flight for this long
+    /// (default 30s), the producer is replaced by a new one with the same `transactional.id`,
+    /// which fences the stalled one and aborts its open transaction; mirroring goes on from
+    /// what Kafka has committed. librdkafka's transactional producer can stay stuck after a
+    /// broker restart ("No brokers available for Transactions") with records queued for good.
+    /// Not with `delivery_timeout` set: the records then fail after it, and the bridge stops.
+    #[serde(
+        default = "d_30s",
+        deserialize_with = "connector_runtime::units::duration"
+    )]
+    pub stalled_producer_timeout: Duration,
     /// Mirror an events topic (the source's `events_topic`) as deletions: a delete event
     /// (v1.1 `delete`, v2 compliance `delete`) becomes a record with the post's id as key and no
     /// value (a Kafka tombstone), so compacted topics and feature stores drop the post; other
@@ -345,6 +356,9 @@ impl Section for KafkaConfig {
         if self.transaction_interval.is_zero() {
             return invalid("kafka.transaction_interval", "expected more than 0");
         }
+        if self.stalled_producer_timeout < Duration::from_secs(1) {
+            return invalid("kafka.stalled_producer_timeout", "expected at least 1s");
+        }
         Ok(())
     }
 }
@@ -490,6 +504,10 @@ fn d_20ms() -> Duration {
 fn d_100ms() -> Duration {
     Duration::from_millis(100)
 }
+fn d_30s() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn d_2s() -> Duration {
     Duration::from_secs(2)
 }
@@ -612,6 +630,13 @@ mod tests {
                 .unwrap_err()
                 .field,
             "kafka.dead_letter_topic"
+        );
+        assert_eq!(
+            parse("brokers: b\nstalled_producer_timeout: 200ms\n")
+                .validate()
+                .unwrap_err()
+                .field,
+            "kafka.stalled_producer_timeout"
         );
         assert!(
             serde_yaml::from_str::<KafkaConfig>("brokers: b\nbrokerz: c\n")

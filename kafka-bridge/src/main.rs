@@ -70,9 +70,9 @@ async fn run(config: ConnectorConfig<KafkaConfig>, ctx: SinkContext) -> Result<(
     else {
         return Ok(());
     };
-    let mirror = Arc::new(mirror);
+    let mut mirror = Arc::new(mirror);
     let result =
-        mirror_until_stopped(&mirror, &mut source, &metrics, &fluvio_topic, &shutdown).await;
+        mirror_until_stopped(&mut mirror, &mut source, &metrics, &fluvio_topic, &shutdown).await;
     mirror.flush(Duration::from_secs(10));
     result
 }

@@ -1,7 +1,7 @@
 //! The bridge's runs: one session mirrors every partition from where Kafka says each was
 //! mirrored up to, until a signal or an error; `mirror_until_stopped` starts sessions again
 //! after what can be recovered from (Fluvio failing under the streams, an aborted transaction,
-//! a refused batch to send again one record per transaction).
+//! a refused batch to send again one record per transaction, a stalled producer replaced).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Delivery, KafkaConfig, OnFluvioReset, OnRefused, Partitioning};
 use crate::input::{self, FileInput, FluvioFailed, PartitionInput};
 use crate::lag::Progress;
-use crate::mirror::{Fenced, TransactionFailed};
+use crate::mirror::{Fenced, ProducerStalled, TransactionFailed};
 use crate::mirror::{Mirror, Refused};
 use crate::partition::{mirror_partition, PartitionJob};
 use crate::resume::{self, Spread};
@@ -30,14 +30,14 @@ const AFTER_ABORT: Duration = Duration::from_secs(1);
 /// transaction is aborted and mirroring goes on from what Kafka has committed. A refused batch
 /// is sent again one record per transaction, which commits everything before the record at
 /// fault and names it; that record then stops the bridge, or goes to the dead-letter topic.
+/// A producer that stalls, or cannot abort, is replaced by a new one.
 pub(crate) async fn mirror_until_stopped(
-    mirror: &Arc<Mirror>,
+    mirror: &mut Arc<Mirror>,
     source: &mut Source,
     metrics: &Metrics,
     fluvio_topic: &str,
     shutdown: &CancellationToken,
 ) -> Result<()> {
-    let cfg = mirror.config();
     let mut careful = None;
     loop {
         let Err(e) = session(mirror, source, fluvio_topic, careful, shutdown).await else {
@@ -62,13 +62,27 @@ pub(crate) async fn mirror_until_stopped(
             tracing::error!(error = %format!("{e:#}"), "the run stopped");
             return Err(fatal);
         }
+        if e.is::<ProducerStalled>() {
+            if shutdown.is_cancelled() || !replace_producer(mirror, &e, metrics, shutdown).await? {
+                return Err(e);
+            }
+            careful = None;
+            continue;
+        }
         tracing::warn!(error = %format!("{e:#}"), "aborting the open Kafka transaction");
         if let Err(abort) = txn.abort().await {
             if abort.is::<Fenced>() {
                 tracing::error!(error = %format!("{e:#}"), "the run stopped");
                 return Err(abort);
             }
-            return Err(e.context(format!("{abort:#}")));
+            // With a `delivery_timeout`, giving up is what the user asked for.
+            let e = e.context(format!("{abort:#}"));
+            let give_up = shutdown.is_cancelled() || mirror.config().delivery_timeout.is_some();
+            if give_up || !replace_producer(mirror, &e, metrics, shutdown).await? {
+                return Err(e);
+            }
+            careful = None;
+            continue;
         }
         if shutdown.is_cancelled() {
             return Err(e);
@@ -87,7 +101,7 @@ pub(crate) async fn mirror_until_stopped(
                     through: refused.through,
                 });
             }
-            Ok(refused) => match cfg.on_refused {
+            Ok(refused) => match mirror.config().on_refused {
                 OnRefused::Stop => return Err(refused.into()),
                 OnRefused::DeadLetter => {
                     mirror.dead_letter(&refused).await?;
@@ -104,6 +118,30 @@ pub(crate) async fn mirror_until_stopped(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Put a new producer in the place of `mirror`'s, which stalled or cannot abort (see
+/// [`Mirror::replacement`]). The old one is dropped on a thread of its own: librdkafka's
+/// teardown may wait on its brokers. False on shutdown.
+async fn replace_producer(
+    mirror: &mut Arc<Mirror>,
+    why: &anyhow::Error,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    tracing::warn!(error = %format!("{why:#}"), "replacing the Kafka producer: the new one fences the old one and aborts its open transaction; mirroring goes on from what Kafka has committed");
+    let Some(new) = mirror.replacement(shutdown).await? else {
+        return Ok(false);
+    };
+    let old = std::mem::replace(mirror, Arc::new(new));
+    std::thread::spawn(move || drop(old));
+    metrics
+        .counter(
+            "producers_replaced_total",
+            "Kafka producers replaced after they stalled (or could not abort a transaction)",
+        )
+        .inc();
+    Ok(true)
 }
 
 /// Offsets of one partition to send one record per transaction (a refused batch's).
@@ -149,7 +187,11 @@ async fn session(
     }
     if let Some(c) = committer {
         match c.await {
-            Ok(Err(e)) if e.is::<Fenced>() || e.is::<TransactionFailed>() => errors.push(e),
+            Ok(Err(e))
+                if e.is::<Fenced>() || e.is::<TransactionFailed>() || e.is::<ProducerStalled>() =>
+            {
+                errors.push(e)
+            }
             Ok(Err(e)) => errors.push(TransactionFailed(format!("{e:#}")).into()),
             Err(e) => errors.push(anyhow!("transaction committer: {e}")),
             Ok(Ok(())) => {}
@@ -275,17 +317,20 @@ async fn fluvio_input(
     ))
 }
 
-/// The error that says most: a refused record, then a takeover, then the first.
+/// The error that says most: a refused record, then a takeover, then a stalled producer (what
+/// its purged deliveries made the partitions say follows from it), then the first.
 fn most_telling(mut errors: Vec<anyhow::Error>) -> Result<()> {
     let rank = |e: &anyhow::Error| {
         if e.is::<Refused>() {
             0
         } else if e.is::<Fenced>() {
             1
-        } else if e.is::<TransactionFailed>() {
-            3
-        } else {
+        } else if e.is::<ProducerStalled>() {
             2
+        } else if e.is::<TransactionFailed>() {
+            4
+        } else {
+            3
         }
     };
     errors.sort_by_key(rank);

@@ -330,17 +330,22 @@ fn bad_input_fails_clearly_and_loses_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("meta.consumer.id: required"));
 }
 
-/// Mirror 200,000 records while `fault` happens to the broker 300 ms in (records in flight),
-/// then check Kafka holds each exactly once, in order (with the bridge's warnings if not).
-fn mirror_through_broker_fault(test: &str, fault: impl FnOnce(&mut KafkaBroker)) {
-    let Some(mut broker) = KafkaBroker::start_or_skip(test) else {
-        return;
-    };
+/// Mirror 200,000 records (`extra`: more `kafka:` settings) while `fault` happens to the
+/// broker 300 ms in (records in flight), then check Kafka holds each exactly once, in order
+/// (with the bridge's warnings if not), as the fault matrix's row `scenario`. Returns the
+/// bridge's log (`None`: skipped).
+fn mirror_through_broker_fault(
+    test: &str,
+    scenario: &str,
+    extra: &str,
+    fault: impl FnOnce(&mut KafkaBroker),
+) -> Option<String> {
+    let mut broker = KafkaBroker::start_or_skip(test)?;
     // librdkafka's idempotence log (producer id, epoch, sequence errors, retries): what a
     // failure needs to be understood.
     let bridge = Bridge::new(
         &broker.bootstrap(),
-        "  linger: 50ms\n  options:\n    debug: eos\n",
+        &format!("  linger: 50ms\n{extra}  options:\n    debug: eos\n"),
     );
     let n = 200_000;
     bridge.append(&records(n));
@@ -353,9 +358,7 @@ fn mirror_through_broker_fault(test: &str, fault: impl FnOnce(&mut KafkaBroker))
     bridge.wait_committed(&mut proc, n as i64 - 1);
     proc.signal(15);
     assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
-    let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
-        return;
-    };
+    let got = read_topic(&broker.bootstrap(), "tweets")?;
     if got.len() != n {
         // What the bridge and the broker saw, without the reconnection noise.
         let noise = [
@@ -388,12 +391,19 @@ fn mirror_through_broker_fault(test: &str, fault: impl FnOnce(&mut KafkaBroker))
             .collect();
         eprintln!("broker log from the fault on:\n{}", broker_lines.join("\n"));
     }
+    testkit::reliability::Count::of(n, got.iter().map(KafkaRecord::fluvio_offset)).report(
+        "bridge",
+        scenario,
+        "read_committed (confluent-kafka)",
+    );
     assert_exactly_once(&got, n);
+    Some(proc.output())
 }
 
 #[test]
 fn a_broker_stopped_with_records_in_flight_loses_nothing() {
-    mirror_through_broker_fault("bridge broker stop in flight", |broker| {
+    let scenario = "broker stopped 2 s with records in flight";
+    mirror_through_broker_fault("bridge broker stop in flight", scenario, "", |broker| {
         broker.stop();
         std::thread::sleep(Duration::from_secs(2));
         broker.restart().unwrap();
@@ -403,11 +413,36 @@ fn a_broker_stopped_with_records_in_flight_loses_nothing() {
 #[test]
 fn a_broker_that_hangs_past_the_request_timeout_gets_nothing_twice() {
     // Frozen longer than librdkafka's 30 s request timeout, its connections left open.
-    mirror_through_broker_fault("bridge hung broker", |broker| {
+    let scenario = "broker frozen 35 s (past the request timeout) with records in flight";
+    mirror_through_broker_fault("bridge hung broker", scenario, "", |broker| {
         broker.freeze();
         std::thread::sleep(Duration::from_secs(35));
         broker.unfreeze();
     });
+}
+
+#[test]
+fn a_producer_stalled_past_its_timeout_is_replaced_and_nothing_is_lost() {
+    // The broker away longer than `stalled_producer_timeout`, as librdkafka's transactional
+    // producer can be for good after a broker restart: the bridge replaces its producer (the
+    // new one fences the old and aborts its transaction) and goes on from what Kafka holds.
+    let out = mirror_through_broker_fault(
+        "bridge stalled producer",
+        "producer stalled 3 s (broker stopped 8 s): replaced",
+        "  stalled_producer_timeout: 3s\n",
+        |broker| {
+            broker.stop();
+            std::thread::sleep(Duration::from_secs(8));
+            broker.restart().unwrap();
+        },
+    );
+    if let Some(out) = out {
+        assert!(
+            out.contains("the Kafka producer stalled")
+                && out.contains("replacing the Kafka producer"),
+            "{out}"
+        );
+    }
 }
 
 #[test]

@@ -257,6 +257,8 @@ fn sigkills(kafka_extra: &str, n: usize, kills: usize, scenario: &str) {
     }
     assert!(killed >= kills / 2, "killed mid-mirror {killed} times");
     let mut proc = bridge.start();
+    // Up and running before the SIGTERM (the last killed run may have mirrored everything).
+    wait_for_log(&mut proc, "mirroring a capture file");
     bridge.wait_committed(&mut proc, n as i64 - 1);
     proc.signal(15);
     assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());

@@ -35,16 +35,18 @@ use record::Encoding;
 pub use topic::client_config;
 use topic::{ensure_topic, producer_expiry_ms, TopicSpec};
 use transactions::{is_fatal, is_fenced};
-pub use transactions::{Fenced, TransactionFailed, Transactions};
+pub use transactions::{Fenced, ProducerStalled, TransactionFailed, Transactions};
 
 /// The producer and what every pipe shares.
 pub struct Mirror {
     producer: FutureProducer<AuthWatch>,
     auth: AuthWatch,
     txn: Option<Transactions>,
+    client_id: String,
     transactional_id: String,
     cfg: KafkaConfig,
     fluvio_topic: String,
+    fluvio_partitions: usize,
     timestamps: TimestampRule,
     m: MirrorMetrics,
 }
@@ -186,7 +188,13 @@ impl Mirror {
         let txn = match cfg.delivery {
             Delivery::AtLeastOnce => None,
             Delivery::ExactlyOnce => {
-                match Transactions::init(&producer, transactional_id, metrics, shutdown).await? {
+                let stall = cfg
+                    .delivery_timeout
+                    .is_none()
+                    .then_some(cfg.stalled_producer_timeout);
+                match Transactions::init(&producer, transactional_id, stall, metrics, shutdown)
+                    .await?
+                {
                     Some(t) => Some(t),
                     None => return Ok(None),
                 }
@@ -199,12 +207,30 @@ impl Mirror {
             producer,
             auth,
             txn,
+            client_id: client_id.to_string(),
             transactional_id: transactional_id.to_string(),
             cfg,
             fluvio_topic: fluvio_topic.to_string(),
+            fluvio_partitions,
             timestamps,
             m,
         }))
+    }
+
+    /// A new producer with this one's settings and `transactional.id`, to replace this one
+    /// when it stalled: its `init_transactions` fences this producer and aborts the transaction
+    /// it left open (so the session goes on from what Kafka has committed). `None` on shutdown.
+    pub async fn replacement(&self, shutdown: &CancellationToken) -> Result<Option<Self>> {
+        Self::connect(
+            self.cfg.clone(),
+            &self.client_id,
+            &self.transactional_id,
+            &self.fluvio_topic,
+            self.fluvio_partitions,
+            &self.m.metrics,
+            shutdown,
+        )
+        .await
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -243,6 +269,11 @@ impl Mirror {
                 None => None,
             };
             let number = permit.as_ref().map_or(0, |p| p.number);
+            if self.txn.as_ref().is_some_and(Transactions::has_failed) {
+                // The open transaction can only be aborted (and a stalled producer's queue
+                // was purged): nothing more goes into it.
+                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue));
+            }
             match self.producer.send_result(record) {
                 Ok(f) => return Ok((f, number)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

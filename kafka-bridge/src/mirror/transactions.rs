@@ -28,6 +28,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[error("the Kafka transaction failed: {0}")]
 pub struct TransactionFailed(pub String);
 
+/// Kafka acknowledged none of the records in flight, or did not commit, for the whole
+/// `stalled_producer_timeout`: the producer is replaced (its queue is purged, so nothing waits
+/// on it any more).
+#[derive(Debug, thiserror::Error)]
+#[error("the Kafka producer stalled: {0}")]
+pub struct ProducerStalled(pub String);
+
 /// Another instance with the same `transactional.id` took over.
 #[derive(Debug, thiserror::Error)]
 #[error("kafka: {0}")]
@@ -44,6 +51,9 @@ struct State {
 pub struct Transactions {
     producer: FutureProducer<AuthWatch>,
     transactional_id: String,
+    /// How long deliveries may make no progress before the producer counts as stalled (never
+    /// with a `delivery_timeout`: the records then fail after it, and the bridge stops).
+    stall: Option<Duration>,
     /// Sends hold it shared; a commit or abort holds it alone (librdkafka takes no record
     /// between the commit and the next `begin_transaction`).
     gate: RwLock<()>,
@@ -132,6 +142,7 @@ impl Transactions {
     pub async fn init(
         producer: &FutureProducer<AuthWatch>,
         transactional_id: &str,
+        stall: Option<Duration>,
         metrics: &Metrics,
         shutdown: &CancellationToken,
     ) -> Result<Option<Self>> {
@@ -160,6 +171,7 @@ impl Transactions {
         Ok(Some(Self {
             producer: producer.clone(),
             transactional_id: transactional_id.to_string(),
+            stall,
             gate: RwLock::new(()),
             open: AtomicU64::new(1),
             sent: AtomicU64::new(0),
@@ -206,6 +218,11 @@ impl Transactions {
             bail!("{why}");
         }
         Ok(s.committed >= number)
+    }
+
+    /// Whether the open transaction failed (it can then only be aborted).
+    pub fn has_failed(&self) -> bool {
+        self.state.borrow().failed.is_some()
     }
 
     /// Wait until transaction `number` has committed (cancel-safe).
@@ -293,9 +310,20 @@ impl Transactions {
         // Every delivery first, sent at once (not after the linger): rdkafka's commit flushes
         // in 100 ms polling steps, which would hold sends back that long on every commit.
         let mut reported = started;
+        // (records in flight, since when that many): no fewer for `stall` is a stall.
+        let mut progress = (self.producer.in_flight_count(), started);
         while self.producer.in_flight_count() > 0 {
             if self.doomed.load(Ordering::Relaxed) || abandon.is_cancelled() {
                 break;
+            }
+            let outstanding = self.producer.in_flight_count();
+            if outstanding < progress.0 {
+                progress = (outstanding, std::time::Instant::now());
+            } else if self.has_stalled(progress.1) {
+                return Err(self.stalled(format!(
+                    "Kafka acknowledged none of the {outstanding} records in flight for {:?}",
+                    progress.1.elapsed()
+                )));
             }
             if reported.elapsed() >= CALL_TIMEOUT {
                 tracing::warn!(waited = ?started.elapsed(), outstanding = self.producer.in_flight_count(), "Kafka has not acknowledged the transaction's records yet (a broker away?); waiting");
@@ -325,7 +353,13 @@ impl Transactions {
             }
             match blocking(&self.producer, |p| p.commit_transaction(CALL_TIMEOUT)).await {
                 Ok(()) => break,
-                // A broker away: the same commit may be called again.
+                // A broker away: the same commit may be called again, until the stall.
+                Err(e) if is_retriable(&e) && self.has_stalled(progress.1) => {
+                    return Err(self.stalled(format!(
+                        "transaction {number} not committed after {:?}: {e}",
+                        progress.1.elapsed()
+                    )))
+                }
                 Err(e) if is_retriable(&e) => tracing::warn!(
                     error = %e,
                     waited = ?started.elapsed(),
@@ -354,6 +388,22 @@ impl Transactions {
         self.state.send_modify(|s| s.committed = number);
         tracing::trace!(number, ?took, "transaction committed");
         Ok(())
+    }
+
+    /// Whether no progress since `since` makes the producer stalled.
+    fn has_stalled(&self, since: std::time::Instant) -> bool {
+        self.stall.is_some_and(|s| since.elapsed() >= s)
+    }
+
+    /// Give up on this producer: purge what it holds, so every delivery still awaited ends
+    /// (with an error: none of it counts as mirrored), and say why.
+    fn stalled(&self, why: String) -> anyhow::Error {
+        use rdkafka::producer::PurgeConfig;
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.state
+            .send_modify(|s| s.failed = Some(format!("the Kafka producer stalled: {why}")));
+        ProducerStalled(why).into()
     }
 
     /// Abort the open transaction (nothing in it becomes visible to `read_committed` readers)
