@@ -3,8 +3,9 @@
 //! records fed from a capture file (the Kafka side alone, no Fluvio). Baselines in the same
 //! run: the idempotent producer (`delivery: at-least-once`, the cost of transactions) and
 //! `kcat -P` writing the same values (the broker's ceiling on this machine). Each figure is
-//! the best of three runs, the compared settings taking turns, after three warm-up runs. The bridge reading a Fluvio topic (against
-//! `fluvio consume -B -d | kcat -P`) is measured by the end-to-end bench (`e2e/benches`).
+//! the best of three runs, the compared settings taking turns, after three warm-up runs. The
+//! bridge reading a Fluvio topic (against `fluvio consume -B -d | kcat -P`) is measured by the
+//! end-to-end bench (`e2e/benches`).
 
 use std::time::{Duration, Instant};
 

@@ -364,6 +364,14 @@ impl Section for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// How long a transactional producer may make no progress before it is replaced; `None`
+    /// with a `delivery_timeout`: the records then fail after it, and the bridge stops.
+    pub fn producer_stall(&self) -> Option<Duration> {
+        self.delivery_timeout
+            .is_none()
+            .then_some(self.stalled_producer_timeout)
+    }
+
     /// Where refused records go with `on_refused: dead-letter`.
     pub fn dead_letter_topic(&self) -> String {
         self.dead_letter_topic

@@ -77,7 +77,7 @@ pub(crate) async fn mirror_until_stopped(
             }
             // With a `delivery_timeout`, giving up is what the user asked for.
             let e = e.context(format!("{abort:#}"));
-            let give_up = shutdown.is_cancelled() || mirror.config().delivery_timeout.is_some();
+            let give_up = shutdown.is_cancelled() || mirror.config().producer_stall().is_none();
             if give_up || !replace_producer(mirror, &e, metrics, shutdown).await? {
                 return Err(e);
             }

@@ -188,10 +188,7 @@ impl Mirror {
         let txn = match cfg.delivery {
             Delivery::AtLeastOnce => None,
             Delivery::ExactlyOnce => {
-                let stall = cfg
-                    .delivery_timeout
-                    .is_none()
-                    .then_some(cfg.stalled_producer_timeout);
+                let stall = cfg.producer_stall();
                 match Transactions::init(&producer, transactional_id, stall, metrics, shutdown)
                     .await?
                 {

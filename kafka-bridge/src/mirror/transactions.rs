@@ -312,11 +312,11 @@ impl Transactions {
         let mut reported = started;
         // (records in flight, since when that many): no fewer for `stall` is a stall.
         let mut progress = (self.producer.in_flight_count(), started);
-        while self.producer.in_flight_count() > 0 {
-            if self.doomed.load(Ordering::Relaxed) || abandon.is_cancelled() {
+        loop {
+            let outstanding = self.producer.in_flight_count();
+            if outstanding == 0 || self.doomed.load(Ordering::Relaxed) || abandon.is_cancelled() {
                 break;
             }
-            let outstanding = self.producer.in_flight_count();
             if outstanding < progress.0 {
                 progress = (outstanding, std::time::Instant::now());
             } else if self.has_stalled(progress.1) {
@@ -326,7 +326,7 @@ impl Transactions {
                 )));
             }
             if reported.elapsed() >= CALL_TIMEOUT {
-                tracing::warn!(waited = ?started.elapsed(), outstanding = self.producer.in_flight_count(), "Kafka has not acknowledged the transaction's records yet (a broker away?); waiting");
+                tracing::warn!(waited = ?started.elapsed(), outstanding, "Kafka has not acknowledged the transaction's records yet (a broker away?); waiting");
                 // After a broker hung and came back, librdkafka can keep a partition whose
                 // leader it lost (`new leader -1 not found in cache`) and its records queued
                 // for good; asking for metadata makes it look for the leader again.
@@ -401,9 +401,10 @@ impl Transactions {
         use rdkafka::producer::PurgeConfig;
         self.producer
             .purge(PurgeConfig::default().queue().inflight());
+        let stalled = ProducerStalled(why);
         self.state
-            .send_modify(|s| s.failed = Some(format!("the Kafka producer stalled: {why}")));
-        ProducerStalled(why).into()
+            .send_modify(|s| s.failed = Some(stalled.to_string()));
+        stalled.into()
     }
 
     /// Abort the open transaction (nothing in it becomes visible to `read_committed` readers)
