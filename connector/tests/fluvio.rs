@@ -305,6 +305,10 @@ fn transforms_by_local_path_and_by_registered_name() {
     assert_eq!(got, expected, "filtered then shaped, in order");
 }
 
+/// The connections of the firehose test, each ending after 100 posts: 20 partitions of 300
+/// tweets and 4 compliance partitions of 1,500 events.
+const FIREHOSE_CONNECTIONS: usize = 20 * 3 + 4 * 15;
+
 #[test]
 fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
     let Some(env) = FluvioEnv::find_or_skip("firehose and compliance into Fluvio") else {
@@ -313,11 +317,16 @@ fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
     let topic = env.unique_topic("firehose");
     let events = env.unique_topic("compliance");
     let mut cfg = generated(6000);
-    cfg.plans = vec![ConnectionPlan {
-        after: Some(100),
-        end: Some(x_emulator::End::Close),
-        ..Default::default()
-    }];
+    // Every connection ends after 100 posts (the emulator takes one plan per connection, and
+    // there are plans to spare for the reconnections after a partition's end).
+    cfg.plans = vec![
+        ConnectionPlan {
+            after: Some(100),
+            end: Some(x_emulator::End::Close),
+            ..Default::default()
+        };
+        2 * FIREHOSE_CONNECTIONS
+    ];
     let emu = Emulator::start_background(cfg).unwrap();
     let config = with_topic(
         &config_yaml(
@@ -335,10 +344,27 @@ fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
         }
         emu.exhausted(x_emulator::Dialect::V2).then_some(())
     });
-    let metric = |name: &str| testkit::metrics_socket(&dir.path().join("m.sock"))[name].as_u64();
-    testkit::wait_for("every tweet produced", T, || {
-        (metric("records_produced_total").unwrap_or(0) >= 6000).then_some(())
+    let metrics = || testkit::metrics_socket(&dir.path().join("m.sock"));
+    let metric = |name: &str| metrics()[name].as_u64().unwrap_or(0);
+    // The emulator has written everything into the sockets; wait until the source has read
+    // it (what a stop leaves unread in a socket is not the source's to lose) and produced
+    // the tweets. The events' way to their topic is the flush at SIGTERM.
+    testkit::wait_for("every tweet produced, every event read", T, || {
+        (metric("records_produced_total") >= 6000
+            && metric("messages_total{type=compliance}") >= 6000)
+            .then_some(())
     });
+    let connections: u64 = metrics()
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("connections_total{"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    assert!(
+        connections >= FIREHOSE_CONNECTIONS as u64,
+        "every partition was read over several connections: {connections}"
+    );
     proc.signal(15);
     assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
     let mut got: Vec<String> = env
