@@ -381,6 +381,23 @@ fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
         .collect();
     let mut expected_events = emu.sent_on("/2/tweets/compliance/stream");
     assert_eq!(expected_events.len(), 6000);
+    let scenario = |what: &str| {
+        format!("{what} of 20 firehose and 4 compliance partitions, each connection ending after 100 posts (at least {FIREHOSE_CONNECTIONS} connections), then SIGTERM")
+    };
+    count_keys(&sent, &got)
+        .report(
+            "source",
+            &scenario("the tweets"),
+            "fluvio consume --start/--end (keys)",
+        )
+        .assert_exactly_once("the firehose's tweets");
+    count_keys(&expected_events, &event_keys)
+        .report(
+            "source",
+            &scenario("the compliance events"),
+            "fluvio consume --start/--end (keys)",
+        )
+        .assert_exactly_once("the compliance events");
     event_keys.sort();
     expected_events.sort();
     assert_eq!(

@@ -216,6 +216,22 @@ pub fn unique_in_order(ids: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The fault matrix's count of the keys `found` against the ids `offered` (each once): a key
+/// counts by its position among them (an unknown key is found but stands for no offered one).
+pub fn count_keys(offered: &[String], found: &[String]) -> testkit::reliability::Count {
+    let position: std::collections::HashMap<&str, i64> = offered
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i as i64))
+        .collect();
+    testkit::reliability::Count::of(
+        offered.len(),
+        found
+            .iter()
+            .map(|k| position.get(k.as_str()).copied().unwrap_or(-1)),
+    )
+}
+
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
