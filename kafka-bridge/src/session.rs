@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use connector_runtime::cluster::{self, StartAt};
-use connector_runtime::metrics::Metrics;
+use connector_runtime::metrics::{Counter, Metrics};
 use connector_runtime::sink::FluvioTopic;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,11 @@ pub(crate) async fn mirror_until_stopped(
     fluvio_topic: &str,
     shutdown: &CancellationToken,
 ) -> Result<()> {
+    // Registered at start, so that a scrape shows 0 before the first replacement.
+    let replaced = metrics.counter(
+        "producers_replaced_total",
+        "Kafka producers replaced after they stalled (or could not abort a transaction)",
+    );
     let mut careful = None;
     loop {
         let Err(e) = session(mirror, source, fluvio_topic, careful, shutdown).await else {
@@ -63,9 +68,7 @@ pub(crate) async fn mirror_until_stopped(
             return Err(fatal);
         }
         if e.is::<ProducerStalled>() {
-            if shutdown.is_cancelled() || !replace_producer(mirror, &e, metrics, shutdown).await? {
-                return Err(e);
-            }
+            replace_producer(mirror, e, &replaced, shutdown).await?;
             careful = None;
             continue;
         }
@@ -75,12 +78,12 @@ pub(crate) async fn mirror_until_stopped(
                 tracing::error!(error = %format!("{e:#}"), "the run stopped");
                 return Err(abort);
             }
-            // With a `delivery_timeout`, giving up is what the user asked for.
             let e = e.context(format!("{abort:#}"));
-            let give_up = shutdown.is_cancelled() || mirror.config().producer_stall().is_none();
-            if give_up || !replace_producer(mirror, &e, metrics, shutdown).await? {
+            // With a `delivery_timeout`, giving up is what the user asked for.
+            if mirror.config().producer_stall().is_none() {
                 return Err(e);
             }
+            replace_producer(mirror, e, &replaced, shutdown).await?;
             careful = None;
             continue;
         }
@@ -120,28 +123,26 @@ pub(crate) async fn mirror_until_stopped(
     }
 }
 
-/// Put a new producer in the place of `mirror`'s, which stalled or cannot abort (see
+/// Put a new producer in the place of `mirror`'s, which stalled or cannot abort (`why`; see
 /// [`Mirror::replacement`]). The old one is dropped on a thread of its own: librdkafka's
-/// teardown may wait on its brokers. False on shutdown.
+/// teardown may wait on its brokers. On shutdown nothing is replaced and `why` is returned.
 async fn replace_producer(
     mirror: &mut Arc<Mirror>,
-    why: &anyhow::Error,
-    metrics: &Metrics,
+    why: anyhow::Error,
+    replaced: &Counter,
     shutdown: &CancellationToken,
-) -> Result<bool> {
+) -> Result<()> {
+    if shutdown.is_cancelled() {
+        return Err(why);
+    }
     tracing::warn!(error = %format!("{why:#}"), "replacing the Kafka producer: the new one fences the old one and aborts its open transaction; mirroring goes on from what Kafka has committed");
     let Some(new) = mirror.replacement(shutdown).await? else {
-        return Ok(false);
+        return Err(why);
     };
     let old = std::mem::replace(mirror, Arc::new(new));
     std::thread::spawn(move || drop(old));
-    metrics
-        .counter(
-            "producers_replaced_total",
-            "Kafka producers replaced after they stalled (or could not abort a transaction)",
-        )
-        .inc();
-    Ok(true)
+    replaced.inc();
+    Ok(())
 }
 
 /// Offsets of one partition to send one record per transaction (a refused batch's).
