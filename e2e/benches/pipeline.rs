@@ -479,7 +479,12 @@ fn pipe(env: &FluvioEnv, topic: &str, broker: &str, kafka_topic: &str) -> Option
     let produced = kafka.wait().is_ok_and(|s| s.success());
     if !(consumed && produced) {
         let text = std::fs::read_to_string(&errors).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        // The errors, without the frames of a backtrace.
+        let tail: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(' ') && !l.starts_with("note:"))
+            .take(8)
+            .collect();
         println!(
             "the pipe failed (fluvio consume ok: {consumed}, kcat ok: {produced}); last errors: {:?}",
             tail
@@ -894,6 +899,8 @@ fn replay_archive(env: &FluvioEnv, broker: &str, n: u64) {
     let t = Instant::now();
     env.run(&["produce", &raw, "-f", archive.to_str().unwrap()]);
     let produce_secs = t.elapsed().as_secs_f64();
+    // The broker does not create topics on first use: the pipe's user creates it first.
+    testkit::kafka::admin(&["create-topic", broker, &raw, "1"]);
     let (pipe_secs, pipe_ok) = pipe(env, &raw, broker, &raw).expect("kcat (./test.sh installs it)");
     let baseline = produce_secs + pipe_secs;
     let baseline_in_kafka = kafka_count(broker, &raw).map_or(-1, |n| n as i64);
