@@ -196,7 +196,9 @@ impl TransformChain {
     }
 }
 
-fn engine_record(index: usize, record: &Record, base_timestamp: i64) -> EngineRecord {
+/// A record as the engine's record at `index` in a batch whose timestamps count from
+/// `base_timestamp`.
+pub fn engine_record(index: usize, record: &Record, base_timestamp: i64) -> EngineRecord {
     let mut r = match &record.key {
         Some(k) => EngineRecord::new_key_value(k.clone(), record.value.clone()),
         None => EngineRecord::new(record.value.clone()),

@@ -17,7 +17,7 @@ use crate::config::TransformStep;
 mod chain;
 mod pool;
 
-pub use chain::{Applied, Rejection, TransformChain, TransformError};
+pub use chain::{engine_record, Applied, Rejection, TransformChain, TransformError};
 pub use pool::{ChainPool, WorkerPanicked, BATCH_BYTES, BATCH_RECORDS};
 
 /// One module of a chain, resolved to its wasm bytes.

@@ -8,9 +8,13 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use connector_runtime::transforms::{ChainPool, ModuleSpec, TransformChain, BATCH_RECORDS};
+use connector_runtime::transforms::{
+    engine_record, ChainPool, ModuleSpec, TransformChain, BATCH_RECORDS,
+};
 use connector_runtime::Record;
+use smartmodule_engine_tests::bare::BareModule;
 use smartmodule_engine_tests::{module, run, through_pool, wasm_or_skip};
+use smartmodule_glue::fluvio_smartmodule::dataplane::record::Record as EngineRecord;
 use testkit::bench::{cores, report, rss_mb, Figure};
 
 /// The best of three timed passes (this machine's neighbours make single runs vary by 30%).
@@ -97,6 +101,37 @@ fn native_rates(records: &[String], params: &[(&str, &str)]) -> (f64, f64, f64) 
     (native_f, native_s, native_chain)
 }
 
+/// The chain tweet-filter -> tweet-shape on bare wasmtime (no fluvio-smartengine), fuel
+/// metering on or off, the input's bytes encoded as the engine does or copied whole, in the
+/// runtime's batches on one core.
+fn bare_chain_per_second(
+    records: &[Record],
+    (filter, shape): (&[u8], &[u8]),
+    params: &[(&str, &str)],
+    fuel: bool,
+    whole: bool,
+) -> f64 {
+    let mut filter = BareModule::new(filter, "filter", params, fuel).unwrap();
+    let mut shape = BareModule::new(shape, "filter_map", &[], fuel).unwrap();
+    let batches: Vec<Vec<EngineRecord>> = records
+        .chunks(BATCH_RECORDS)
+        .map(|chunk| {
+            let records = chunk.iter().enumerate();
+            records.map(|(i, r)| engine_record(i, r, 0)).collect()
+        })
+        .collect();
+    let mut pass = || {
+        let start = Instant::now();
+        for batch in &batches {
+            let kept = filter.process(batch, whole).unwrap();
+            std::hint::black_box(shape.process(&kept, whole).unwrap());
+        }
+        records.len() as f64 / start.elapsed().as_secs_f64()
+    };
+    pass();
+    best_of_3(pass)
+}
+
 // Long on purpose: the measurements in the order of the table they feed; split, they would
 // only pass a dozen rates around.
 fn main() {
@@ -181,6 +216,12 @@ fn main() {
     let pooled = pool_per_second(&as_records, chain_modules, cores);
 
     let (native_f, native_s, native_chain) = native_rates(&records, params);
+    // What the engine cannot be asked to leave out: fuel metering (on in every store it
+    // makes), measured on bare wasmtime with the same modules, input and batches.
+    let modules = (filter.as_slice(), shape.as_slice());
+    let bare_fuel = bare_chain_per_second(&as_records, modules, params, true, false);
+    let bare_no_fuel = bare_chain_per_second(&as_records, modules, params, false, false);
+    let bare_no_fuel_whole = bare_chain_per_second(&as_records, modules, params, false, true);
 
     // (what, value, unit, baseline, its value, target)
     #[rustfmt::skip]
@@ -201,6 +242,11 @@ fn main() {
         ("passthrough in batches (engine floor)".to_string(), floor_batched, "rec/s", "one record per call", floor, "-"),
         ("tweet-filter in batches".to_string(), filter_batched, "rec/s", "one record per call", f, "-"),
         ("tweet-shape in batches".to_string(), shape_batched, "rec/s", "one record per call", s, "-"),
+        (format!("chain in batches of {BATCH_RECORDS} on bare wasmtime, fuel on (as the engine runs it)"), bare_fuel, "rec/s", "the engine (fluvio-smartengine)", batched, "-"),
+        (format!("chain in batches of {BATCH_RECORDS} on bare wasmtime, fuel off"), bare_no_fuel, "rec/s", "fuel on", bare_fuel, "-"),
+        (format!("chain in batches of {BATCH_RECORDS} on bare wasmtime, fuel off"), bare_no_fuel, "rec/s", "same logic natively, one core", native_chain, "-"),
+        (format!("chain in batches of {BATCH_RECORDS} on bare wasmtime, fuel off, input copied whole"), bare_no_fuel_whole, "rec/s", "input encoded byte by byte", bare_no_fuel, "-"),
+        (format!("chain in batches of {BATCH_RECORDS} on bare wasmtime, fuel off, input copied whole (the most wasmtime can do)"), bare_no_fuel_whole, "rec/s", "same logic natively, one core", native_chain, "-"),
         (format!("chain in batches, {cores} workers"), pooled, "rec/s", "one worker", batched, "-"),
         ("resident memory after the chain run".to_string(), rss_end, "MB", "before the chain run", rss_mid, "flat"),
     ];

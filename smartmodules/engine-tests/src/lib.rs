@@ -2,6 +2,8 @@
 //! (`scripts/build-smartmodules.sh`), build chains with parameters, and gather test tweets
 //! (the recorded payloads when present, plus generated ones).
 
+pub mod bare;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

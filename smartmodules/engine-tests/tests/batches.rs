@@ -4,7 +4,9 @@
 //! the order.
 
 use bytes::Bytes;
-use connector_runtime::transforms::{ChainPool, ModuleSpec, TransformChain, TransformError};
+use connector_runtime::transforms::{
+    engine_record, ChainPool, ModuleSpec, TransformChain, TransformError,
+};
 use connector_runtime::Record;
 use smartmodule_engine_tests::*;
 use tweet_model::{shape, Shaped};
@@ -68,6 +70,44 @@ fn a_batch_gives_what_records_one_at_a_time_give() {
     );
     assert_eq!(summary(&got), summary(&expected));
     assert_eq!(got.len() as u64 + filtered, inputs.len() as u64);
+}
+
+/// The benchmark's bare-wasmtime host (fuel on or off, input encoded or copied whole) must do
+/// the engine's work, or its rates say nothing about the engine's.
+#[test]
+fn the_bare_wasmtime_host_gives_what_the_engine_gives() {
+    let Some(modules) = filter_then_shape("bare host parity") else {
+        return;
+    };
+    let inputs = keyed(&corpus(300));
+    let mut chain = TransformChain::new(modules.clone()).unwrap();
+    let expected: Vec<(Option<Bytes>, Bytes)> = inputs
+        .chunks(64)
+        .flat_map(|chunk| chain.apply_batch(chunk).records)
+        .map(|r| (r.key, r.value))
+        .collect();
+    assert!(expected.len() > 100, "the corpus has kept tweets");
+    for (fuel, whole) in [(true, false), (false, false), (false, true)] {
+        let params = [("languages", "en")];
+        let mut filter = bare::BareModule::new(&modules[0].wasm, "filter", &params, fuel).unwrap();
+        let mut shape = bare::BareModule::new(&modules[1].wasm, "filter_map", &[], fuel).unwrap();
+        let mut got = Vec::new();
+        for chunk in inputs.chunks(64) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| engine_record(i, r, 0))
+                .collect();
+            let kept = filter.process(&batch, whole).unwrap();
+            for r in shape.process(&kept, whole).unwrap() {
+                got.push((
+                    r.key.map(|k| Bytes::copy_from_slice(k.as_ref())),
+                    Bytes::copy_from_slice(r.value.as_ref()),
+                ));
+            }
+        }
+        assert_eq!(got, expected, "fuel {fuel}, input copied whole {whole}");
+    }
 }
 
 #[test]
