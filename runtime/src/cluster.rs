@@ -121,15 +121,54 @@ pub async fn last_records(
     per_partition: i64,
     with_values: bool,
 ) -> Result<Vec<crate::Record>> {
-    use futures_util::StreamExt;
-    let mut keys = Vec::new();
+    let mut records = Vec::new();
     let partitions: Vec<u32> = partition_ends(fluvio, topic).await?.into_keys().collect();
     for partition in partitions {
+        let from_end = Offset::from_end(per_partition.max(0) as u32);
+        read_to_end(fluvio, topic, partition, from_end, |r| {
+            if let Some(k) = r.key() {
+                let value = if with_values {
+                    bytes::Bytes::copy_from_slice(r.value())
+                } else {
+                    bytes::Bytes::new()
+                };
+                records.push(crate::Record {
+                    key: Some(bytes::Bytes::copy_from_slice(k)),
+                    value,
+                    timestamp_ms: Some(r.timestamp()),
+                });
+            }
+        })
+        .await?;
+    }
+    Ok(records)
+}
+
+/// Every record of a partition from `start` to its end, in order, each once, handed to `keep`.
+///
+/// Fluvio 0.50 drops the batch that straddles the end of a fetch (`max-bytes`) when it reads
+/// a backlog: the stream jumps over its records, or ends without them. A stream opened where
+/// the records stopped starts with that batch, so after a jump, and after the stream ends,
+/// the rest is read with a new stream from the next offset; the read is over when such a
+/// stream has nothing more. (A new stream that starts past that offset finds the records gone,
+/// by retention: they are passed over.)
+async fn read_to_end(
+    fluvio: &Fluvio,
+    topic: &str,
+    partition: u32,
+    start: Offset,
+    mut keep: impl FnMut(&fluvio::consumer::Record),
+) -> Result<()> {
+    use futures_util::StreamExt;
+    let context = || format!("reading the end of `{topic}` partition {partition}");
+    let mut from = start;
+    let mut next: Option<i64> = None;
+    loop {
         let mut builder = ConsumerConfigExtBuilder::default();
         builder
             .topic(topic.to_string())
             .partition(partition)
-            .offset_start(Offset::from_end(per_partition.max(0) as u32))
+            .offset_start(from)
             .disable_continuous(true)
             .max_bytes(i32::try_from(DEFAULT_CONSUMER_MAX_BYTES).unwrap_or(i32::MAX))
             .retry_mode(RetryMode::Disabled);
@@ -137,38 +176,41 @@ pub async fn last_records(
         let mut stream = fluvio
             .consumer_with_config(config)
             .await
-            .with_context(|| format!("cannot read the end of `{topic}` partition {partition}"))?;
+            .with_context(|| format!("cannot {}", context()))?;
+        let (mut first, mut progressed) = (true, false);
         loop {
-            let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
                 .await
-                .map_err(|_| {
-                    anyhow!("reading the end of `{topic}` partition {partition}: no answer in 10 s")
-                })?;
-            match next {
-                Some(Ok(r)) => {
-                    if let Some(k) = r.key() {
-                        let value = if with_values {
-                            bytes::Bytes::copy_from_slice(r.value())
-                        } else {
-                            bytes::Bytes::new()
-                        };
-                        keys.push(crate::Record {
-                            key: Some(bytes::Bytes::copy_from_slice(k)),
-                            value,
-                            timestamp_ms: Some(r.timestamp()),
-                        });
-                    }
-                }
-                Some(Err(e)) => {
-                    return Err(anyhow!(
-                        "reading the end of `{topic}` partition {partition}: {e:?}"
-                    ))
-                }
+                .map_err(|_| anyhow!("{}: no answer in 10 s", context()))?;
+            let r = match item {
                 None => break,
+                Some(Err(e)) => return Err(anyhow!("{}: {e:?}", context())),
+                Some(Ok(r)) => r,
+            };
+            match next {
+                Some(want) if r.offset() < want => continue,
+                Some(want) if r.offset() > want && !first => {
+                    tracing::debug!(
+                        topic,
+                        partition,
+                        expected = want,
+                        got = r.offset(),
+                        "the consumer skipped records; reading them again"
+                    );
+                    break;
+                }
+                _ => {}
             }
+            first = false;
+            progressed = true;
+            next = Some(r.offset() + 1);
+            keep(&r);
+        }
+        match next {
+            Some(offset) if progressed => from = Offset::absolute(offset)?,
+            _ => return Ok(()),
         }
     }
-    Ok(keys)
 }
 
 /// The partitions of `topic` (named `<topic>-<n>`), with their number.
