@@ -133,6 +133,77 @@ fn a_restart_recovers_from_the_newest_post_in_the_topic_not_its_producer_stamp()
     assert_eq!(keys[..], sent[..offered], "every post once, in order");
 }
 
+#[test]
+fn a_restart_with_backfill_writes_no_tweet_twice_though_the_tail_is_longer_than_a_fetch() {
+    let Some(env) = FluvioEnv::find_or_skip("source restart with backfill (Fluvio)") else {
+        return;
+    };
+    // X re-sends up to `backfill_minutes` of tweets on a new connection; the restarted source
+    // seeds its dedup window from the end of the topic: here thousands of tweets, megabytes
+    // more than one 4 MB fetch (Fluvio 0.50's consumer drops the batch straddling a fetch's end).
+    let mut cfg = generated(12_000);
+    cfg.rate = 4_000.0;
+    let emu = Emulator::start_background(cfg).unwrap();
+    let topic = env.unique_topic("backfill");
+    let config = with_topic(&sample_v2(&emu, "  backfill_minutes: 5\n"), &topic);
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = start_into_fluvio(&env, &config, &dir);
+    let start = std::time::Instant::now();
+    while emu.sent_ids().len() < 8_000 {
+        assert!(start.elapsed() < T, "{}", first.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.signal(15);
+    assert_eq!(first.wait_timeout(T).code(), Some(0), "{}", first.output());
+    let before = env.high_watermarks(&topic)[0];
+    let tail_mb = env
+        .consume_values(&topic, 0)
+        .iter()
+        .map(String::len)
+        .sum::<usize>()
+        / 1_000_000;
+    assert!(
+        tail_mb > 4,
+        "the tail the restart reads spans fetches: {tail_mb} MB"
+    );
+    let mut second = start_into_fluvio(&env, &config, &dir);
+    testkit::wait_for("the emulator to send everything", T, || {
+        emu.exhausted(x_emulator::Dialect::V2).then_some(())
+    });
+    let expected = unique_in_order(&emu.sent_ids());
+    testkit::wait_for("every tweet in the topic", T, || {
+        (env.high_watermarks(&topic)[0] >= expected.len() as i64).then_some(())
+    });
+    // A little longer: a duplicate would come after the last new tweet.
+    std::thread::sleep(Duration::from_secs(1));
+    second.signal(15);
+    assert_eq!(
+        second.wait_timeout(T).code(),
+        Some(0),
+        "{}",
+        second.output()
+    );
+    let sent = emu.sent_ids().len();
+    assert!(
+        sent as i64 >= expected.len() as i64 + before / 2,
+        "the backfill re-sent the first run's tweets: {sent} sent, {} distinct, {before} in the topic before",
+        expected.len()
+    );
+    let keys: Vec<String> = env
+        .consume_keyed(&topic, 0)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    count_keys(&expected, &keys)
+        .report(
+            "source",
+            "a restart with backfill_minutes: 5 into Fluvio, the topic's tail longer than a fetch",
+            "the Fluvio topic",
+        )
+        .assert_exactly_once("after the restart");
+    env.run(&["topic", "delete", &topic]);
+}
+
 /// The faults of `faults.rs`, one after the other on successive connections of one run.
 fn every_fault(dialect: x_emulator::Dialect) -> Vec<ConnectionPlan> {
     let injections: &[(u64, Inject)] = match dialect {
