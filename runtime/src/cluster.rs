@@ -177,7 +177,8 @@ async fn read_to_end(
             .consumer_with_config(config)
             .await
             .with_context(|| format!("cannot {}", context()))?;
-        let (mut first, mut progressed) = (true, false);
+        // Nothing read from this stream yet (whatever offset it starts at is accepted).
+        let mut first = true;
         loop {
             let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
                 .await
@@ -202,12 +203,11 @@ async fn read_to_end(
                 _ => {}
             }
             first = false;
-            progressed = true;
             next = Some(r.offset() + 1);
             keep(&r);
         }
         match next {
-            Some(offset) if progressed => from = Offset::absolute(offset)?,
+            Some(offset) if !first => from = Offset::absolute(offset)?,
             _ => return Ok(()),
         }
     }
