@@ -246,8 +246,7 @@ fn filtered_and_shaped_into_fluvio_restarts_lose_and_repeat_nothing() {
         testkit::wait_for("posts handed over", t, || {
             (metric("tweets_total") >= 800).then_some(())
         });
-        proc.signal(15);
-        assert_eq!(proc.wait_timeout(t).code(), Some(0), "{}", proc.output());
+        proc.stop_cleanly(t);
         let _ = std::fs::remove_file(dir.path().join("m.sock"));
         std::thread::sleep(Duration::from_millis(700));
     }
@@ -262,8 +261,7 @@ fn filtered_and_shaped_into_fluvio_restarts_lose_and_repeat_nothing() {
             .then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(t).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(t);
     let timeline = Timeline::new(&net, 0);
     // The first start takes up the network live, where it is when connected.
     let first = emu.log()[0].sent[0].clone();

@@ -38,8 +38,7 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
         assert!(start.elapsed() < T, "{}", proc.output());
         std::thread::sleep(Duration::from_millis(20));
     }
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let out = proc.output();
     let produced: usize = out
         .lines()
@@ -97,8 +96,7 @@ fn a_restart_recovers_from_the_newest_post_in_the_topic_not_its_producer_stamp()
             assert!(start.elapsed() < T, "{}", proc.output());
             std::thread::sleep(Duration::from_millis(20));
         }
-        proc.signal(15);
-        assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+        proc.stop_cleanly(T);
         proc.output()
     };
     run_until(40);
@@ -153,8 +151,7 @@ fn a_restart_with_backfill_writes_no_tweet_twice_though_the_tail_is_longer_than_
         assert!(start.elapsed() < T, "{}", first.output());
         std::thread::sleep(Duration::from_millis(20));
     }
-    first.signal(15);
-    assert_eq!(first.wait_timeout(T).code(), Some(0), "{}", first.output());
+    first.stop_cleanly(T);
     let before = env.high_watermarks(&topic)[0];
     let tail_mb = env
         .consume_values(&topic, 0)
@@ -176,13 +173,7 @@ fn a_restart_with_backfill_writes_no_tweet_twice_though_the_tail_is_longer_than_
     });
     // A little longer: a duplicate would come after the last new tweet.
     std::thread::sleep(Duration::from_secs(1));
-    second.signal(15);
-    assert_eq!(
-        second.wait_timeout(T).code(),
-        Some(0),
-        "{}",
-        second.output()
-    );
+    second.stop_cleanly(T);
     let sent = emu.sent_ids().len();
     assert!(
         sent as i64 >= expected.len() as i64 + before / 2,
@@ -277,8 +268,7 @@ fn every_fault_leaves_each_tweet_in_the_topic_once_and_in_order() {
             let m = testkit::metrics_socket(&dir.path().join("m.sock"));
             (m["tweets_total"].as_u64() == Some(expected.len() as u64)).then_some(m)
         });
-        proc.signal(15);
-        assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+        proc.stop_cleanly(T);
         assert!(
             emu.log().len() > every_fault(dialect).len(),
             "{mode}: a connection per fault, then a clean one: {:?}",
@@ -344,8 +334,7 @@ fn transforms_by_local_path_and_by_registered_name() {
         emu.exhausted(x_emulator::Dialect::V2).then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let _ = env
         .command()
         .args(["smartmodule", "delete", &registered])
@@ -436,8 +425,7 @@ fn a_firehose_of_20_partition_connections_lands_in_one_topic_each_tweet_once() {
         connections >= FIREHOSE_CONNECTIONS as u64,
         "every partition was read over several connections: {connections}"
     );
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let mut got: Vec<String> = env
         .keys_by_offset(&topic, 0)
         .into_iter()

@@ -49,8 +49,7 @@ fn fluvio_down_for_30_s_under_6000_tweets_per_second_loses_and_repeats_nothing()
     testkit::wait_for("every tweet produced", T, || {
         (metric("records_produced_total").unwrap_or(0) >= expected.len() as u64).then_some(())
     });
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     assert!(
         proc.output().contains("the Fluvio producer failed"),
         "the outage reached the producer: {}",

@@ -90,8 +90,7 @@ fn recorded_payloads_round_trip_with_keys_timestamps_and_headers() {
     bridge.append(&input);
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, input.len() as i64 - 1);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
 
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
@@ -191,9 +190,7 @@ fn sigkill_at_random_points_leaves_each_record_exactly_once() {
     let mut proc = bridge.start();
     wait_for_log(&mut proc, "mirroring a capture file");
     bridge.wait_committed(&mut proc, n as i64 - 1);
-    proc.signal(15);
-    let status = proc.wait_timeout(T);
-    assert_eq!(status.code(), Some(0), "{status:?}: {}", proc.output());
+    proc.stop_cleanly(T);
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };
@@ -219,8 +216,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     broker.restart().unwrap();
     bridge.append(&all[2000..]);
     bridge.wait_committed(&mut proc, 2999);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };
@@ -245,8 +241,7 @@ fn sigterm_delivers_in_flight_records_and_commits_before_exit() {
     let mut proc = bridge.start();
     wait_for_log(&mut proc, "mirroring a capture file");
     std::thread::sleep(Duration::from_millis(300));
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let committed = bridge.committed().expect("committed on the way out");
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
@@ -271,8 +266,7 @@ fn bad_input_fails_clearly_and_loses_nothing() {
         assert!(start.elapsed() < T, "{}", proc.output());
         std::thread::sleep(Duration::from_millis(50));
     }
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0));
+    proc.stop_cleanly(T);
     assert_eq!(bridge.committed(), None, "nothing committed");
 
     let Some(broker) = KafkaBroker::start_or_skip("bridge bad input") else {
@@ -356,8 +350,7 @@ fn mirror_through_broker_fault(
     fault(&mut broker);
     broker.note("the fault is over");
     bridge.wait_committed(&mut proc, n as i64 - 1);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let got = read_topic(&broker.bootstrap(), "tweets")?;
     if got.len() != n {
         // What the bridge and the broker saw, without the reconnection noise.
@@ -472,8 +465,7 @@ fn a_delivery_timeout_stops_the_bridge_and_the_next_start_loses_nothing() {
     broker.restart().unwrap();
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, 1999);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };
@@ -516,8 +508,7 @@ fn a_broker_restarted_while_its_acknowledgements_are_lost_writes_nothing_twice()
         hold.join().unwrap();
     });
     bridge.wait_committed(&mut proc, n as i64 - 1);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };
@@ -556,8 +547,7 @@ fn lose_acknowledgements(kafka_extra: &str, check: fn(&[KafkaRecord], usize)) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let resent = m["kafka_request_failures"].as_u64().unwrap_or(0);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };

@@ -78,8 +78,7 @@ fn a_record_the_broker_refuses_stops_the_bridge_at_it_until_the_cause_is_fixed()
     ]));
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, n as i64 - 1);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let c = count(
         &broker,
         "tweets",
@@ -104,8 +103,7 @@ fn a_refused_record_goes_to_the_dead_letter_topic_and_the_rest_goes_on() {
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, n as i64 - 1);
     let m = testkit::metrics_socket(&bridge.dir.path().join("m.sock"));
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     assert_eq!(m["dead_lettered_total"], 1, "{m}");
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
@@ -149,13 +147,7 @@ fn a_second_instance_fences_the_first_and_nothing_is_written_twice() {
         "{out}"
     );
     bridge.wait_committed(&mut second, n as i64 - 1);
-    second.signal(15);
-    assert_eq!(
-        second.wait_timeout(T).code(),
-        Some(0),
-        "{}",
-        second.output()
-    );
+    second.stop_cleanly(T);
     if let Some(c) = count(
         &broker,
         "tweets",
@@ -217,8 +209,7 @@ fn foreign_records_in_the_kafka_topic_neither_stop_nor_confuse_the_resume() {
     let mut proc = bridge.start();
     wait_for_log(&mut proc, &format!("start={}", n / 2));
     bridge.wait_committed(&mut proc, n as i64 - 1);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };
@@ -260,8 +251,7 @@ fn sigkills(kafka_extra: &str, n: usize, kills: usize, scenario: &str) {
     // Up and running before the SIGTERM (the last killed run may have mirrored everything).
     wait_for_log(&mut proc, "mirroring a capture file");
     bridge.wait_committed(&mut proc, n as i64 - 1);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let Some(got) = read_topic(&broker.bootstrap(), "tweets") else {
         return;
     };
@@ -313,8 +303,7 @@ fn a_replicated_kafka_losing_its_leader_then_the_bridge_killed_leaves_each_recor
     cluster.brokers[leader].restart().unwrap();
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, n as i64 - 1);
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     let got = read_topic(&cluster.bootstrap(), "tweets").unwrap();
     Count::of(n, got.iter().map(KafkaRecord::fluvio_offset))
         .report(
@@ -447,8 +436,7 @@ fn sink_transforms_run_in_the_bridge_and_a_record_they_reject_is_not_skipped() {
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, n as i64 - 1);
     let m = testkit::metrics_socket(&bridge.dir.path().join("m.sock"));
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     assert!(m["filtered_total"].as_u64().unwrap_or(0) > 0, "{m}");
     let got = read_topic(&broker.bootstrap(), "tweets").unwrap();
     let dead = read_topic(&broker.bootstrap(), "tweets-dead-letter").unwrap();
@@ -514,8 +502,7 @@ fn tombstones_turn_the_delete_events_into_null_valued_records_keyed_by_the_post(
     let mut proc = bridge.start();
     bridge.wait_committed(&mut proc, 3);
     let m = testkit::metrics_socket(&bridge.dir.path().join("m.sock"));
-    proc.signal(15);
-    assert_eq!(proc.wait_timeout(T).code(), Some(0), "{}", proc.output());
+    proc.stop_cleanly(T);
     assert_eq!(
         m["filtered_total"], 2,
         "the edit and the account event: {m}"

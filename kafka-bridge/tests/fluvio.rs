@@ -114,8 +114,7 @@ fn mirror_through_sigkills(
     testkit::wait_for("the idle bridge to count every acknowledgement", T, || {
         (bridge.metric("acked_offset{partition=0}") == Some(n as i64 - 1)).then_some(())
     });
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
     kafka_offsets(&broker.bootstrap(), kafka_topic)
 }
 
@@ -138,8 +137,7 @@ fn reports_the_lag_while_kafka_is_away_and_none_once_caught_up() {
         let caught_up = bridge.metric("acked_offset{partition=0}") == Some(n as i64 - 1);
         (caught_up && bridge.metric("lag{partition=0}") == Some(0)).then_some(())
     });
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
 }
 
 #[test]
@@ -161,8 +159,7 @@ fn mirrors_the_last_records_when_the_consumer_skips_them_at_the_end_of_the_topic
     testkit::wait_for("all 300 records acknowledged by Kafka", T, || {
         (bridge.metric("acked_offset{partition=0}") == Some(299)).then_some(())
     });
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
     assert!(
         p.output().contains("stopped short of the partition's end"),
         "the consumer was expected to drop the last batch; log:\n{}",
@@ -204,8 +201,7 @@ fn four_fluvio_partitions_mirror_exactly_once_into_each_partitioning() {
             let got = kafka_positions(&broker.bootstrap(), kafka_topic)?;
             (got.len() >= n).then_some(got)
         });
-        p.signal(15);
-        assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+        p.stop_cleanly(T);
         let positions = kafka_positions(&broker.bootstrap(), kafka_topic).unwrap_or(positions);
         // Each Fluvio partition's offsets 0.. once each; together, every record.
         let mut total = testkit::reliability::Count::of(0, []);
@@ -252,8 +248,7 @@ fn a_recreated_fluvio_topic_is_a_clear_error_or_with_start_over_a_fresh_mirror()
     testkit::wait_for("the first topic mirrored", T, || {
         (bridge.metric("acked_offset{partition=0}") == Some(999)).then_some(())
     });
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
 
     env.run(&["topic", "delete", &topic]);
     env.run(&["topic", "create", &topic]);
@@ -280,8 +275,7 @@ fn a_recreated_fluvio_topic_is_a_clear_error_or_with_start_over_a_fresh_mirror()
     testkit::wait_for("the new topic mirrored from its start", T, || {
         (bridge.metric("acked_offset{partition=0}") == Some(299)).then_some(())
     });
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
     let Some(got) = kafka_offsets(&broker.bootstrap(), "recreated") else {
         return;
     };
@@ -366,13 +360,11 @@ fn a_filtering_sink_transform_leaves_holes_that_are_not_loss() {
         (got.len() >= expected.len()).then_some(())
     });
     // A restart with holes before and after its resume point goes on as well.
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
     let mut p = bridge.start();
     std::thread::sleep(Duration::from_secs(3));
     assert!(p.try_status().is_none(), "{}", p.output());
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
     let _ = env
         .command()
         .args(["smartmodule", "delete", &module])

@@ -41,8 +41,7 @@ fn the_fluvio_cluster_stopped_and_resumed_under_the_bridge_loses_and_repeats_not
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    p.signal(15);
-    assert_eq!(p.wait_timeout(T).code(), Some(0), "{}", p.output());
+    p.stop_cleanly(T);
     assert!(
         p.output().contains("connected to the Fluvio cluster again"),
         "{}",

@@ -65,6 +65,19 @@ impl TestProcess {
         }
     }
 
+    /// SIGTERM, then its exit within `timeout`, which must be 0 (else a panic with the log).
+    pub fn stop_cleanly(&mut self, timeout: Duration) {
+        self.signal(15);
+        let code = self.wait_timeout(timeout).code();
+        assert_eq!(
+            code,
+            Some(0),
+            "{} after SIGTERM:\n{}",
+            self.name,
+            self.output()
+        );
+    }
+
     /// Has it exited already?
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
