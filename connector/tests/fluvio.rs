@@ -33,11 +33,7 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut proc = start_into_fluvio(&env, &config, &dir);
-    let start = std::time::Instant::now();
-    while emu.sent_ids().len() < 20_000 {
-        assert!(start.elapsed() < T, "{}", proc.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_sent(&emu, 20_000, &proc, T);
     proc.stop_cleanly(T);
     let out = proc.output();
     let produced: usize = out
@@ -91,11 +87,7 @@ fn a_restart_recovers_from_the_newest_post_in_the_topic_not_its_producer_stamp()
     let dir = tempfile::tempdir().unwrap();
     let run_until = |sent: usize| {
         let mut proc = start_into_fluvio(&env, &config, &dir);
-        let start = std::time::Instant::now();
-        while emu.sent_ids().len() < sent {
-            assert!(start.elapsed() < T, "{}", proc.output());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_sent(&emu, sent, &proc, T);
         proc.stop_cleanly(T);
         proc.output()
     };
@@ -146,11 +138,7 @@ fn a_restart_with_backfill_writes_no_tweet_twice_though_the_tail_is_longer_than_
     let config = with_topic(&sample_v2(&emu, "  backfill_minutes: 5\n"), &topic);
     let dir = tempfile::tempdir().unwrap();
     let mut first = start_into_fluvio(&env, &config, &dir);
-    let start = std::time::Instant::now();
-    while emu.sent_ids().len() < 8_000 {
-        assert!(start.elapsed() < T, "{}", first.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_sent(&emu, 8_000, &first, T);
     first.stop_cleanly(T);
     let before = env.high_watermarks(&topic)[0];
     let tail_mb = env

@@ -259,6 +259,15 @@ pub fn start_into_fluvio(
     TestProcess::spawn("twitter-source", cmd, &dir.path().join("connector.log"))
 }
 
+/// Wait until `emu` has sent `n` tweets; after `timeout`, fail with the connector's log.
+pub fn wait_until_sent(emu: &Emulator, n: usize, proc: &TestProcess, timeout: Duration) {
+    let start = std::time::Instant::now();
+    while emu.sent_ids().len() < n {
+        assert!(start.elapsed() < timeout, "{}", proc.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `config` writing to Fluvio topic `topic`.
 pub fn with_topic(config: &str, topic: &str) -> String {
     config.replace("  topic: tweets\n", &format!("  topic: {topic}\n"))
