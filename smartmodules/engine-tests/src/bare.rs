@@ -103,16 +103,7 @@ impl BareModule {
         let mut raw = Vec::with_capacity(records.iter().map(|r| r.value.len() + 32).sum());
         smartmodule_glue::encode_records(records, VERSION, &mut raw)?;
         let (ptr, len) = if whole {
-            // The encoding of an input without records, with the records spliced in after
-            // `base_offset` (8 bytes) as `raw_bytes` (a 4-byte length and the bytes).
-            let mut empty = Vec::new();
-            SmartModuleInput::new(Vec::new(), 0, 0).encode(&mut empty, VERSION)?;
-            let mut bytes = Vec::with_capacity(empty.len() + raw.len());
-            bytes.extend_from_slice(&empty[..8]);
-            bytes.extend_from_slice(&u32::try_from(raw.len())?.to_be_bytes());
-            bytes.extend_from_slice(&raw);
-            bytes.extend_from_slice(&empty[12..]);
-            self.write_bytes(&bytes)?
+            self.write_bytes(&smartmodule_glue::encode_input(&raw, 0, 0, VERSION)?)?
         } else {
             self.write(&SmartModuleInput::new(raw, 0, 0))?
         };

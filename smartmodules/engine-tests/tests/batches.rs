@@ -87,8 +87,13 @@ fn the_bare_wasmtime_host_gives_what_the_engine_gives() {
         .map(|r| (r.key, r.value))
         .collect();
     assert!(expected.len() > 100, "the corpus has kept tweets");
+    // The filter's parameters, as the engine's chain has them.
+    let params: Vec<(&str, &str)> = modules[0]
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     for (fuel, whole) in [(true, false), (false, false), (false, true)] {
-        let params = [("languages", "en")];
         let mut filter = bare::BareModule::new(&modules[0].wasm, "filter", &params, fuel).unwrap();
         let mut shape = bare::BareModule::new(&modules[1].wasm, "filter_map", &[], fuel).unwrap();
         let mut got = Vec::new();
