@@ -49,6 +49,26 @@ enum Delivery {
     Unknown,
 }
 
+impl Delivery {
+    /// Wait for a pending confirmation until `deadline` and keep its outcome (a completed
+    /// confirmation is never awaited again: it would panic); `None` while it is still to come.
+    /// The confirmation is polled before the deadline is checked, so a deadline already past
+    /// takes an outcome that is in without waiting.
+    async fn settle_by(&mut self, deadline: Instant) -> Option<Result<()>> {
+        let confirm = match self {
+            Delivery::Pending(confirm) => confirm,
+            Delivery::Stored => return Some(Ok(())),
+            Delivery::Unknown => return Some(Err(anyhow!("not sent"))),
+        };
+        let outcome = tokio::time::timeout_at(deadline, confirm).await.ok()?;
+        *self = match outcome {
+            Ok(()) => Delivery::Stored,
+            Err(_) => Delivery::Unknown,
+        };
+        Some(outcome)
+    }
+}
+
 /// A record handed to the producer, and where its delivery stands.
 struct Unconfirmed {
     record: Record,
@@ -163,19 +183,16 @@ impl FluvioOutput {
     /// Drop the confirmed records at the front, without waiting.
     async fn settle_ready(&mut self) -> Result<()> {
         while let Some(front) = self.unconfirmed.front_mut() {
-            let Delivery::Pending(confirm) = &mut front.delivery else {
+            if !matches!(front.delivery, Delivery::Pending(_)) {
                 break;
-            };
-            match confirm.now_or_never() {
+            }
+            match front.delivery.settle_by(Instant::now()).await {
                 None => break,
                 Some(Ok(())) => {
                     let u = self.unconfirmed.pop_front().expect("front exists");
                     observe_stored(&self.latency, &u.record);
                 }
-                Some(Err(e)) => {
-                    front.delivery = Delivery::Unknown;
-                    return self.recover(e).await;
-                }
+                Some(Err(e)) => return self.recover(e).await,
             }
         }
         Ok(())
@@ -186,10 +203,13 @@ impl FluvioOutput {
         let Some(front) = self.unconfirmed.front_mut() else {
             return Ok(());
         };
-        let result = match &mut front.delivery {
-            Delivery::Pending(confirm) => timed(confirm).await,
-            Delivery::Stored => Ok(()),
-            Delivery::Unknown => Err(anyhow!("not sent")),
+        let result = match front
+            .delivery
+            .settle_by(Instant::now() + CALL_TIMEOUT)
+            .await
+        {
+            Some(outcome) => outcome,
+            None => Err(anyhow!("no answer from Fluvio in {CALL_TIMEOUT:?}")),
         };
         match result {
             Ok(()) => {
@@ -313,12 +333,8 @@ impl FluvioOutput {
     async fn settle_all(&mut self, until: Instant) -> usize {
         let mut pending = 0;
         for u in &mut self.unconfirmed {
-            if let Delivery::Pending(confirm) = &mut u.delivery {
-                match tokio::time::timeout_at(until, confirm).await {
-                    Ok(Ok(())) => u.delivery = Delivery::Stored,
-                    Ok(Err(_)) => u.delivery = Delivery::Unknown,
-                    Err(_) => pending += 1,
-                }
+            if u.delivery.settle_by(until).await.is_none() {
+                pending += 1;
             }
         }
         let latency = &self.latency;
@@ -365,4 +381,57 @@ async fn timed<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<
     tokio::time::timeout(CALL_TIMEOUT, call)
         .await
         .map_err(|_| anyhow!("no answer from Fluvio in {CALL_TIMEOUT:?}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(
+        outcome: impl std::future::Future<Output = Result<()>> + Send + 'static,
+    ) -> Delivery {
+        Delivery::Pending(outcome.boxed())
+    }
+
+    #[tokio::test]
+    async fn a_failed_confirmation_is_kept_and_never_awaited_again() {
+        let mut d = pending(async { Err(anyhow!("the given SPU is not the leader")) });
+        let first = d.settle_by(Instant::now() + CALL_TIMEOUT).await;
+        assert!(
+            matches!(&first, Some(Err(e)) if e.to_string().contains("not the leader")),
+            "{first:?}"
+        );
+        assert!(matches!(d, Delivery::Unknown));
+        // A second wait (recovery settles every record) must not poll the finished future.
+        let again = d.settle_by(Instant::now() + CALL_TIMEOUT).await;
+        assert!(
+            matches!(&again, Some(Err(e)) if e.to_string() == "not sent"),
+            "{again:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_confirmation_still_to_come_stays_pending_until_it_arrives() {
+        let mut d = pending(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        });
+        assert!(d
+            .settle_by(Instant::now() + Duration::from_millis(20))
+            .await
+            .is_none());
+        assert!(matches!(d, Delivery::Pending(_)));
+        let arrived = d.settle_by(Instant::now() + Duration::from_secs(10)).await;
+        assert!(matches!(arrived, Some(Ok(()))), "{arrived:?}");
+        assert!(matches!(d, Delivery::Stored));
+        assert!(matches!(d.settle_by(Instant::now()).await, Some(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_past_takes_an_outcome_already_in() {
+        let mut d = pending(async { Ok(()) });
+        let now = d.settle_by(Instant::now()).await;
+        assert!(matches!(now, Some(Ok(()))), "{now:?}");
+        assert!(matches!(d, Delivery::Stored));
+    }
 }
