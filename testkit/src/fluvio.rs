@@ -171,19 +171,44 @@ impl FluvioEnv {
             .collect()
     }
 
-    /// Stop the cluster (SC and SPU: `fluvio cluster shutdown`) for `down`, then resume it
-    /// with its data and wait until every partition is online again. Only the private cluster
-    /// `./test.sh` started (under the test cache) is ever stopped; with any other, `false`
-    /// after SKIPPED.
-    pub fn outage(&self, test: &str, down: std::time::Duration) -> bool {
+    /// The home of the private cluster `./test.sh` started (under the test cache) when this
+    /// is it: the only one a test may stop or signal. Otherwise `None` after SKIPPED.
+    fn private_home(&self, test: &str) -> Option<PathBuf> {
         let home = crate::cache_dir().join("fluvio-home");
         if self.profile_path.as_deref() != Some(home.join(".fluvio").join("config").as_path()) {
             skip(
                 test,
                 "stops the Fluvio cluster, which it does only to the private one ./test.sh starts",
             );
-            return false;
+            return None;
         }
+        Some(home)
+    }
+
+    /// Send `signal` (`STOP`, `CONT`, `KILL`, ...) to the SPU of the private cluster: a
+    /// stopped SPU keeps its connections open and answers nothing. `false` after SKIPPED
+    /// with any other cluster.
+    pub fn signal_spu(&self, test: &str, signal: &str) -> bool {
+        let Some(home) = self.private_home(test) else {
+            return false;
+        };
+        let spu = format!("fluvio-run spu .*{}", home.join("data").display());
+        let out = Command::new("pkill")
+            .args([&format!("-{signal}"), "-f", &spu])
+            .output()
+            .expect("run pkill");
+        assert!(out.status.success(), "no SPU process matches `{spu}`");
+        true
+    }
+
+    /// Stop the cluster (SC and SPU: `fluvio cluster shutdown`) for `down`, then resume it
+    /// with its data and wait until every partition is online again. Only the private cluster
+    /// `./test.sh` started (under the test cache) is ever stopped; with any other, `false`
+    /// after SKIPPED.
+    pub fn outage(&self, test: &str, down: std::time::Duration) -> bool {
+        let Some(home) = self.private_home(test) else {
+            return false;
+        };
         let bin_dir = self.cli.parent().map(PathBuf::from).unwrap_or_default();
         let path = format!(
             "{}:{}",
