@@ -50,22 +50,35 @@ enum Delivery {
 }
 
 impl Delivery {
-    /// Wait for a pending confirmation until `deadline` and keep its outcome (a completed
-    /// confirmation is never awaited again: it would panic); `None` while it is still to come.
-    /// The confirmation is polled before the deadline is checked, so a deadline already past
-    /// takes an outcome that is in without waiting.
+    /// The outcome if it is already in, without waiting; `None` while it is to come.
+    fn settle_now(&mut self) -> Option<Result<()>> {
+        match self {
+            Delivery::Pending(confirm) => {
+                let outcome = confirm.now_or_never()?;
+                Some(self.keep(outcome))
+            }
+            Delivery::Stored => Some(Ok(())),
+            Delivery::Unknown => Some(Err(anyhow!("not sent"))),
+        }
+    }
+
+    /// The outcome, waiting for it until `deadline`; `None` if it is still to come then.
     async fn settle_by(&mut self, deadline: Instant) -> Option<Result<()>> {
-        let confirm = match self {
-            Delivery::Pending(confirm) => confirm,
-            Delivery::Stored => return Some(Ok(())),
-            Delivery::Unknown => return Some(Err(anyhow!("not sent"))),
-        };
-        let outcome = tokio::time::timeout_at(deadline, confirm).await.ok()?;
+        if let Delivery::Pending(confirm) = self {
+            let outcome = tokio::time::timeout_at(deadline, confirm).await.ok()?;
+            return Some(self.keep(outcome));
+        }
+        self.settle_now()
+    }
+
+    /// Remember a confirmation's outcome: its future has finished and must never be polled
+    /// again (it would panic).
+    fn keep(&mut self, outcome: Result<()>) -> Result<()> {
         *self = match outcome {
             Ok(()) => Delivery::Stored,
             Err(_) => Delivery::Unknown,
         };
-        Some(outcome)
+        outcome
     }
 }
 
@@ -186,7 +199,7 @@ impl FluvioOutput {
             if !matches!(front.delivery, Delivery::Pending(_)) {
                 break;
             }
-            match front.delivery.settle_by(Instant::now()).await {
+            match front.delivery.settle_now() {
                 None => break,
                 Some(Ok(())) => {
                     let u = self.unconfirmed.pop_front().expect("front exists");
@@ -427,11 +440,17 @@ mod tests {
         assert!(matches!(d.settle_by(Instant::now()).await, Some(Ok(()))));
     }
 
-    #[tokio::test]
-    async fn a_deadline_already_past_takes_an_outcome_already_in() {
+    #[test]
+    fn an_outcome_already_in_is_taken_without_waiting() {
         let mut d = pending(async { Ok(()) });
-        let now = d.settle_by(Instant::now()).await;
+        let now = d.settle_now();
         assert!(matches!(now, Some(Ok(()))), "{now:?}");
         assert!(matches!(d, Delivery::Stored));
+        let mut d = pending(std::future::pending());
+        assert!(d.settle_now().is_none());
+        assert!(matches!(d, Delivery::Pending(_)));
+        let mut d = pending(async { Err(anyhow!("refused")) });
+        assert!(matches!(d.settle_now(), Some(Err(_))));
+        assert!(matches!(d.settle_now(), Some(Err(e)) if e.to_string() == "not sent"));
     }
 }
