@@ -33,7 +33,7 @@ fn sigterm_under_load_flushes_every_accepted_record_to_the_topic() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut proc = start_into_fluvio(&env, &config, &dir);
-    wait_until_sent(&emu, 20_000, &proc, T);
+    wait_until_stored(&env, &topic, 12_000, &proc, T);
     proc.stop_cleanly(T);
     let out = proc.output();
     let produced: usize = out
@@ -140,10 +140,7 @@ fn a_restart_with_backfill_writes_no_tweet_twice_though_the_tail_is_longer_than_
     let config = with_topic(&sample_v2(&emu, "  backfill_minutes: 5\n"), &topic);
     let dir = tempfile::tempdir().unwrap();
     let mut first = start_into_fluvio(&env, &config, &dir);
-    testkit::wait_for("7,000 tweets in the topic", T, || {
-        let stored = env.high_watermarks(&topic).first().copied().unwrap_or(0);
-        (stored >= 7_000).then_some(())
-    });
+    wait_until_stored(&env, &topic, 7_000, &first, T);
     first.stop_cleanly(T);
     let before = env.high_watermarks(&topic)[0];
     let tail_mb = env

@@ -261,10 +261,31 @@ pub fn start_into_fluvio(
 
 /// Wait until `emu` has sent `n` tweets; after `timeout`, fail with the connector's log.
 pub fn wait_until_sent(emu: &Emulator, n: usize, proc: &TestProcess, timeout: Duration) {
+    wait_or_fail(proc, timeout, || emu.sent_ids().len() >= n);
+}
+
+/// Wait until partition 0 of `topic` holds `n` records; after `timeout`, fail with the
+/// connector's log. What a test that needs the source to have produced waits on: on a loaded
+/// machine the source reads megabytes behind what X wrote into the socket.
+pub fn wait_until_stored(
+    env: &testkit::fluvio::FluvioEnv,
+    topic: &str,
+    n: i64,
+    proc: &TestProcess,
+    timeout: Duration,
+) {
+    wait_or_fail(proc, timeout, || {
+        env.high_watermarks(topic)
+            .first()
+            .is_some_and(|hw| *hw >= n)
+    });
+}
+
+fn wait_or_fail(proc: &TestProcess, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
-    while emu.sent_ids().len() < n {
+    while !done() {
         assert!(start.elapsed() < timeout, "{}", proc.output());
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
