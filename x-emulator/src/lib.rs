@@ -14,6 +14,7 @@
 //! - [`corpus`]: recorded payloads streamed byte for byte, or [`generator`]'s realistic tweets;
 //! - [`jetstream`]: Bluesky's Jetstream (`/subscribe`, a WebSocket): a deterministic timeline
 //!   of posts and other events, cursor replay, instances with clock skew, the same fault plans;
+//! - [`wire`]: what each connection's socket took, so an abrupt close cuts nothing logged as sent;
 //! - the connection log: every attempt with its time and every tweet id it carried.
 //!
 //! Modules depend one way: `server` -> `stream` -> `state`.
@@ -28,6 +29,7 @@ pub mod rules;
 pub mod server;
 pub mod state;
 pub mod stream;
+pub mod wire;
 
 pub use corpus::{Corpus, Dialect};
 pub use faults::{ConnectionPlan, End, Inject, Injection};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
@@ -20,6 +21,7 @@ use crate::faults::{error_body, now_ms, ConnectionPlan};
 use crate::oauth::{self, SignedRequest};
 use crate::state::{ConnectionRecord, EmulatorConfig, Partition, Selection, Shared, StreamSpec};
 use crate::stream;
+use crate::wire::{CountingListener, Wire};
 
 /// A running emulator.
 pub struct Emulator {
@@ -33,8 +35,12 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig, addr: SocketAddr) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let listener = CountingListener {
+            listener,
+            send_buffer: config.send_buffer,
+        };
         let shared = Arc::new(Shared::new(config));
-        let app = router(shared.clone());
+        let app = router(shared.clone()).into_make_service_with_connect_info::<Wire>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -227,47 +233,36 @@ fn planned_error(plan: &ConnectionPlan, status: u16, v2: bool) -> Response {
     problem_response(status, body, plan.reset_in_secs)
 }
 
-async fn v2_filtered(
-    State(s): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn v2_filtered(State(s): State<Arc<Shared>>, head: Head, headers: HeaderMap) -> Response {
     if !bearer_ok(&s, &headers) {
-        return logged(&s, &method, &uri, error_response(401, true, false, None));
+        return head.logged(&s, error_response(401, true, false, None));
     }
     if s.rules.lock().expect("rules").rules().is_empty() {
-        return logged(&s, &method, &uri, error_response(409, true, false, None));
+        return head.logged(&s, error_response(409, true, false, None));
     }
-    open_stream(s, method, uri, Dialect::V2, Selection::Rules, false)
+    open_stream(s, head, Dialect::V2, Selection::Rules, false)
 }
 
-async fn v2_sample(
-    State(s): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn v2_sample(State(s): State<Arc<Shared>>, head: Head, headers: HeaderMap) -> Response {
     if !bearer_ok(&s, &headers) {
-        return logged(&s, &method, &uri, error_response(401, true, false, None));
+        return head.logged(&s, error_response(401, true, false, None));
     }
-    open_stream(s, method, uri, Dialect::V2, Selection::Sample, false)
+    open_stream(s, head, Dialect::V2, Selection::Sample, false)
 }
 
 async fn v2_sample10(
     State(s): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
+    head: Head,
     headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
     if !bearer_ok(&s, &headers) {
-        return logged(&s, &method, &uri, error_response(401, true, false, None));
+        return head.logged(&s, error_response(401, true, false, None));
     }
     if let Err(body) = partition_param(q.as_slice(), 2) {
-        return logged(&s, &method, &uri, json_response(400, body));
+        return head.logged(&s, json_response(400, body));
     }
-    open_stream(s, method, uri, Dialect::V2, Selection::Sample, false)
+    open_stream(s, head, Dialect::V2, Selection::Sample, false)
 }
 
 /// `GET /2/tweets/firehose/stream/lang/{en,ja,ko,pt}?partition=N`: one language's posts,
@@ -275,17 +270,16 @@ async fn v2_sample10(
 async fn v2_firehose_lang(
     State(s): State<Arc<Shared>>,
     Path(lang): Path<String>,
-    method: Method,
-    uri: Uri,
+    head: Head,
     headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
     let of = match lang.as_str() {
         "en" => 8,
         "ja" | "ko" | "pt" => 2,
-        _ => return logged(&s, &method, &uri, error_response(404, true, false, None)),
+        _ => return head.logged(&s, error_response(404, true, false, None)),
     };
-    partitioned(s, method, uri, headers, &q, Selection::Lang(lang), of)
+    partitioned(s, head, headers, &q, Selection::Lang(lang), of)
 }
 
 /// `GET` of a stream in `of` partitions: the firehose (`Sample`, 20), the compliance streams
@@ -293,12 +287,11 @@ async fn v2_firehose_lang(
 fn partitioned_stream(selection: Selection, of: u8) -> MethodRouter<Arc<Shared>> {
     get(
         move |State(s): State<Arc<Shared>>,
-              method: Method,
-              uri: Uri,
+              head: Head,
               headers: HeaderMap,
               Query(q): Query<Vec<(String, String)>>| {
             let selection = selection.clone();
-            async move { partitioned(s, method, uri, headers, &q, selection, of) }
+            async move { partitioned(s, head, headers, &q, selection, of) }
         },
     )
 }
@@ -328,36 +321,27 @@ fn partition_param(q: &[(String, String)], of: u8) -> Result<u8, Value> {
 /// A partitioned stream's connection: its `partition` (required, 1 to `of`) and its share.
 fn partitioned(
     s: Arc<Shared>,
-    method: Method,
-    uri: Uri,
+    head: Head,
     headers: HeaderMap,
     q: &[(String, String)],
     selection: Selection,
     of: u8,
 ) -> Response {
     if !bearer_ok(&s, &headers) {
-        return logged(&s, &method, &uri, error_response(401, true, false, None));
+        return head.logged(&s, error_response(401, true, false, None));
     }
     let index = match partition_param(q, of) {
         Ok(index) => index,
-        Err(body) => return logged(&s, &method, &uri, json_response(400, body)),
+        Err(body) => return head.logged(&s, json_response(400, body)),
     };
     let partition = Partition {
-        stream: uri.path().to_string(),
+        stream: head.uri.path().to_string(),
         index,
         of,
     };
     // The stream's partitions exist from its first connection on (`exhausted` waits for all).
     s.partition_cursor(&partition);
-    open_partition(
-        s,
-        method,
-        uri,
-        Dialect::V2,
-        selection,
-        false,
-        Some(partition),
-    )
+    open_partition(s, head, Dialect::V2, selection, false, Some(partition))
 }
 
 fn logged(s: &Shared, method: &Method, uri: &Uri, r: Response) -> Response {
@@ -365,21 +349,52 @@ fn logged(s: &Shared, method: &Method, uri: &Uri, r: Response) -> Response {
     r
 }
 
-fn open_stream(
-    s: Arc<Shared>,
+/// A stream request's method and URI, and what its connection's socket has taken.
+struct Head {
     method: Method,
     uri: Uri,
+    wire: Wire,
+}
+
+impl Head {
+    fn logged(&self, s: &Shared, r: Response) -> Response {
+        logged(s, &self.method, &self.uri, r)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Head {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ConnectInfo(wire) = ConnectInfo::<Wire>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "served without a CountingListener",
+                )
+            })?;
+        Ok(Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            wire,
+        })
+    }
+}
+
+fn open_stream(
+    s: Arc<Shared>,
+    head: Head,
     dialect: Dialect,
     selection: Selection,
     delimited: bool,
 ) -> Response {
-    open_partition(s, method, uri, dialect, selection, delimited, None)
+    open_partition(s, head, dialect, selection, delimited, None)
 }
 
 fn open_partition(
     s: Arc<Shared>,
-    method: Method,
-    uri: Uri,
+    head: Head,
     dialect: Dialect,
     selection: Selection,
     delimited: bool,
@@ -387,17 +402,17 @@ fn open_partition(
 ) -> Response {
     let v2 = dialect == Dialect::V2;
     if let Some(refused) = too_many_connections(&s, v2) {
-        return logged(&s, &method, &uri, refused);
+        return head.logged(&s, refused);
     }
     let plan = s.next_plan();
     if let Some(status) = plan.status {
-        return logged(&s, &method, &uri, planned_error(&plan, status, v2));
+        return head.logged(&s, planned_error(&plan, status, v2));
     }
     if let Some(n) = plan.missed {
         s.skip_missed(dialect, partition.as_ref(), n);
     }
-    rewind(&s, &uri, dialect, partition.as_ref());
-    let conn = s.log_connection(&method, &uri, 200);
+    rewind(&s, &head.uri, dialect, partition.as_ref());
+    let conn = s.log_connection(&head.method, &head.uri, 200);
     let spec = StreamSpec {
         dialect,
         selection,
@@ -409,6 +424,7 @@ fn open_partition(
         },
         conn,
         partition,
+        wire: head.wire,
     };
     let (tx, mut rx) = mpsc::channel::<stream::Chunk>(8);
     s.active.fetch_add(1, Ordering::SeqCst);
@@ -643,8 +659,7 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
 
 async fn v1_stream(
     State(s): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
+    head: Head,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -658,34 +673,34 @@ async fn v1_stream(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
     let verdict = s.verifier.verify(&SignedRequest {
-        method: method.as_str(),
+        method: head.method.as_str(),
         scheme: "http",
         host,
-        path: uri.path(),
-        query: uri.query(),
+        path: head.uri.path(),
+        query: head.uri.query(),
         form_body: is_form.then_some(body_text.as_str()),
         authorization: headers.get("authorization").and_then(|v| v.to_str().ok()),
         now_secs: now_ms() / 1000,
     });
     if let Err(reason) = verdict {
         let r = json_response(401, json!({"errors": [{"code": 32, "message": reason}]}));
-        return logged(&s, &method, &uri, r);
+        return head.logged(&s, r);
     }
-    let mut params = uri.query().map(oauth::parse_form).unwrap_or_default();
+    let mut params = head.uri.query().map(oauth::parse_form).unwrap_or_default();
     if is_form {
         params.extend(oauth::parse_form(&body_text));
     }
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let delimited = get("delimited").as_deref() == Some("length");
-    let selection = match v1_selection(uri.path().ends_with("filter.json"), get) {
+    let selection = match v1_selection(head.uri.path().ends_with("filter.json"), get) {
         Ok(selection) => selection,
         Err(status) => {
             let body = serde_json::from_str(&error_body(status, false, false));
             let r = json_response(status, body.unwrap_or(Value::Null));
-            return logged(&s, &method, &uri, r);
+            return head.logged(&s, r);
         }
     };
-    open_stream(s, method, uri, Dialect::V1, selection, delimited)
+    open_stream(s, head, Dialect::V1, selection, delimited)
 }
 
 /// The tweets a v1.1 request selects (`track`, `follow`, `locations`, `language`; the sample

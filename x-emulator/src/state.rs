@@ -67,6 +67,9 @@ pub struct EmulatorConfig {
     pub rule_limits: (usize, usize),
     /// The Bluesky Jetstream network `/subscribe` serves.
     pub jetstream: crate::jetstream::timeline::JetstreamConfig,
+    /// Each connection's kernel send buffer in bytes (SO_SNDBUF); small, a slow client's
+    /// backlog waits in the server, as on a congested path. None: the system's, autotuned.
+    pub send_buffer: Option<usize>,
 }
 
 impl EmulatorConfig {
@@ -87,6 +90,7 @@ impl EmulatorConfig {
             ignore_dry_run: false,
             rule_limits: (1000, 1024),
             jetstream: Default::default(),
+            send_buffer: None,
         }
     }
 }
@@ -471,6 +475,8 @@ pub struct StreamSpec {
     pub conn: usize,
     /// Of a partitioned stream (firehose): which share of the tweets this connection gets.
     pub partition: Option<Partition>,
+    /// What the connection's socket has taken.
+    pub wire: crate::wire::Wire,
 }
 
 /// One partition of a partitioned stream: partition `index` (1-based) of `of` takes every

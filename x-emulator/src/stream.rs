@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::corpus::Item;
 use crate::faults::{injected_message, ConnectionPlan, End, Inject};
 use crate::state::{Selection, Shared, StreamSpec};
+use crate::wire::Wire;
 
 pub type Chunk = Result<Bytes, std::io::Error>;
 
@@ -207,8 +208,9 @@ async fn finish(
                 shared.item_done();
             }
             w.flush().await;
-            // Let the server write what it has to the socket, then reset the connection.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A reset drops what the server still holds: the whole messages before the cut
+            // were logged as sent, so they (and the half) reach the socket first.
+            w.until_on_the_wire(&spec.wire).await;
             let _ =
                 w.tx.send(Err(std::io::Error::other("emulated abrupt close")))
                     .await;
@@ -376,18 +378,22 @@ pub fn frame(out: &mut Vec<u8>, json: &[u8], delimited: bool) {
 struct Writer {
     tx: mpsc::Sender<Chunk>,
     buf: Vec<u8>,
+    /// Bytes handed to the server so far.
+    handed: u64,
     random: bool,
     rng: fastrand::Rng,
     drip: Option<u64>,
 }
 
 const FLUSH_AT: usize = 64 * 1024;
+const ON_THE_WIRE_WITHIN: Duration = Duration::from_secs(10);
 
 impl Writer {
     fn new(tx: mpsc::Sender<Chunk>, random: bool, drip: Option<u64>) -> Self {
         Self {
             tx,
             buf: Vec::with_capacity(FLUSH_AT * 2),
+            handed: 0,
             random,
             rng: fastrand::Rng::new(),
             drip,
@@ -407,12 +413,39 @@ impl Writer {
         true
     }
 
+    /// Wait until what was flushed is on the wire: the server took it from the channel, the
+    /// socket took at least as many bytes, and no write waits for room, twice in a row. Gives
+    /// up when the client goes, or after [`ON_THE_WIRE_WITHIN`] of a client that reads too little.
+    async fn until_on_the_wire(&self, wire: &Wire) {
+        let deadline = Instant::now() + ON_THE_WIRE_WITHIN;
+        let mut settled = None;
+        while !self.tx.is_closed() {
+            let drained = self.tx.capacity() == self.tx.max_capacity();
+            let written = wire.written();
+            let now = (drained && written >= self.handed && !wire.blocked()).then_some(written);
+            if now.is_some() && now == settled {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    handed = self.handed,
+                    written,
+                    "the client read too little for {ON_THE_WIRE_WITHIN:?}: closing with bytes unsent"
+                );
+                return;
+            }
+            settled = now;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Send what is buffered; false when the client has gone.
     async fn flush(&mut self) -> bool {
         if self.buf.is_empty() {
             return !self.tx.is_closed();
         }
         let data = Bytes::from(std::mem::take(&mut self.buf));
+        self.handed += data.len() as u64;
         self.buf.reserve(FLUSH_AT * 2);
         if let Some(bps) = self.drip {
             // A few bytes at a time, slowly.
