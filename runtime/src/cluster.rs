@@ -18,6 +18,27 @@ use crate::config::{
     TopicConfig, DEFAULT_CONSUMER_MAX_BYTES,
 };
 
+/// How long a listing request may wait for the SC's answer. Fluvio 0.50's client waits 60 s
+/// (seen when the SC was stopped just after the bridge reconnected: the bridge sat a minute
+/// before trying again); the callers retry on a new connection instead.
+const SC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `request` to the SC, failing as "cannot `what`" when it fails or is not answered within
+/// [`SC_REQUEST_TIMEOUT`].
+async fn sc_request<T, E: Into<anyhow::Error>>(
+    what: &str,
+    request: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    match tokio::time::timeout(SC_REQUEST_TIMEOUT, request).await {
+        Ok(answer) => answer
+            .map_err(Into::into)
+            .with_context(|| format!("cannot {what}")),
+        Err(_) => Err(anyhow!(
+            "cannot {what}: the Fluvio SC did not answer within {SC_REQUEST_TIMEOUT:?}"
+        )),
+    }
+}
+
 /// Connect with the current profile (`~/.fluvio/config` or `$FLV_PROFILE_PATH`), client id
 /// `fluvio_connector_<name>`.
 pub async fn connect(connector_name: &str) -> Result<Fluvio> {
@@ -218,10 +239,7 @@ async fn topic_partitions(
     admin: &fluvio::FluvioAdmin,
     topic: &str,
 ) -> Result<Vec<(u32, Metadata<PartitionSpec>)>> {
-    let all = admin
-        .all::<PartitionSpec>()
-        .await
-        .context("cannot list partitions")?;
+    let all = sc_request("list partitions", admin.all::<PartitionSpec>()).await?;
     Ok(all
         .into_iter()
         .filter_map(|p| {
@@ -233,10 +251,11 @@ async fn topic_partitions(
 }
 
 async fn topic_exists(admin: &fluvio::FluvioAdmin, name: &str) -> Result<bool> {
-    let topics = admin
-        .list::<TopicSpec, String>(vec![name.to_string()])
-        .await
-        .context("cannot list topics")?;
+    let topics = sc_request(
+        "list topics",
+        admin.list::<TopicSpec, String>(vec![name.to_string()]),
+    )
+    .await?;
     Ok(topics.iter().any(|t| t.name == name))
 }
 
