@@ -25,17 +25,7 @@ fn the_tail_read_finds_every_record_of_a_tail_longer_than_a_fetch() {
         writeln!(file, "k{i}\t{{\"id\":{i},\"text\":\"{padding}\"}}").unwrap();
     }
     drop(file);
-    env.produce_when_led(
-        &topic,
-        &[
-            "produce",
-            &topic,
-            "-f",
-            path.to_str().unwrap(),
-            "--key-separator",
-            "\t",
-        ],
-    );
+    env.produce_keyed_file(&topic, &path, &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -19,6 +19,36 @@ pub struct FluvioEnv {
 
 const MAX_BYTES: &str = "64000000";
 
+/// Where the SPU of a local cluster (`fluvio cluster start --local`) serves clients.
+const SPU_PUBLIC_ADDR: &str = "127.0.0.1:9010";
+
+/// Send `signal` to the SPU of the cluster whose HOME is `home`; `false` if none runs.
+fn signal_spu_of(home: &std::path::Path, signal: &str) -> bool {
+    let spu = format!("fluvio-run spu .*{}", home.join("data").display());
+    Command::new("pkill")
+        .args([&format!("-{signal}"), "-f", &spu])
+        .status()
+        .expect("run pkill")
+        .success()
+}
+
+/// The empty files under `dir`, recursively.
+fn empty_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => out.extend(empty_files(&path)),
+            Ok(m) if m.len() == 0 => out.push(path),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// `fluvio` and `fluvio-run`, if both are installed.
 pub fn binaries() -> Option<(PathBuf, PathBuf)> {
     let find = |name: &str| match std::env::var_os("FLUVIO_BIN_DIR") {
@@ -113,25 +143,49 @@ impl FluvioEnv {
             .collect()
     }
 
-    /// `fluvio produce <args>`, again while it is refused before it wrote anything (a
-    /// partition whose leader is not settled after a restart answers "the given SPU is not
-    /// the leader for the partition" for a moment, though listed Online).
-    pub fn produce_when_led(&self, topic: &str, args: &[&str]) {
+    /// `fluvio produce <topic> --key-separator '\t' -f <file> <extra>` for a file of
+    /// `key\tvalue` lines with unique keys. A partition whose leader is not settled after a
+    /// restart refuses a produce for a moment ("the given SPU is not the leader for the
+    /// partition") though listed Online, possibly after the CLI stored part of the file; so
+    /// each retry produces only the lines whose key the topic does not hold yet (read from
+    /// the partitions themselves: `partition list`'s HW lags behind them).
+    pub fn produce_keyed_file(&self, topic: &str, file: &std::path::Path, extra: &[&str]) {
+        let lines = std::fs::read_to_string(file).expect("read the records file");
+        let rest_file = file.with_extension("rest");
+        let mut current = file.to_path_buf();
         let started = std::time::Instant::now();
         loop {
-            let before = self.high_watermarks(topic);
-            let out = self.command().args(args).output().expect("run fluvio");
+            let path = current.to_str().expect("a UTF-8 path");
+            let mut args = vec!["produce", topic, "--key-separator", "\t", "-f", path];
+            args.extend_from_slice(extra);
+            let out = self.command().args(&args).output().expect("run fluvio");
             if out.status.success() {
                 return;
             }
             let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            let unwritten = self.high_watermarks(topic) == before;
-            if !(err.contains("not the leader") && unwritten)
+            if !err.contains("not the leader")
                 || started.elapsed() > std::time::Duration::from_secs(60)
             {
-                panic!("fluvio {args:?} failed (nothing written: {unwritten}): {err}");
+                panic!("fluvio {args:?} failed: {err}");
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
+            let partitions = self.high_watermarks(topic).len() as u32;
+            let stored: std::collections::HashSet<String> = (0..partitions)
+                .flat_map(|p| self.keys_by_offset(topic, p))
+                .map(|(_, key)| key)
+                .collect();
+            let rest: String = lines
+                .lines()
+                .filter(|l| !stored.contains(l.split('\t').next().unwrap_or_default()))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            eprintln!(
+                "fluvio produce refused (not the leader); the topic holds {} records, producing the {} of the file it lacks",
+                stored.len(),
+                rest.lines().count()
+            );
+            std::fs::write(&rest_file, rest).expect("write the records not stored");
+            current = rest_file.clone();
         }
     }
 
@@ -192,19 +246,24 @@ impl FluvioEnv {
         let Some(home) = self.private_home(test) else {
             return false;
         };
-        let spu = format!("fluvio-run spu .*{}", home.join("data").display());
-        let out = Command::new("pkill")
-            .args([&format!("-{signal}"), "-f", &spu])
-            .output()
-            .expect("run pkill");
-        assert!(out.status.success(), "no SPU process matches `{spu}`");
+        assert!(
+            signal_spu_of(&home, signal),
+            "no SPU process of {} to signal",
+            home.display()
+        );
         true
     }
 
-    /// Stop the cluster (SC and SPU: `fluvio cluster shutdown`) for `down`, then resume it
-    /// with its data and wait until every partition is online again. Only the private cluster
+    /// Stop the cluster (SC and SPU) for `down`, then resume it with its data and wait until
+    /// the SPU serves and every partition is online again. Only the private cluster
     /// `./test.sh` started (under the test cache) is ever stopped; with any other, `false`
     /// after SKIPPED.
+    ///
+    /// The SPU is killed first and the SC a moment later (`fluvio cluster shutdown`): the
+    /// shutdown SIGKILLs both at once, while the SC, seeing the SPU go, rewrites its metadata
+    /// files in place (truncate, then write); a kill in between left an empty
+    /// `SPU/custom-spu-5001.yaml` that the resumed SC could not load, so no SPU came back and
+    /// `fluvio produce` spun forever.
     pub fn outage(&self, test: &str, down: std::time::Duration) -> bool {
         let Some(home) = self.private_home(test) else {
             return false;
@@ -230,9 +289,23 @@ impl FluvioEnv {
                 String::from_utf8_lossy(&out.stderr)
             );
         };
+        signal_spu_of(&home, "KILL"); // unless it is dead already
+        std::thread::sleep(std::time::Duration::from_secs(2));
         cluster("shutdown");
         std::thread::sleep(down);
+        let metadata = home.join("data").join("metadata");
+        if let Some(empty) = empty_files(&metadata).first() {
+            panic!(
+                "the Fluvio SC left an empty metadata file {} (killed while writing it); the cluster cannot resume",
+                empty.display()
+            );
+        }
         cluster("resume");
+        crate::wait_for(
+            "the SPU to accept connections after resuming",
+            std::time::Duration::from_secs(60),
+            || std::net::TcpStream::connect(SPU_PUBLIC_ADDR).ok(),
+        );
         // Answering is not enough: a produce before every partition has its leader back is
         // refused ("the given SPU is not the leader for the partition").
         crate::wait_for(

@@ -99,10 +99,7 @@ pub fn produce_records(
         .collect();
     let file = dir.join(format!("{topic}-{}.txt", range.start));
     std::fs::write(&file, data).unwrap();
-    let file = file.to_str().unwrap();
-    let mut args = vec!["produce", topic, "--key-separator", "\t", "-f", file];
-    args.extend(options);
-    env.produce_when_led(topic, &args);
+    env.produce_keyed_file(topic, &file, options);
 }
 
 /// (key, fluvio.offset) of every record of a Kafka topic.
