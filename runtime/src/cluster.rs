@@ -23,20 +23,27 @@ use crate::config::{
 /// before trying again); the callers retry on a new connection instead.
 const SC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `call` to Fluvio, failed when it is not answered within `limit`.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, call)
+        .await
+        .map_err(|_| anyhow!("no answer from Fluvio in {limit:?}"))?
+}
+
 /// `request` to the SC, failing as "cannot `what`" when it fails or is not answered within
 /// [`SC_REQUEST_TIMEOUT`].
 async fn sc_request<T, E: Into<anyhow::Error>>(
     what: &str,
     request: impl std::future::Future<Output = std::result::Result<T, E>>,
 ) -> Result<T> {
-    match tokio::time::timeout(SC_REQUEST_TIMEOUT, request).await {
-        Ok(answer) => answer
-            .map_err(Into::into)
-            .with_context(|| format!("cannot {what}")),
-        Err(_) => Err(anyhow!(
-            "cannot {what}: the Fluvio SC did not answer within {SC_REQUEST_TIMEOUT:?}"
-        )),
-    }
+    within(SC_REQUEST_TIMEOUT, async {
+        request.await.map_err(Into::into)
+    })
+    .await
+    .with_context(|| format!("cannot {what}"))
 }
 
 /// Connect with the current profile (`~/.fluvio/config` or `$FLV_PROFILE_PATH`), client id

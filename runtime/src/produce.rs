@@ -391,9 +391,7 @@ async fn send(producer: &TopicProducerPool, record: &Record) -> Result<Confirmat
 
 /// A producer call that takes too long counts as failed.
 async fn timed<T>(call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(CALL_TIMEOUT, call)
-        .await
-        .map_err(|_| anyhow!("no answer from Fluvio in {CALL_TIMEOUT:?}"))?
+    crate::cluster::within(CALL_TIMEOUT, call).await
 }
 
 #[cfg(test)]
